@@ -1,0 +1,71 @@
+"""Commands: imperatives returned by ``Node.handle`` for the driver to execute in order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from groupcomm.core.frames import Frame
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendFrame:
+    """Fire and forget: the protocol tolerates loss, so a full queue drops and counts."""
+
+    targets: tuple[str, ...]  # daemon names
+    frame: Frame
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetTimer:
+    name: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliverMessage:
+    conn: str  # local receiving connection
+    sender: str  # sending connection's private name
+    groups: tuple[str, ...]
+    service: int
+    msg_type: int
+    payload: bytes
+    mid: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliverMembership:
+    conn: str
+    group: str
+    kind: str  # "regular" | "transitional" | "self_leave"
+    gid: str
+    members: tuple[str, ...]
+    cause: str  # "JOIN" | "LEAVE" | "DISCONNECT" | "NETWORK" ("" for transitional)
+    vs_sets: tuple[tuple[str, ...], ...]
+    changed: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RejectRequest:
+    conn: str
+    op: str  # "join" | "leave" | "multicast" | "session"
+    group: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseSession:
+    conn: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Note:
+    """Something worth logging or tracing. The core never logs; the driver decides."""
+
+    event: str
+    fields: dict[str, object]
+
+
+Command = (
+    SendFrame | SetTimer | DeliverMessage | DeliverMembership | RejectRequest | CloseSession | Note
+)

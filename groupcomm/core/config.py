@@ -1,0 +1,40 @@
+"""Protocol settings of one daemon. Daemons of one cluster must agree on ``fingerprint()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoreConfig:
+    name: str  # this daemon's name (stable across restarts)
+    incarnation: int  # differs after every restart: a new process in the EVS sense
+    peers: tuple[str, ...]  # names of every daemon that may belong to the cluster (self included)
+    tick_ms: int = 10  # the one periodic timer: heartbeats, repair, deadlines
+    heartbeat_ms: int = 40
+    suspect_timeout_ms: int = 250  # silence after which a member is suspected
+    flush_timeout_ms: int = 200  # proposer waits this long for Flush reports
+    install_timeout_ms: int = 400  # a member waits this long for Install after flushing
+    gather_timeout_ms: int = 150  # wait for someone else's proposal before proposing ourselves
+    window_msgs: int = 4096  # own unstable messages in flight (flow control)
+    window_bytes: int = 8 << 20  # own unstable payload bytes in flight
+    batch_bytes: int = 60_000  # Data frames are cut at this size
+    max_message_bytes: int = 1 << 20
+    trace_messages: bool = False  # emit per-message Notes (simulator, --trace); off on the hot path
+
+    def __post_init__(self) -> None:
+        if self.name not in self.peers:
+            raise ValueError(f"peers must include this daemon's own name {self.name!r}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith(("_ms", "_msgs", "_bytes")) and (
+                not isinstance(value, int) or value <= 0
+            ):
+                raise ValueError(f"{f.name} must be a positive integer, got {value!r}")
+        if self.suspect_timeout_ms <= self.heartbeat_ms:
+            raise ValueError("suspect_timeout_ms must exceed heartbeat_ms")
+
+    def fingerprint(self) -> tuple[tuple[str, object], ...]:
+        """The settings every daemon of one cluster must share (the rest is per daemon)."""
+        shared = ("heartbeat_ms", "suspect_timeout_ms", "flush_timeout_ms", "install_timeout_ms")
+        return tuple((name, getattr(self, name)) for name in shared)

@@ -1,0 +1,336 @@
+"""Per-view message state: reliability, sequencer order, stability, delivery order.
+
+An ``Epoch`` lives exactly as long as one regular daemon view. It owns per-sender sequence
+numbers and NAK repair, the sequencer's total order (when this daemon coordinates the view),
+ack tracking for stability, and the delivery cursor. It does not own membership: at a view
+change the membership layer reads its state (``flush_report``) and throws it away.
+
+Delivery rule in the regular view (see protocol/ordering.md):
+  * messages are delivered in gseq order with no holes (EVS-6.2);
+  * a message at gseq g is delivered only once its sender has acknowledged ordering metadata
+    through g. This is what lets a view change deliver a partition's own unordered messages
+    without contradicting an order another partition already delivered (EVS-6.1, EVS-3);
+  * SAFE additionally waits until every member holds everything through g (EVS-7.1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from groupcomm.core.frames import Data, GlobalRange, Msg, Nak, Ordered, OrderRange, Status
+from groupcomm.core.ids import ViewId
+from groupcomm.core.service import Service
+
+SAFE = int(Service.SAFE)
+SERVICE_BITS = 0x3F
+
+
+class Epoch:
+    """Message state of one regular view, seen from daemon ``me``."""
+
+    def __init__(self, view: ViewId, members: tuple[str, ...], me: str) -> None:
+        self.view = view
+        self.members = members
+        self.me = me
+        self.is_sequencer = view.coord == me
+        self.next_seq = 1  # our next data seq
+        self.recv: dict[str, dict[int, Msg]] = {m: {} for m in members}
+        self.contig: dict[str, int] = dict.fromkeys(members, 0)  # contiguous seqs held
+        self.seen_seq: dict[str, int] = dict.fromkeys(members, 0)  # highest seq known to exist
+        self.order: dict[int, tuple[str, int]] = {}  # gseq -> (sender, seq), retained part
+        self.ord_known = 0  # contiguous ordering prefix held
+        self.ordered_hint = 0  # highest gseq known to exist
+        self.aru = 0  # contiguous prefix with ordering *and* payload
+        self.delivered = 0
+        self.gc_upto = 0
+        self.ack_ord: dict[str, int] = dict.fromkeys(members, 0)
+        self.ack_aru: dict[str, int] = dict.fromkeys(members, 0)
+        self.ack_stable: dict[str, int] = dict.fromkeys(members, 0)
+        # Sequencer state: highest seq of each sender already ordered, next gseq to assign.
+        self.seq_done: dict[str, int] = dict.fromkeys(members, 0)
+        self.next_gseq = 1
+        self.dirty_senders: set[str] = set()
+        # Flow control: our own messages not yet stable.
+        self.own_unstable_bytes = 0
+        self.own_stable = 0  # how many of our messages are stable
+        self.status_dirty = False
+
+    # ----------------------------------------------------------------- sending
+    def in_flight(self) -> int:
+        return self.next_seq - 1 - self.own_stable
+
+    def stamp(self, msgs: list[Msg]) -> Data:
+        """Assign our next seqs to ``msgs`` and keep them until stable (for repair)."""
+        first = self.next_seq
+        own = self.recv[self.me]
+        for i, msg in enumerate(msgs):
+            own[first + i] = msg
+            self.own_unstable_bytes += len(msg.payload)
+        self.next_seq = first + len(msgs)
+        self.contig[self.me] = self.next_seq - 1
+        self.seen_seq[self.me] = self.next_seq - 1
+        if self.is_sequencer:
+            self.dirty_senders.add(self.me)
+        return Data(view=self.view, sender=self.me, first_seq=first, msgs=tuple(msgs))
+
+    # --------------------------------------------------------------- receiving
+    def on_data(self, frame: Data) -> None:
+        sender = frame.sender
+        store = self.recv.get(sender)
+        if store is None or sender == self.me:
+            return
+        contig = self.contig[sender]
+        seq = frame.first_seq
+        for msg in frame.msgs:
+            if seq > contig and seq not in store:
+                store[seq] = msg
+            seq += 1
+        last = seq - 1
+        if last > self.seen_seq[sender]:
+            self.seen_seq[sender] = last
+        while contig + 1 in store:
+            contig += 1
+        if contig != self.contig[sender]:
+            self.contig[sender] = contig
+            if self.is_sequencer:
+                self.dirty_senders.add(sender)
+            self._advance_aru()
+
+    def on_ordered(self, frame: Ordered) -> None:
+        gseq = frame.first_gseq
+        order = self.order
+        floor = max(self.gc_upto, self.ord_known)
+        for sender, first_seq, count in frame.ranges:
+            if sender not in self.recv or count <= 0:
+                return  # not a member of this view: the frame is bogus, ignore the rest
+            for seq in range(first_seq, first_seq + count):
+                if gseq > floor and gseq not in order:
+                    order[gseq] = (sender, seq)
+                gseq += 1
+            if first_seq + count - 1 > self.seen_seq[sender]:
+                self.seen_seq[sender] = first_seq + count - 1
+        if gseq - 1 > self.ordered_hint:
+            self.ordered_hint = gseq - 1
+        self._advance_ord_known()
+
+    def on_status(self, frame: Status) -> None:
+        sender = frame.sender
+        if sender not in self.ack_ord:
+            return
+        if frame.ord_known > self.ack_ord[sender]:
+            self.ack_ord[sender] = frame.ord_known
+        if frame.aru > self.ack_aru[sender]:
+            self.ack_aru[sender] = frame.aru
+            if self.stable() > self.ack_stable[self.me]:
+                self.ack_stable[self.me] = self.stable()
+                self.status_dirty = True
+        if frame.stable > self.ack_stable[sender]:
+            self.ack_stable[sender] = frame.stable
+        if frame.sent_seq > self.seen_seq[sender]:
+            self.seen_seq[sender] = frame.sent_seq
+        if sender == self.view.coord and frame.ordered_upto > self.ordered_hint:
+            self.ordered_hint = frame.ordered_upto
+
+    def _advance_ord_known(self) -> None:
+        known = self.ord_known
+        order = self.order
+        while known + 1 in order:
+            known += 1
+        if known != self.ord_known:
+            self.ord_known = known
+            self.ack_ord[self.me] = known
+            self.status_dirty = True
+            if known > self.ordered_hint:
+                self.ordered_hint = known
+            self._advance_aru()
+
+    def _advance_aru(self) -> None:
+        aru = self.aru
+        order = self.order
+        recv = self.recv
+        while aru < self.ord_known:
+            sender, seq = order[aru + 1]
+            if seq not in recv[sender]:
+                break
+            aru += 1
+        if aru != self.aru:
+            self.aru = aru
+            self.ack_aru[self.me] = aru
+            self.status_dirty = True
+            stable = self.stable()
+            if stable > self.ack_stable[self.me]:
+                self.ack_stable[self.me] = stable
+
+    # --------------------------------------------------------------- sequencer
+    def sequence(self) -> Ordered | None:
+        """Order every newly contiguous run of every sender, in one frame (batching)."""
+        if not self.dirty_senders:
+            return None
+        ranges: list[OrderRange] = []
+        for sender in sorted(self.dirty_senders):  # sorted: deterministic across processes
+            done = self.seq_done[sender]
+            top = self.contig[sender]
+            if top > done:
+                ranges.append((sender, done + 1, top - done))
+                self.seq_done[sender] = top
+        self.dirty_senders.clear()
+        if not ranges:
+            return None
+        frame = Ordered(view=self.view, first_gseq=self.next_gseq, ranges=tuple(ranges))
+        self.next_gseq += sum(r[2] for r in ranges)
+        self.on_ordered(frame)
+        return frame
+
+    # ---------------------------------------------------------------- delivery
+    def stable(self) -> int:
+        return min(self.ack_aru.values())
+
+    def safe_point(self) -> int:
+        """Highest gseq every member knows to be stable (Totem's two-rotation rule)."""
+        return min(self.ack_stable.values())
+
+    def deliverable(self) -> Iterator[tuple[int, str, int, Msg]]:
+        """Yield (gseq, sender, seq, msg) in order while the regular-view rules allow."""
+        order = self.order
+        recv = self.recv
+        ack_ord = self.ack_ord
+        stable = -1
+        g = self.delivered
+        while g < self.ord_known:
+            sender, seq = order[g + 1]
+            msg = recv[sender].get(seq)
+            if msg is None or ack_ord[sender] <= g:
+                return
+            if msg.service & SERVICE_BITS == SAFE:
+                if stable < 0:
+                    stable = self.safe_point()
+                if stable <= g:
+                    return
+            g += 1
+            self.delivered = g
+            yield g, sender, seq, msg
+
+    def collect_garbage(self) -> None:
+        """Free what every member holds and we delivered; account our own stable messages."""
+        limit = min(self.stable(), self.delivered)
+        if self.gc_upto >= limit:
+            return
+        order = self.order
+        recv = self.recv
+        me = self.me
+        for g in range(self.gc_upto + 1, limit + 1):
+            sender, seq = order.pop(g)
+            msg = recv[sender].pop(seq)
+            if sender == me:
+                self.own_unstable_bytes -= len(msg.payload)
+                self.own_stable += 1
+        self.gc_upto = limit
+
+    # ------------------------------------------------------------------ repair
+    def missing(self) -> Nak | None:
+        """What we lack: data runs per sender and ordering gseqs (NAK-based repair)."""
+        data: list[tuple[str, int, int]] = []
+        for sender in self.members:
+            if sender == self.me:
+                continue
+            top = self.seen_seq[sender]
+            low = self.contig[sender]
+            if top > low:
+                store = self.recv[sender]
+                first = low + 1
+                while first <= top and first in store:
+                    first += 1
+                last = first
+                while last + 1 <= top and last + 1 not in store:
+                    last += 1
+                data.append((sender, first, last))
+        order_from = self.ord_known + 1
+        order_to = self.ordered_hint
+        if not data and order_to < order_from:
+            return None
+        return Nak(
+            view=self.view, sender=self.me, data=tuple(data), order_from=order_from,
+            order_to=order_to,
+        )
+
+    def repair(self, nak: Nak, max_msgs: int = 2048) -> list[Data | Ordered]:
+        """Answer a NAK with whatever we still hold."""
+        out: list[Data | Ordered] = []
+        budget = max_msgs
+        for sender, first, last in nak.data:
+            store = self.recv.get(sender)
+            if store is None or budget <= 0:
+                continue
+            run: list[Msg] = []
+            run_first = first
+            for seq in range(first, min(last, first + budget - 1) + 1):
+                msg = store.get(seq)
+                if msg is None:
+                    if run:
+                        out.append(self._data(sender, run_first, run))
+                    run, run_first = [], seq + 1
+                    continue
+                run.append(msg)
+            if run:
+                out.append(self._data(sender, run_first, run))
+            budget -= last - first + 1
+        if nak.order_to >= nak.order_from:
+            out.extend(self._ordered_runs(nak.order_from, min(nak.order_to, nak.order_from + 8191)))
+        return out
+
+    def _data(self, sender: str, first: int, msgs: list[Msg]) -> Data:
+        return Data(view=self.view, sender=sender, first_seq=first, msgs=tuple(msgs))
+
+    def _ordered_runs(self, low: int, high: int) -> list[Ordered]:
+        out: list[Ordered] = []
+        start = None
+        ranges: list[OrderRange] = []
+        for g in range(low, high + 1):
+            entry = self.order.get(g)
+            if entry is None:
+                if ranges and start is not None:
+                    out.append(Ordered(view=self.view, first_gseq=start, ranges=tuple(ranges)))
+                start, ranges = None, []
+                continue
+            if start is None:
+                start = g
+            sender, seq = entry
+            if ranges and ranges[-1][0] == sender and ranges[-1][1] + ranges[-1][2] == seq:
+                last = ranges[-1]
+                ranges[-1] = (sender, last[1], last[2] + 1)
+            else:
+                ranges.append((sender, seq, 1))
+        if ranges and start is not None:
+            out.append(Ordered(view=self.view, first_gseq=start, ranges=tuple(ranges)))
+        return out
+
+    # ------------------------------------------------------------------ status
+    def status(self, max_epoch: int, proposal: ViewId | None) -> Status:
+        self.status_dirty = False
+        return Status(
+            view=self.view, sender=self.me, max_epoch=max_epoch, proposal=proposal,
+            sent_seq=self.next_seq - 1,
+            ordered_upto=self.next_gseq - 1 if self.is_sequencer else 0,
+            ord_known=self.ord_known, aru=self.aru, stable=self.ack_stable[self.me],
+        )
+
+    # ------------------------------------------------------------- view change
+    def order_report(self) -> tuple[GlobalRange, ...]:
+        """Our contiguous ordering knowledge above what we already freed, as runs."""
+        runs: list[GlobalRange] = []
+        for g in range(self.gc_upto + 1, self.ord_known + 1):
+            sender, seq = self.order[g]
+            if runs:
+                first_g, s, first_seq, count = runs[-1]
+                if s == sender and first_seq + count == seq and first_g + count == g:
+                    runs[-1] = (first_g, s, first_seq, count + 1)
+                    continue
+            runs.append((g, sender, seq, 1))
+        return tuple(runs)
+
+    def retained(self) -> tuple[tuple[str, int, Msg], ...]:
+        out: list[tuple[str, int, Msg]] = []
+        for sender in self.members:
+            store = self.recv[sender]
+            out.extend((sender, seq, store[seq]) for seq in sorted(store))
+        return tuple(out)

@@ -1,0 +1,71 @@
+"""Events: past-tense facts fed into ``Node.handle``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from groupcomm.core.frames import Frame
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Started:
+    """The daemon process started: begin heartbeats and discovery."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameReceived:
+    frame: Frame
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimerFired:
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionOpened:
+    conn: str  # the connection's private name, "#<client>#<daemon>"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionClosed:
+    conn: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JoinRequested:
+    conn: str
+    group: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaveRequested:
+    conn: str
+    group: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MulticastRequested:
+    conn: str
+    groups: tuple[str, ...]
+    service: int  # Service | optional SELF_DISCARD
+    msg_type: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShutdownRequested:
+    """Clean shutdown: announce Leave so peers react at once (no timeout)."""
+
+
+Event = (
+    Started
+    | FrameReceived
+    | TimerFired
+    | SessionOpened
+    | SessionClosed
+    | JoinRequested
+    | LeaveRequested
+    | MulticastRequested
+    | ShutdownRequested
+)

@@ -1,0 +1,125 @@
+"""Peer frames exchanged by daemons. Pure data; encoding lives in ``groupcomm.wire``.
+
+Field order of every frame is the table order in ``protocol/frames.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from groupcomm.core.ids import ViewId
+
+# (sender token, first sender seq, count): a run of one sender's messages in an Ordered frame.
+OrderRange = tuple[str, int, int]
+# (first gseq, sender, first seq, count): an ordering run as reported in a Flush.
+GlobalRange = tuple[int, str, int, int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Msg:
+    """One application message or group operation as it travels between daemons."""
+
+    kind: int  # service.Kind
+    conn: str  # private name of the sending connection ("#c1#d1")
+    service: int  # service.Service value, possibly | SELF_DISCARD
+    groups: tuple[str, ...]
+    msg_type: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Status:
+    """Heartbeat and acknowledgement, sent to every configured peer.
+
+    Doubles as failure-detector input, tail-loss detector (``sent_seq``, ``ordered_upto``) and
+    stability input (``ord_known``, ``aru``, ``stable``). SAFE delivery waits until every member
+    reports ``stable`` past the message, so every member knows it is stable (EVS-7.1)."""
+
+    view: ViewId
+    sender: str
+    max_epoch: int
+    proposal: ViewId | None  # the view-change proposal this daemon accepted, if any
+    sent_seq: int  # highest own data seq sent in ``view``
+    ordered_upto: int  # highest gseq assigned (meaningful from the sequencer)
+    ord_known: int  # contiguous prefix of ordering metadata held
+    aru: int  # contiguous prefix of ordering metadata *and* payloads held
+    stable: int  # min aru over the view's members, as known by the sender
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Data:
+    view: ViewId
+    sender: str
+    first_seq: int
+    msgs: tuple[Msg, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ordered:
+    """The sequencer's decision: the next gseqs, starting at ``first_gseq``, go to these runs."""
+
+    view: ViewId
+    first_gseq: int
+    ranges: tuple[OrderRange, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Nak:
+    """Ask for missing data runs (sender, first seq, last seq) and ordering gseqs [from, to]."""
+
+    view: ViewId
+    sender: str
+    data: tuple[tuple[str, int, int], ...]
+    order_from: int
+    order_to: int  # order_to < order_from means "no ordering wanted"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Propose:
+    view: ViewId  # the proposed new view id; view.coord is the proposer
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Flush:
+    """A member's report of its old view to the proposer (the flush step of a view change)."""
+
+    proposal: ViewId
+    sender: str
+    old_view: ViewId
+    old_members: tuple[str, ...]
+    delivered_upto: int
+    order: tuple[GlobalRange, ...]
+    msgs: tuple[tuple[str, int, Msg], ...]  # (sender, seq, msg) of retained messages
+    acks: tuple[tuple[str, int], ...]  # (member, ord_known) as known by the reporter
+    local_groups: tuple[tuple[str, tuple[str, ...]], ...]  # (conn, joined groups), final
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cleanup:
+    """What the survivors of one old view deliver to close it (EVS-4, EVS-6.2, EVS-7)."""
+
+    old_view: ViewId
+    trans_members: tuple[str, ...]
+    regular_upto: int  # deliver up to this gseq in the old regular view
+    regular: tuple[tuple[int, str, int, Msg], ...]  # (gseq, sender, seq, msg)
+    transitional: tuple[tuple[str, int, Msg], ...]  # delivered in the transitional view
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Install:
+    view: ViewId
+    members: tuple[str, ...]
+    cleanups: tuple[Cleanup, ...]
+    groups: tuple[tuple[str, str, tuple[str, ...]], ...]  # (daemon, conn, groups)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Leave:
+    """A daemon shutting down cleanly: peers drop it at once instead of waiting for a timeout."""
+
+    view: ViewId
+    sender: str
+
+
+Frame = Status | Data | Ordered | Nak | Propose | Flush | Install | Leave

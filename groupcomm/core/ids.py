@@ -1,0 +1,47 @@
+"""Identifiers: daemon tokens, view ids, message ids.
+
+A *token* names one incarnation of a daemon: ``"<name>:<incarnation>"``. A restarted daemon is a
+new incarnation, hence a new process in the EVS sense (it never inherits the old one's state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_NAME_LEN = 64
+
+
+def make_token(name: str, incarnation: int) -> str:
+    return f"{name}:{incarnation}"
+
+
+def token_name(token: str) -> str:
+    return token.rsplit(":", 1)[0]
+
+
+def token_incarnation(token: str) -> int:
+    return int(token.rsplit(":", 1)[1])
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ViewId:
+    """Regular daemon view id. Ordered by epoch first (EVS-2.3 local monotonicity)."""
+
+    epoch: int
+    coord: str
+
+    def __str__(self) -> str:
+        return f"{self.epoch}.{self.coord}"
+
+
+def regular_conf_id(view: ViewId) -> str:
+    return f"R{view}"
+
+
+def transitional_conf_id(new_view: ViewId, old_view: ViewId) -> str:
+    # Unique per (old, new) pair, which is what EVS-2.5 (transitional agreement) needs.
+    return f"T{new_view}<{old_view}"
+
+
+def message_id(sender: str, view: ViewId, seq: int) -> str:
+    return f"{sender}|{view}|{seq}"

@@ -1,0 +1,281 @@
+"""``Node``: one daemon's protocol state machine. ``handle(now_ms, event) -> list[Command]``.
+
+Owns the phase (operational or gathering a new view), client request intake and the glue between
+the per-view ``Epoch``, the membership round (``membership``) and the ``GroupTable``. It does no
+I/O: the driver executes the returned commands in order.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import assert_never
+
+from groupcomm.core import membership, requests
+from groupcomm.core.commands import (
+    Command,
+    DeliverMessage,
+    Note,
+    RejectRequest,
+    SendFrame,
+    SetTimer,
+)
+from groupcomm.core.config import CoreConfig
+from groupcomm.core.epoch import Epoch
+from groupcomm.core.events import (
+    Event,
+    FrameReceived,
+    JoinRequested,
+    LeaveRequested,
+    MulticastRequested,
+    SessionClosed,
+    SessionOpened,
+    ShutdownRequested,
+    Started,
+    TimerFired,
+)
+from groupcomm.core.frames import (
+    Data,
+    Flush,
+    Frame,
+    Install,
+    Leave,
+    Msg,
+    Nak,
+    Ordered,
+    Propose,
+    Status,
+)
+from groupcomm.core.groups import GroupTable
+from groupcomm.core.ids import ViewId, make_token, message_id, regular_conf_id, token_name
+from groupcomm.core.service import SELF_DISCARD, Kind, Service
+
+SERVICE_NAMES = {int(s): s.name for s in Service}
+TICK = "tick"
+
+
+class Node(membership.MembershipMixin):
+    def __init__(self, config: CoreConfig, rng: random.Random | None = None) -> None:
+        self.cfg = config
+        self.rng = rng or random.Random(0)
+        self.name = config.name
+        self.me = make_token(config.name, config.incarnation)
+        self.others = tuple(sorted(p for p in config.peers if p != config.name))
+        self.now = 0
+        self.view = ViewId(0, self.me)
+        self.members: tuple[str, ...] = (self.me,)
+        self.epoch = Epoch(self.view, self.members, self.me)
+        self.groups = GroupTable(self.me)
+        self.pending: deque[Msg] = deque()
+        self.own_delivered_seq = 0
+        self.stopped = False
+        self.started = False
+        self.last_heartbeat = -(10**9)
+        self.counters: dict[str, int] = {"delivered": 0, "retransmitted": 0, "naks": 0}
+        self.init_membership()
+
+    # ------------------------------------------------------------------ entry
+    def handle(self, now_ms: int, event: Event) -> list[Command]:
+        self.now = now_ms
+        out: list[Command] = []
+        if self.stopped:
+            return out
+        match event:
+            case FrameReceived(frame=frame):
+                self._on_frame(frame, out)
+            case TimerFired(name=name):
+                if name == TICK:
+                    self._on_tick(out)
+            case SessionOpened() | SessionClosed() | JoinRequested() | LeaveRequested():
+                requests.on_session_event(self, event, out)
+            case MulticastRequested():
+                requests.on_multicast(self, event, out)
+            case Started():
+                self._start(out)
+            case ShutdownRequested():
+                self._shutdown(out)
+            case _:
+                assert_never(event)
+        if not self.stopped:
+            self._pump(out)
+        return out
+
+    def _start(self, out: list[Command]) -> None:
+        if self.started:
+            return
+        self.started = True
+        self.groups.set_conf(regular_conf_id(self.view))
+        self.note_install(out, regular_conf_id(self.view), "regular", self.members, self.view.epoch)
+        out.append(SetTimer(name=TICK, at_ms=self.now + self.cfg.tick_ms))
+
+    def _shutdown(self, out: list[Command]) -> None:
+        leave = Leave(view=self.view, sender=self.me)
+        out.append(SendFrame(targets=self.others, frame=leave))
+        out.append(Note(event="shutdown", fields={"d": self.me}))
+        self.stopped = True
+
+    # ----------------------------------------------------------------- frames
+    def _on_frame(self, frame: Frame, out: list[Command]) -> None:
+        match frame:
+            case Data():
+                if frame.view == self.view:
+                    self.epoch.on_data(frame)
+            case Ordered():
+                if frame.view == self.view:
+                    self.epoch.on_ordered(frame)
+            case Status():
+                self.on_status(frame, out)
+            case Nak():
+                self._on_nak(frame, out)
+            case Propose():
+                self.on_propose(frame, out)
+            case Flush():
+                self.on_flush(frame, out)
+            case Install():
+                self.on_install(frame, out)
+            case Leave():
+                self.on_leave(frame, out)
+            case _:
+                assert_never(frame)
+
+    def _on_nak(self, nak: Nak, out: list[Command]) -> None:
+        if nak.view != self.view or nak.sender not in self.epoch.recv:
+            return
+        target = (token_name(nak.sender),)
+        for frame in self.epoch.repair(nak):
+            self.counters["retransmitted"] += len(frame.msgs) if isinstance(frame, Data) else 0
+            out.append(SendFrame(targets=target, frame=frame))
+
+    def _on_tick(self, out: list[Command]) -> None:
+        out.append(SetTimer(name=TICK, at_ms=self.now + self.cfg.tick_ms))
+        if self.now - self.last_heartbeat >= self.cfg.heartbeat_ms:
+            self.last_heartbeat = self.now
+            out.append(SendFrame(targets=self.others, frame=self.status()))
+        if self.phase == membership.OPERATIONAL:
+            nak = self.epoch.missing()
+            if nak is not None:
+                self.counters["naks"] += 1
+                wanted = {token_name(s) for s, _, _ in nak.data}
+                if nak.order_to >= nak.order_from:
+                    wanted.add(token_name(self.view.coord))
+                wanted.discard(self.name)
+                if wanted:
+                    out.append(SendFrame(targets=tuple(sorted(wanted)), frame=nak))
+        self.check_membership(out)
+
+    def status(self) -> Status:
+        return self.epoch.status(self.max_epoch, self.accepted_view())
+
+    # ------------------------------------------------------------------- pump
+    def _pump(self, out: list[Command]) -> None:
+        """After every event: send what we may, order, deliver, free, acknowledge."""
+        if self.phase != membership.OPERATIONAL:
+            return
+        epoch = self.epoch
+        peers = tuple(token_name(m) for m in self.members if m != self.me)
+        if self.pending:
+            self._stamp_pending(peers, out)
+        if epoch.is_sequencer:
+            ordered = epoch.sequence()
+            if ordered is not None and peers:
+                out.append(SendFrame(targets=peers, frame=ordered))
+        conf = regular_conf_id(self.view)
+        for _, sender, seq, msg in epoch.deliverable():
+            self.deliver(sender, self.view, seq, msg, conf, out)
+        epoch.collect_garbage()
+        if epoch.status_dirty and peers:
+            out.append(SendFrame(targets=peers, frame=self.status()))
+
+    def _stamp_pending(self, peers: tuple[str, ...], out: list[Command]) -> None:
+        epoch = self.epoch
+        cfg = self.cfg
+        pending = self.pending
+        while pending:
+            room = cfg.window_msgs - epoch.in_flight()
+            if room <= 0 or epoch.own_unstable_bytes >= cfg.window_bytes:
+                return
+            batch: list[Msg] = []
+            size = 0
+            while pending and len(batch) < room and size < cfg.batch_bytes:
+                msg = pending.popleft()
+                batch.append(msg)
+                size += len(msg.payload) + 64
+            first = epoch.next_seq
+            data = epoch.stamp(batch)
+            if cfg.trace_messages:
+                self._note_sends(batch, first, out)
+            if peers:
+                out.append(SendFrame(targets=peers, frame=data))
+
+    def _note_sends(self, batch: list[Msg], first: int, out: list[Command]) -> None:
+        conf = regular_conf_id(self.view)
+        for i, msg in enumerate(batch):
+            if msg.kind != Kind.DATA:
+                continue
+            out.append(
+                Note(
+                    event="send",
+                    fields={
+                        "d": self.me, "p": msg.conn, "mid": message_id(self.me, self.view, first + i),
+                        "svc": SERVICE_NAMES[msg.service & 0x3F],
+                        "self_discard": bool(msg.service & SELF_DISCARD),
+                        "groups": list(msg.groups), "conf": conf,
+                    },
+                )
+            )
+
+    # --------------------------------------------------------------- delivery
+    def deliver(
+        self, sender: str, view: ViewId, seq: int, msg: Msg, conf: str, out: list[Command]
+    ) -> None:
+        """Deliver one message of the ordered stream (data or group operation)."""
+        if sender == self.me:
+            self.own_delivered_seq = seq
+        kind = msg.kind
+        if kind == Kind.DATA:
+            self.counters["delivered"] += 1
+            mid = message_id(sender, view, seq)
+            if self.cfg.trace_messages:
+                svc = SERVICE_NAMES[msg.service & 0x3F]
+                out.append(
+                    Note(event="deliver", fields={"d": self.me, "mid": mid, "svc": svc, "conf": conf})
+                )
+            discard = msg.conn if msg.service & SELF_DISCARD else None
+            for conn in self.groups.recipients(msg.groups):
+                if conn != discard:
+                    out.append(
+                        DeliverMessage(
+                            conn=conn, sender=msg.conn, groups=msg.groups, service=msg.service,
+                            msg_type=msg.msg_type, payload=msg.payload, mid=mid,
+                        )
+                    )
+        elif kind == Kind.JOIN:
+            out.extend(self.groups.join(msg.conn, sender, msg.groups[0]))
+        elif kind == Kind.LEAVE:
+            out.extend(self.groups.leave(msg.conn, msg.groups[0], "LEAVE"))
+        elif kind == Kind.DISCONNECT:
+            out.extend(self.groups.disconnect(msg.conn))
+
+    def final_local_groups(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Our connections' groups once every op we already stamped is applied.
+
+        Every stamped own op is delivered by the cleanup of the view change, so this is exactly
+        the state the new view starts from (see viewchange)."""
+        joined: dict[str, set[str]] = {}
+        for group, members in self.groups.table.items():
+            for conn, daemon in members.items():
+                if daemon == self.me:
+                    joined.setdefault(conn, set()).add(group)
+        own = self.epoch.recv[self.me]
+        for seq in sorted(s for s in own if s > self.own_delivered_seq):
+            msg = own[seq]
+            if msg.kind == Kind.JOIN:
+                joined.setdefault(msg.conn, set()).add(msg.groups[0])
+            elif msg.kind == Kind.LEAVE:
+                joined.get(msg.conn, set()).discard(msg.groups[0])
+            elif msg.kind == Kind.DISCONNECT:
+                joined.pop(msg.conn, None)
+        return tuple((c, tuple(sorted(g))) for c, g in sorted(joined.items()) if g)
+
+    def reject(self, out: list[Command], conn: str, op: str, group: str | None, why: str) -> None:
+        out.append(RejectRequest(conn=conn, op=op, group=group, reason=why))

@@ -1,0 +1,113 @@
+"""Client requests entering the core: validation and queueing as ordered operations.
+
+Every accepted request becomes a ``Msg`` in the node's pending queue; it is stamped into the
+current view when flow control allows. Joins, leaves and disconnects travel in the same ordered
+stream as data, so every daemon sees them at the same point (SP-VIEW-ORDER, EVS-2.6). Anything
+invalid is rejected with a reason and changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from groupcomm.core.commands import Command
+from groupcomm.core.events import (
+    JoinRequested,
+    LeaveRequested,
+    MulticastRequested,
+    SessionClosed,
+    SessionOpened,
+)
+from groupcomm.core.frames import Msg
+from groupcomm.core.service import (
+    MAX_GROUPS_PER_MESSAGE,
+    SELF_DISCARD,
+    Kind,
+    Service,
+    is_private_name,
+    validate_group_name,
+)
+
+if TYPE_CHECKING:
+    from groupcomm.core.node import Node
+
+VALID_SERVICES = frozenset(int(s) for s in Service)
+
+
+def on_session_event(
+    node: Node,
+    event: SessionOpened | SessionClosed | JoinRequested | LeaveRequested,
+    out: list[Command],
+) -> None:
+    match event:
+        case SessionOpened(conn=conn):
+            if not is_private_name(conn) or conn in node.groups.local:
+                node.reject(out, conn, "session", None, "connection name in use or malformed")
+                return
+            node.groups.local.add(conn)
+        case SessionClosed(conn=conn):
+            if conn not in node.groups.local:
+                return
+            node.groups.local.discard(conn)  # nothing more is delivered to it from now on
+            node.pending.append(_op(Kind.DISCONNECT, conn, ()))
+        case JoinRequested(conn=conn, group=group):
+            why = _check_group_op(node, conn, group)
+            if why:
+                node.reject(out, conn, "join", group, why)
+                return
+            node.pending.append(_op(Kind.JOIN, conn, (group,)))
+        case LeaveRequested(conn=conn, group=group):
+            why = _check_group_op(node, conn, group)
+            if why:
+                node.reject(out, conn, "leave", group, why)
+                return
+            node.pending.append(_op(Kind.LEAVE, conn, (group,)))
+
+
+def _check_group_op(node: Node, conn: str, group: str) -> str:
+    if conn not in node.groups.local:
+        return "no such session"
+    if is_private_name(group):
+        return "private names cannot be joined or left"  # SP-PRIV
+    return validate_group_name(group) or ""
+
+
+def on_multicast(node: Node, event: MulticastRequested, out: list[Command]) -> None:
+    why = _check_multicast(node, event)
+    if why:
+        node.reject(out, event.conn, "multicast", None, why)
+        return
+    node.pending.append(
+        Msg(
+            kind=Kind.DATA, conn=event.conn, service=event.service, groups=event.groups,
+            msg_type=event.msg_type, payload=event.payload,
+        )
+    )
+
+
+def _check_multicast(node: Node, event: MulticastRequested) -> str:
+    if event.conn not in node.groups.local:
+        return "no such session"
+    if not event.groups:
+        return "no destination group"
+    if len(event.groups) > MAX_GROUPS_PER_MESSAGE:
+        return f"more than {MAX_GROUPS_PER_MESSAGE} destination groups"  # SP-MULTI
+    if len(set(event.groups)) != len(event.groups):
+        return "duplicate destination group"
+    for group in event.groups:
+        if not is_private_name(group):
+            why = validate_group_name(group)
+            if why:
+                return why
+    if event.service & ~(0x3F | SELF_DISCARD) or event.service & 0x3F not in VALID_SERVICES:
+        return f"invalid service {event.service:#x}: exactly one service level is required"
+    if not 0 <= event.msg_type <= 0xFFFF:
+        return "msg_type must be in 0..65535"
+    if len(event.payload) > node.cfg.max_message_bytes:
+        return f"message of {len(event.payload)} bytes exceeds {node.cfg.max_message_bytes}"
+    return ""
+
+
+def _op(kind: Kind, conn: str, groups: tuple[str, ...]) -> Msg:
+    return Msg(kind=kind, conn=conn, service=int(Service.AGREED), groups=groups, msg_type=0,
+               payload=b"")

@@ -1,0 +1,95 @@
+"""The proposer's decision at the end of a view-change round: from Flush reports to Install.
+
+Pure functions. For every old view that contributes members to the new view, the survivors
+("transitional members", t) pool what they hold and the proposer decides one cleanup that every
+one of them delivers identically (EVS-4):
+
+1. ``regular``: everything up to the highest gseq any survivor already delivered in the old
+   regular view. Someone delivered it, so nobody is missing any of it (no holes, EVS-6.2), and
+   the laggards deliver it in the regular view too.
+2. ``transitional``: the rest of the known order, skipping holes. After the first hole only
+   messages of senders in t are delivered, because a message of an absent sender may causally
+   follow the hole (EVS-5); messages of absent senders also need the sender's ordering ack,
+   which guarantees the sender's own partition knows the same order (EVS-6.1). Then the
+   survivors' own messages that never got ordered, by (sender, seq): no other partition can
+   deliver them, since their senders never acknowledged an order for them (EVS-3, EVS-6.1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from groupcomm.core.frames import Cleanup, Flush, Install, Msg
+from groupcomm.core.ids import ViewId
+
+
+def decide_install(view: ViewId, reports: Mapping[str, Flush]) -> Install:
+    members = tuple(sorted(reports))
+    by_old: dict[ViewId, list[Flush]] = {}
+    for token in members:
+        report = reports[token]
+        by_old.setdefault(report.old_view, []).append(report)
+    cleanups = tuple(decide_cleanup(old, group) for old, group in sorted(by_old.items()))
+    groups: list[tuple[str, str, tuple[str, ...]]] = []
+    for token in members:
+        groups.extend((token, conn, joined) for conn, joined in reports[token].local_groups)
+    return Install(view=view, members=members, cleanups=cleanups, groups=tuple(groups))
+
+
+def decide_cleanup(old_view: ViewId, reports: list[Flush]) -> Cleanup:
+    trans = tuple(sorted(r.sender for r in reports))
+    low = min(r.delivered_upto for r in reports)
+    high = max(r.delivered_upto for r in reports)
+    order: dict[int, tuple[str, int]] = {}
+    msgs: dict[tuple[str, int], Msg] = {}
+    acks: dict[str, int] = {}
+    for report in reports:
+        for first_g, sender, first_seq, count in report.order:
+            for i in range(count):
+                order.setdefault(first_g + i, (sender, first_seq + i))
+        for sender, seq, msg in report.msgs:
+            msgs.setdefault((sender, seq), msg)
+        for member, ord_known in report.acks:
+            acks[member] = max(acks.get(member, 0), ord_known)
+    regular: list[tuple[int, str, int, Msg]] = []
+    for g in range(low + 1, high + 1):
+        sender, seq = order[g]
+        regular.append((g, sender, seq, msgs[(sender, seq)]))
+    known = high
+    while known + 1 in order:
+        known += 1
+    transitional = _transitional(order, msgs, acks, set(trans), high, known)
+    return Cleanup(
+        old_view=old_view, trans_members=trans, regular_upto=high, regular=tuple(regular),
+        transitional=tuple(transitional),
+    )
+
+
+def _transitional(
+    order: dict[int, tuple[str, int]],
+    msgs: dict[tuple[str, int], Msg],
+    acks: dict[str, int],
+    trans: set[str],
+    high: int,
+    known: int,
+) -> list[tuple[str, int, Msg]]:
+    out: list[tuple[str, int, Msg]] = []
+    hole = False
+    ordered_ids: set[tuple[str, int]] = set()
+    for g in range(high + 1, known + 1):
+        key = order[g]
+        ordered_ids.add(key)
+        msg = msgs.get(key)
+        if msg is None:
+            hole = True  # EVS-6.2: allowed only because its sender is outside t
+            continue
+        sender = key[0]
+        if sender in trans or (not hole and acks.get(sender, 0) >= g):
+            out.append((sender, key[1], msg))
+    # Ordered at or below ``high`` is already covered; anything else unordered from t senders.
+    covered = {order[g] for g in order if g <= high}
+    unordered = sorted(
+        key for key in msgs if key[0] in trans and key not in ordered_ids and key not in covered
+    )
+    out.extend((sender, seq, msgs[(sender, seq)]) for sender, seq in unordered)
+    return out

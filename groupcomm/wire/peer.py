@@ -1,0 +1,615 @@
+"""msgpack codec of the peer frames (``groupcomm.core.frames``): encoding, decoding, validation.
+
+A frame on the wire is one msgpack array ``[version, tag, *fields]`` with the fields in dataclass
+field order; ``protocol/frames.md`` is the specification and ``protocol/vectors/`` pins it.
+
+Decoding is a trust boundary: the bytes come from the network. Every length is bounded while
+unpacking (``msgpack.unpackb`` limits), every field is type- and range-checked afterwards, and
+``WireError`` is the only exception that escapes. Encoding trusts the core to build well-formed
+frames; it only turns packing failures and oversize results into ``WireError``.
+
+Encoding reuses one module-level ``msgpack.Packer``, which is not thread-safe: encode from one
+thread (the daemon's event loop) at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
+
+import msgpack
+
+from groupcomm.core.frames import (
+    Cleanup,
+    Data,
+    Flush,
+    Frame,
+    Install,
+    Leave,
+    Msg,
+    Nak,
+    Ordered,
+    Propose,
+    Status,
+)
+from groupcomm.core.ids import ViewId
+from groupcomm.core.service import MAX_GROUPS_PER_MESSAGE, SELF_DISCARD, Kind, Service
+from groupcomm.wire.errors import WireError
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_SIZE",
+    "DEFAULT_MAX_PAYLOAD",
+    "FRAME_TAGS",
+    "MAX_NAME_CHARS",
+    "MAX_UINT",
+    "PROTOCOL_VERSION",
+    "decode_frame",
+    "encode_frame",
+]
+
+PROTOCOL_VERSION: Final = 1
+DEFAULT_MAX_FRAME_SIZE: Final = 16 * 1024 * 1024
+DEFAULT_MAX_PAYLOAD: Final = 1024 * 1024
+MAX_UINT: Final = 2**63 - 1  # every integer field lies in 0..MAX_UINT
+MAX_NAME_CHARS: Final = 256  # tokens, connection names and group names: 1..256 characters
+_MAX_NAME_BYTES: Final = 4 * MAX_NAME_CHARS  # UTF-8 worst case; characters are counted after
+
+TAG_STATUS: Final = 1
+TAG_DATA: Final = 2
+TAG_ORDERED: Final = 3
+TAG_NAK: Final = 4
+TAG_PROPOSE: Final = 5
+TAG_FLUSH: Final = 6
+TAG_INSTALL: Final = 7
+TAG_LEAVE: Final = 8
+
+FRAME_TAGS: Final[Mapping[type[Frame], int]] = {
+    Status: TAG_STATUS,
+    Data: TAG_DATA,
+    Ordered: TAG_ORDERED,
+    Nak: TAG_NAK,
+    Propose: TAG_PROPOSE,
+    Flush: TAG_FLUSH,
+    Install: TAG_INSTALL,
+    Leave: TAG_LEAVE,
+}
+
+_KINDS: Final = frozenset(int(k) for k in Kind)
+_SERVICES: Final = frozenset(int(s) | flag for s in Service for flag in (0, SELF_DISCARD))
+
+# Everything msgpack.unpackb raises on hostile input (ExtraData, FormatError, StackError and
+# UnicodeDecodeError are ValueErrors; OutOfData is an UnpackException).
+_UNPACK_ERRORS: Final = (
+    ValueError,
+    TypeError,
+    OverflowError,
+    RecursionError,
+    IndexError,
+    KeyError,
+    BufferError,
+    msgpack.UnpackException,
+)
+
+_PACKER: Final = msgpack.Packer(use_bin_type=True, autoreset=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding
+
+
+def encode_frame(frame: Frame, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> bytes:
+    """Encode ``frame`` as ``[PROTOCOL_VERSION, tag, *fields]``.
+
+    Raises ``WireError`` for a non-frame, an unpackable field value or a result larger than
+    ``max_frame_size`` (which peers would reject)."""
+    encoder = _ENCODERS.get(type(frame))
+    if encoder is None:
+        raise WireError(f"cannot encode {type(frame).__name__}: not a peer frame")
+    name = type(frame).__name__
+    try:
+        data: bytes = _PACKER.pack(encoder(frame))
+    except (TypeError, ValueError, OverflowError, AttributeError) as e:
+        raise WireError(f"cannot encode {name}: {e}", frame=name) from e
+    if len(data) > max_frame_size:
+        raise WireError(
+            f"cannot encode {name}: {len(data)} bytes exceed max_frame_size {max_frame_size}",
+            frame=name,
+        )
+    return data
+
+
+def _v(view: ViewId) -> tuple[int, str]:
+    return (view.epoch, view.coord)
+
+
+def _m(m: Msg) -> tuple[object, ...]:
+    return (m.kind, m.conn, m.service, m.groups, m.msg_type, m.payload)
+
+
+def _enc_status(f: Status) -> tuple[object, ...]:
+    p = f.proposal
+    return (
+        PROTOCOL_VERSION,
+        TAG_STATUS,
+        _v(f.view),
+        f.sender,
+        f.max_epoch,
+        None if p is None else _v(p),
+        f.sent_seq,
+        f.ordered_upto,
+        f.ord_known,
+        f.aru,
+        f.stable,
+    )
+
+
+def _enc_data(f: Data) -> tuple[object, ...]:
+    v = f.view
+    # Hot path: Msg tuples are built inline rather than through _m().
+    msgs = [(m.kind, m.conn, m.service, m.groups, m.msg_type, m.payload) for m in f.msgs]
+    return (PROTOCOL_VERSION, TAG_DATA, (v.epoch, v.coord), f.sender, f.first_seq, msgs)
+
+
+def _enc_ordered(f: Ordered) -> tuple[object, ...]:
+    return (PROTOCOL_VERSION, TAG_ORDERED, _v(f.view), f.first_gseq, f.ranges)
+
+
+def _enc_nak(f: Nak) -> tuple[object, ...]:
+    return (PROTOCOL_VERSION, TAG_NAK, _v(f.view), f.sender, f.data, f.order_from, f.order_to)
+
+
+def _enc_propose(f: Propose) -> tuple[object, ...]:
+    return (PROTOCOL_VERSION, TAG_PROPOSE, _v(f.view), f.members)
+
+
+def _enc_flush(f: Flush) -> tuple[object, ...]:
+    return (
+        PROTOCOL_VERSION,
+        TAG_FLUSH,
+        _v(f.proposal),
+        f.sender,
+        _v(f.old_view),
+        f.old_members,
+        f.delivered_upto,
+        f.order,
+        [(sender, seq, _m(m)) for sender, seq, m in f.msgs],
+        f.acks,
+        f.local_groups,
+    )
+
+
+def _enc_cleanup(c: Cleanup) -> tuple[object, ...]:
+    return (
+        _v(c.old_view),
+        c.trans_members,
+        c.regular_upto,
+        [(gseq, sender, seq, _m(m)) for gseq, sender, seq, m in c.regular],
+        [(sender, seq, _m(m)) for sender, seq, m in c.transitional],
+    )
+
+
+def _enc_install(f: Install) -> tuple[object, ...]:
+    cleanups = [_enc_cleanup(c) for c in f.cleanups]
+    return (PROTOCOL_VERSION, TAG_INSTALL, _v(f.view), f.members, cleanups, f.groups)
+
+
+def _enc_leave(f: Leave) -> tuple[object, ...]:
+    return (PROTOCOL_VERSION, TAG_LEAVE, _v(f.view), f.sender)
+
+
+_ENCODERS: Final[dict[type, Callable[[Any], tuple[object, ...]]]] = {
+    Status: _enc_status,
+    Data: _enc_data,
+    Ordered: _enc_ordered,
+    Nak: _enc_nak,
+    Propose: _enc_propose,
+    Flush: _enc_flush,
+    Install: _enc_install,
+    Leave: _enc_leave,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+
+
+def decode_frame(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    max_payload: int = DEFAULT_MAX_PAYLOAD,
+) -> Frame:
+    """Decode and fully validate one frame; raise ``WireError`` (and nothing else) otherwise.
+
+    ``data`` may be ``bytes``, ``bytearray`` or a byte ``memoryview``. ``max_frame_size`` bounds
+    the whole frame and ``max_payload`` every ``Msg.payload``."""
+    if isinstance(data, memoryview):
+        size = data.nbytes
+    elif isinstance(data, bytes | bytearray):
+        size = len(data)
+    else:
+        raise WireError(f"expected bytes, got {type(data).__name__}")
+    if size == 0:
+        raise WireError("empty frame")
+    if size > max_frame_size:
+        raise WireError(
+            f"{_frame_label(data)}: {size} bytes exceed max_frame_size {max_frame_size}",
+            frame=_peek_name(data),
+        )
+    try:
+        obj = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=False,
+            max_str_len=_MAX_NAME_BYTES,
+            max_bin_len=max_payload,
+            max_array_len=size,  # every element takes at least one byte
+            max_map_len=0,
+            max_ext_len=0,
+        )
+    except msgpack.ExtraData as e:
+        raise WireError(
+            f"{_frame_label(data)}: {len(e.extra)} trailing bytes after the frame",
+            frame=_peek_name(data),
+        ) from e
+    except _UNPACK_ERRORS as e:
+        detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        raise WireError(
+            f"{_frame_label(data)}: malformed msgpack ({detail})", frame=_peek_name(data)
+        ) from e
+    return _decode_envelope(obj)
+
+
+def _decode_envelope(obj: object) -> Frame:
+    if type(obj) is not tuple:
+        raise WireError(f"frame is not an array (got {_tname(obj)})")
+    if len(obj) < 2:
+        raise WireError(f"frame array of {len(obj)} is shorter than [version, tag]")
+    version, tag = obj[0], obj[1]
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        shown = f"{version!r} ({_tname(version)})" if type(version) is not int else str(version)
+        raise WireError(
+            f"unsupported protocol version {shown}, expected {PROTOCOL_VERSION}", field="version"
+        )
+    schema = _SCHEMAS.get(tag) if type(tag) is int else None
+    if schema is None:
+        raise WireError(f"unknown frame tag {tag!r} ({_tname(tag)})", field="tag")
+    name, arity, decode = schema
+    if len(obj) != 2 + arity:
+        raise WireError(f"{name} frame has {len(obj) - 2} fields, expected {arity}", frame=name)
+    try:
+        frame: Frame = decode(obj[2:])
+    except _Invalid as e:
+        raise WireError(f"{name}.{e.path}: {e.problem}", frame=name, field=e.path) from None
+    return frame
+
+
+_MSGPACK_TYPE_NAMES: Final[dict[type, str]] = {
+    bool: "bool",
+    int: "int",
+    float: "float",
+    str: "str",
+    bytes: "bin",
+    tuple: "array",
+    dict: "map",
+    type(None): "nil",
+    msgpack.ExtType: "ext",
+    msgpack.Timestamp: "ext",
+}
+
+
+def _tname(v: object) -> str:
+    """The msgpack type name of a decoded value, for error messages."""
+    return _MSGPACK_TYPE_NAMES.get(type(v), type(v).__name__)
+
+
+def _peek_name(data: bytes | bytearray | memoryview) -> str | None:
+    """Best-effort frame type of bytes that do not unpack, from the envelope's first bytes."""
+    head = bytes(data[:7])
+    if not head:
+        return None
+    if 0x92 <= head[0] <= 0x9F:
+        i = 1
+    elif head[0] == 0xDC:
+        i = 3
+    elif head[0] == 0xDD:
+        i = 5
+    else:
+        return None
+    if len(head) < i + 2 or head[i] != PROTOCOL_VERSION:
+        return None
+    schema = _SCHEMAS.get(head[i + 1])
+    return None if schema is None else schema[0]
+
+
+def _frame_label(data: bytes | bytearray | memoryview) -> str:
+    name = _peek_name(data)
+    return "frame" if name is None else f"{name} frame"
+
+
+class _Invalid(Exception):
+    """Internal: a value failed validation. Enclosing checkers prefix ``path`` on the way out."""
+
+    def __init__(self, problem: str, path: str = "") -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.path = path
+
+    def within(self, name: str) -> _Invalid:
+        if not self.path or self.path.startswith("["):
+            self.path = name + self.path
+        else:
+            self.path = f"{name}.{self.path}"
+        return self
+
+
+Check = Callable[[object], object]
+T = TypeVar("T")
+
+
+def _uint_problem(v: object) -> str:
+    if type(v) is not int:
+        return f"expected int, got {_tname(v)}"
+    return f"{v} is outside 0..2**63-1"
+
+
+def _name_problem(v: object) -> str:
+    if type(v) is not str:
+        return f"expected str, got {_tname(v)}"
+    if not v:
+        return "empty string"
+    return f"string of {len(v)} characters exceeds {MAX_NAME_CHARS}"
+
+
+def _array_problem(v: object, arity: int | None = None) -> str:
+    if type(v) is not tuple:
+        return f"expected array, got {_tname(v)}"
+    return f"expected array of {arity}, got array of {len(v)}"
+
+
+def _uint(v: object) -> int:
+    if type(v) is int and 0 <= v <= MAX_UINT:
+        return v
+    raise _Invalid(_uint_problem(v))
+
+
+def _name(v: object) -> str:
+    if type(v) is str and 0 < len(v) <= MAX_NAME_CHARS:
+        return v
+    raise _Invalid(_name_problem(v))
+
+
+def _names(v: object) -> tuple[str, ...]:
+    """An array of names of any length (members, joined groups)."""
+    if type(v) is not tuple:
+        raise _Invalid(_array_problem(v))
+    for i, s in enumerate(v):
+        if type(s) is not str or not 0 < len(s) <= MAX_NAME_CHARS:
+            raise _Invalid(_name_problem(s), f"[{i}]")
+    return v
+
+
+def _checked_fields(spec: tuple[tuple[str, Check], ...], v: object) -> list[object]:
+    if type(v) is not tuple or len(v) != len(spec):
+        raise _Invalid(_array_problem(v, len(spec)))
+    out: list[object] = []
+    try:
+        for (_, check), x in zip(spec, v, strict=True):
+            out.append(check(x))
+    except _Invalid as e:
+        raise e.within(spec[len(out)][0]) from None
+    return out
+
+
+def _record(*spec: tuple[str, Check]) -> Check:
+    """A fixed-arity array decoded to a tuple; ``spec`` names its elements for error paths."""
+    return lambda v: tuple(_checked_fields(spec, v))
+
+
+def _struct(cls: Callable[..., T], *spec: tuple[str, Check]) -> Callable[[object], T]:
+    """A fixed-arity array decoded to ``cls(**fields)``."""
+    names = [name for name, _ in spec]
+    return lambda v: cls(**dict(zip(names, _checked_fields(spec, v), strict=True)))
+
+
+def _array(item: Check) -> Check:
+    """A variable-length array of ``item``, decoded to a tuple."""
+
+    def check(v: object) -> tuple[object, ...]:
+        if type(v) is not tuple:
+            raise _Invalid(_array_problem(v))
+        try:
+            return tuple([item(x) for x in v])
+        except _Invalid as e:
+            # Error path only: find the index of the first bad element for the message.
+            for i, x in enumerate(v):
+                try:
+                    item(x)
+                except _Invalid:
+                    raise e.within(f"[{i}]") from None
+            raise  # pragma: no cover - item() is deterministic
+
+    return check
+
+
+def _msg_builder() -> Callable[[int, str, int, tuple[str, ...], int, bytes], Msg]:
+    """A positional ``Msg`` constructor for the decode hot path.
+
+    A frozen dataclass ``__init__`` assigns through ``object.__setattr__`` (about 0.7 us for
+    ``Msg``); setting the slots directly builds an identical object in under half that time.
+    Falls back to the real constructor should ``Msg`` stop being a plain slotted dataclass."""
+    names = ("kind", "conn", "service", "groups", "msg_type", "payload")
+    plain = (
+        tuple(f.name for f in dataclasses.fields(Msg)) == names
+        and Msg.__dict__.get("__slots__") == names
+        and not hasattr(Msg, "__post_init__")
+    )
+    if not plain:
+
+        def construct(
+            kind: int, conn: str, service: int, groups: tuple[str, ...], msg_type: int, p: bytes
+        ) -> Msg:
+            return Msg(
+                kind=kind, conn=conn, service=service, groups=groups, msg_type=msg_type, payload=p
+            )
+
+        return construct
+    new = object.__new__
+    s_kind, s_conn, s_service, s_groups, s_type, s_payload = (
+        Msg.__dict__[name].__set__ for name in names
+    )
+
+    def build(
+        kind: int, conn: str, service: int, groups: tuple[str, ...], msg_type: int, p: bytes
+    ) -> Msg:
+        m: Msg = new(Msg)
+        s_kind(m, kind)
+        s_conn(m, conn)
+        s_service(m, service)
+        s_groups(m, groups)
+        s_type(m, msg_type)
+        s_payload(m, p)
+        return m
+
+    return build
+
+
+_new_msg: Final = _msg_builder()
+
+
+def _msg(v: object) -> Msg:
+    """Hot path: inline checks, no exceptions and no helper calls unless the value is bad."""
+    if type(v) is not tuple or len(v) != 6:
+        raise _Invalid(_array_problem(v, 6))
+    kind, conn, service, groups, msg_type, payload = v
+    if type(kind) is not int or kind not in _KINDS:
+        problem = _uint_problem(kind) if type(kind) is not int else f"unknown kind {kind}"
+        raise _Invalid(problem, "kind")
+    if type(conn) is not str or not 0 < len(conn) <= MAX_NAME_CHARS:
+        raise _Invalid(_name_problem(conn), "conn")
+    if type(service) is not int or service not in _SERVICES:
+        problem = (
+            _uint_problem(service) if type(service) is not int else f"unknown service {service}"
+        )
+        raise _Invalid(problem, "service")
+    if type(groups) is not tuple or len(groups) > MAX_GROUPS_PER_MESSAGE:
+        problem = (
+            _array_problem(groups)
+            if type(groups) is not tuple
+            else f"{len(groups)} groups exceed {MAX_GROUPS_PER_MESSAGE}"
+        )
+        raise _Invalid(problem, "groups")
+    for i, g in enumerate(groups):
+        if type(g) is not str or not 0 < len(g) <= MAX_NAME_CHARS:
+            raise _Invalid(_name_problem(g), f"groups[{i}]")
+    if type(msg_type) is not int or not 0 <= msg_type <= MAX_UINT:
+        raise _Invalid(_uint_problem(msg_type), "msg_type")
+    if type(payload) is not bytes:
+        raise _Invalid(f"expected bin, got {_tname(payload)}", "payload")
+    return _new_msg(kind, conn, service, groups, msg_type, payload)
+
+
+_view = _struct(ViewId, ("epoch", _uint), ("coord", _name))
+
+
+def _opt_view(v: object) -> ViewId | None:
+    return None if v is None else _view(v)
+
+
+def _cleanup() -> Check:
+    regular = _record(("gseq", _uint), ("sender", _name), ("seq", _uint), ("msg", _msg))
+    transitional = _record(("sender", _name), ("seq", _uint), ("msg", _msg))
+    return _struct(
+        Cleanup,
+        ("old_view", _view),
+        ("trans_members", _names),
+        ("regular_upto", _uint),
+        ("regular", _array(regular)),
+        ("transitional", _array(transitional)),
+    )
+
+
+_Schema = tuple[str, int, Callable[[object], Frame]]
+
+
+def _schema(tag: int, cls: type[Frame], *spec: tuple[str, Check]) -> tuple[int, _Schema]:
+    assert FRAME_TAGS[cls] == tag
+    return tag, (cls.__name__, len(spec), _struct(cls, *spec))
+
+
+_SCHEMAS: Final[dict[int, _Schema]] = dict(
+    [
+        _schema(
+            TAG_STATUS,
+            Status,
+            ("view", _view),
+            ("sender", _name),
+            ("max_epoch", _uint),
+            ("proposal", _opt_view),
+            ("sent_seq", _uint),
+            ("ordered_upto", _uint),
+            ("ord_known", _uint),
+            ("aru", _uint),
+            ("stable", _uint),
+        ),
+        _schema(
+            TAG_DATA,
+            Data,
+            ("view", _view),
+            ("sender", _name),
+            ("first_seq", _uint),
+            ("msgs", _array(_msg)),
+        ),
+        _schema(
+            TAG_ORDERED,
+            Ordered,
+            ("view", _view),
+            ("first_gseq", _uint),
+            ("ranges", _array(_record(("sender", _name), ("first_seq", _uint), ("count", _uint)))),
+        ),
+        _schema(
+            TAG_NAK,
+            Nak,
+            ("view", _view),
+            ("sender", _name),
+            ("data", _array(_record(("sender", _name), ("first_seq", _uint), ("last_seq", _uint)))),
+            ("order_from", _uint),
+            ("order_to", _uint),
+        ),
+        _schema(TAG_PROPOSE, Propose, ("view", _view), ("members", _names)),
+        _schema(
+            TAG_FLUSH,
+            Flush,
+            ("proposal", _view),
+            ("sender", _name),
+            ("old_view", _view),
+            ("old_members", _names),
+            ("delivered_upto", _uint),
+            (
+                "order",
+                _array(
+                    _record(
+                        ("first_gseq", _uint),
+                        ("sender", _name),
+                        ("first_seq", _uint),
+                        ("count", _uint),
+                    )
+                ),
+            ),
+            ("msgs", _array(_record(("sender", _name), ("seq", _uint), ("msg", _msg)))),
+            ("acks", _array(_record(("member", _name), ("ord_known", _uint)))),
+            ("local_groups", _array(_record(("conn", _name), ("groups", _names)))),
+        ),
+        _schema(
+            TAG_INSTALL,
+            Install,
+            ("view", _view),
+            ("members", _names),
+            ("cleanups", _array(_cleanup())),
+            ("groups", _array(_record(("daemon", _name), ("conn", _name), ("groups", _names)))),
+        ),
+        _schema(TAG_LEAVE, Leave, ("view", _view), ("sender", _name)),
+    ]
+)
