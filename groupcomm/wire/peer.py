@@ -37,17 +37,6 @@ from groupcomm.core.ids import ViewId
 from groupcomm.core.service import MAX_GROUPS_PER_MESSAGE, SELF_DISCARD, Kind, Service
 from groupcomm.wire.errors import WireError
 
-__all__ = [
-    "DEFAULT_MAX_FRAME_SIZE",
-    "DEFAULT_MAX_PAYLOAD",
-    "FRAME_TAGS",
-    "MAX_NAME_CHARS",
-    "MAX_UINT",
-    "PROTOCOL_VERSION",
-    "decode_frame",
-    "encode_frame",
-]
-
 PROTOCOL_VERSION: Final = 1
 DEFAULT_MAX_FRAME_SIZE: Final = 16 * 1024 * 1024
 DEFAULT_MAX_PAYLOAD: Final = 1024 * 1024
@@ -296,7 +285,6 @@ _MSGPACK_TYPE_NAMES: Final[dict[type, str]] = {
     dict: "map",
     type(None): "nil",
     msgpack.ExtType: "ext",
-    msgpack.Timestamp: "ext",
 }
 
 
@@ -306,7 +294,8 @@ def _tname(v: object) -> str:
 
 
 def _peek_name(data: bytes | bytearray | memoryview) -> str | None:
-    """Best-effort frame type of bytes that do not unpack, from the envelope's first bytes."""
+    """Best-effort frame type of bytes that do not unpack, read from the envelope's first bytes
+    (array header, version 1, tag)."""
     head = bytes(data[:7])
     if not head:
         return None
@@ -364,9 +353,10 @@ def _name_problem(v: object) -> str:
 
 
 def _array_problem(v: object, arity: int | None = None) -> str:
+    expected = "array" if arity is None else f"array of {arity}"
     if type(v) is not tuple:
-        return f"expected array, got {_tname(v)}"
-    return f"expected array of {arity}, got array of {len(v)}"
+        return f"expected {expected}, got {_tname(v)}"
+    return f"expected {expected}, got array of {len(v)}"
 
 
 def _uint(v: object) -> int:
@@ -447,16 +437,8 @@ def _msg_builder() -> Callable[[int, str, int, tuple[str, ...], int, bytes], Msg
         and not hasattr(Msg, "__post_init__")
     )
     if not plain:
-
-        def construct(
-            kind: int, conn: str, service: int, groups: tuple[str, ...], msg_type: int, p: bytes
-        ) -> Msg:
-            return Msg(
-                kind=kind, conn=conn, service=service, groups=groups, msg_type=msg_type, payload=p
-            )
-
-        return construct
-    new = object.__new__
+        return lambda *values: Msg(**dict(zip(names, values, strict=True)))
+    new, cls = object.__new__, Msg
     s_kind, s_conn, s_service, s_groups, s_type, s_payload = (
         Msg.__dict__[name].__set__ for name in names
     )
@@ -464,7 +446,7 @@ def _msg_builder() -> Callable[[int, str, int, tuple[str, ...], int, bytes], Msg
     def build(
         kind: int, conn: str, service: int, groups: tuple[str, ...], msg_type: int, p: bytes
     ) -> Msg:
-        m: Msg = new(Msg)
+        m: Msg = new(cls)
         s_kind(m, kind)
         s_conn(m, conn)
         s_service(m, service)
@@ -518,17 +500,23 @@ def _opt_view(v: object) -> ViewId | None:
     return None if v is None else _view(v)
 
 
-def _cleanup() -> Check:
-    regular = _record(("gseq", _uint), ("sender", _name), ("seq", _uint), ("msg", _msg))
-    transitional = _record(("sender", _name), ("seq", _uint), ("msg", _msg))
-    return _struct(
+_order_ranges = _array(_record(("sender", _name), ("first_seq", _uint), ("count", _uint)))
+_nak_runs = _array(_record(("sender", _name), ("first_seq", _uint), ("last_seq", _uint)))
+_global_ranges = _array(
+    _record(("first_gseq", _uint), ("sender", _name), ("first_seq", _uint), ("count", _uint))
+)
+_seq_msgs = _array(_record(("sender", _name), ("seq", _uint), ("msg", _msg)))
+_gseq_msgs = _array(_record(("gseq", _uint), ("sender", _name), ("seq", _uint), ("msg", _msg)))
+_cleanups = _array(
+    _struct(
         Cleanup,
         ("old_view", _view),
         ("trans_members", _names),
         ("regular_upto", _uint),
-        ("regular", _array(regular)),
-        ("transitional", _array(transitional)),
+        ("regular", _gseq_msgs),
+        ("transitional", _seq_msgs),
     )
+)
 
 
 _Schema = tuple[str, int, Callable[[object], Frame]]
@@ -567,14 +555,14 @@ _SCHEMAS: Final[dict[int, _Schema]] = dict(
             Ordered,
             ("view", _view),
             ("first_gseq", _uint),
-            ("ranges", _array(_record(("sender", _name), ("first_seq", _uint), ("count", _uint)))),
+            ("ranges", _order_ranges),
         ),
         _schema(
             TAG_NAK,
             Nak,
             ("view", _view),
             ("sender", _name),
-            ("data", _array(_record(("sender", _name), ("first_seq", _uint), ("last_seq", _uint)))),
+            ("data", _nak_runs),
             ("order_from", _uint),
             ("order_to", _uint),
         ),
@@ -587,18 +575,8 @@ _SCHEMAS: Final[dict[int, _Schema]] = dict(
             ("old_view", _view),
             ("old_members", _names),
             ("delivered_upto", _uint),
-            (
-                "order",
-                _array(
-                    _record(
-                        ("first_gseq", _uint),
-                        ("sender", _name),
-                        ("first_seq", _uint),
-                        ("count", _uint),
-                    )
-                ),
-            ),
-            ("msgs", _array(_record(("sender", _name), ("seq", _uint), ("msg", _msg)))),
+            ("order", _global_ranges),
+            ("msgs", _seq_msgs),
             ("acks", _array(_record(("member", _name), ("ord_known", _uint)))),
             ("local_groups", _array(_record(("conn", _name), ("groups", _names)))),
         ),
@@ -607,7 +585,7 @@ _SCHEMAS: Final[dict[int, _Schema]] = dict(
             Install,
             ("view", _view),
             ("members", _names),
-            ("cleanups", _array(_cleanup())),
+            ("cleanups", _cleanups),
             ("groups", _array(_record(("daemon", _name), ("conn", _name), ("groups", _names)))),
         ),
         _schema(TAG_LEAVE, Leave, ("view", _view), ("sender", _name)),

@@ -1,0 +1,72 @@
+"""One simulated run: build the cluster, run the safety phase with faults, heal, settle, check."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sim.checkers import check_all
+from sim.faults import Faults
+from sim.options import SimOptions
+from sim.runner import Simulation
+from sim.trace import load_trace
+from sim.workload import Workload
+
+QUIET_MS = 1500  # no client traffic at the end: every message must have settled by "end"
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    options: SimOptions
+    violations: tuple[str, ...]
+    events: int
+    sends: int
+    deliveries: int
+    installs: int
+    wall_s: float
+    trace_lines: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def reproduce(self) -> str:
+        return f"python -m sim --seed {self.options.seed}"
+
+
+def simulate(options: SimOptions) -> Simulation:
+    sim = Simulation(options)
+    stop_ms = options.safety_ms + options.settle_ms - QUIET_MS
+    workload = Workload(sim, stop_ms)
+    faults = Faults(sim, workload)
+    for name in sim.names:
+        workload.open_clients(sim.start_daemon(name, 0))
+    faults.schedule(options.faults)
+    sim.run_until(options.safety_ms)
+    faults.heal_all()
+    end = options.safety_ms + options.settle_ms
+    sim.run_until(end)
+    live = sorted(d.token for d in sim.daemons.values() if d.alive)
+    sim.record("end", live=live)
+    return sim
+
+
+def run(options: SimOptions) -> RunResult:
+    started = time.perf_counter()
+    sim = simulate(options)
+    lines = sim.trace_lines()
+    violations = check_all(load_trace(lines))
+    counts = {"send": 0, "deliver": 0, "install": 0}
+    for event in sim.trace:
+        if event["ev"] in counts:
+            counts[event["ev"]] += 1
+    return RunResult(
+        options=options,
+        violations=tuple(f"{v.prop} t={v.t}: {v.message}" for v in violations),
+        events=len(lines),
+        sends=counts["send"],
+        deliveries=counts["deliver"],
+        installs=counts["install"],
+        wall_s=time.perf_counter() - started,
+        trace_lines=tuple(lines),
+    )

@@ -1,0 +1,205 @@
+"""The deterministic simulation: real ``Node``s and codecs, simulated clock and network.
+
+Owns the event queue, the network model (latency, loss, duplication, reordering, partitions,
+pauses), daemon crash/restart, and the observable trace. The workload and the fault schedule
+live in ``workload`` and ``faults``; the checkers in ``sim.checkers``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from groupcomm.core.commands import (
+    CloseSession,
+    Command,
+    DeliverMembership,
+    DeliverMessage,
+    Note,
+    RejectRequest,
+    SendFrame,
+    SetTimer,
+)
+from groupcomm.core.config import CoreConfig
+from groupcomm.core.events import Event, FrameReceived, Started, TimerFired
+from groupcomm.core.frames import Frame
+from groupcomm.core.ids import make_token
+from groupcomm.core.node import SERVICE_NAMES, Node
+from groupcomm.wire.peer import decode_frame, encode_frame
+from sim.options import SimOptions
+
+TRACED_NOTES = frozenset(("install", "send", "deliver"))
+
+
+@dataclass(slots=True)
+class SimDaemon:
+    name: str
+    incarnation: int
+    node: Node
+    alive: bool = True
+    paused_until: int = 0
+    held: list[Event] = field(default_factory=list)  # events that arrived while paused
+    timer_versions: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def token(self) -> str:
+        return make_token(self.name, self.incarnation)
+
+
+class Simulation:
+    def __init__(self, options: SimOptions) -> None:
+        self.opt = options
+        self.rng = random.Random(f"net-{options.seed}")
+        self.now = 0
+        self.queue: list[tuple[int, int, Callable[[], None]]] = []
+        self.counter = 0
+        self.names = [f"d{i + 1}" for i in range(options.daemons)]
+        self.daemons: dict[str, SimDaemon] = {}
+        self.blocked: set[tuple[str, str]] = set()  # (src, dst) pairs that drop everything
+        self.loss = options.loss
+        self.trace: list[dict[str, Any]] = []
+        self.frames_sent = 0
+        self.frame_bytes = 0
+        self.on_deliver: Callable[[str, DeliverMessage], None] | None = None
+        self.on_membership: Callable[[str, DeliverMembership], None] | None = None
+
+    # --------------------------------------------------------------- schedule
+    def at(self, t_ms: int, action: Callable[[], None]) -> None:
+        self.counter += 1
+        heapq.heappush(self.queue, (t_ms, self.counter, action))
+
+    def run_until(self, t_ms: int) -> None:
+        queue = self.queue
+        while queue and queue[0][0] <= t_ms:
+            t, _, action = heapq.heappop(queue)
+            self.now = t
+            action()
+        self.now = t_ms
+
+    def record(self, ev: str, **fields: Any) -> None:
+        fields["t"] = self.now
+        fields["ev"] = ev
+        self.trace.append(fields)
+
+    # ---------------------------------------------------------------- daemons
+    def start_daemon(self, name: str, incarnation: int) -> SimDaemon:
+        cfg = CoreConfig(
+            name=name, incarnation=incarnation, peers=tuple(self.names), trace_messages=True
+        )
+        node = Node(cfg, random.Random(f"node-{self.opt.seed}-{name}-{incarnation}"))
+        daemon = SimDaemon(name=name, incarnation=incarnation, node=node)
+        self.daemons[name] = daemon
+        self.feed(daemon, Started())
+        return daemon
+
+    def crash(self, name: str) -> None:
+        daemon = self.daemons[name]
+        if daemon.alive:
+            daemon.alive = False
+            self.record("crash", d=daemon.token)
+
+    def feed(self, daemon: SimDaemon, event: Event) -> None:
+        if not daemon.alive:
+            return
+        if daemon.paused_until > self.now:
+            daemon.held.append(event)
+            return
+        self.execute(daemon, daemon.node.handle(self.now, event))
+
+    def resume(self, daemon: SimDaemon) -> None:
+        held, daemon.held = daemon.held, []
+        for event in held:
+            self.feed(daemon, event)
+
+    def execute(self, daemon: SimDaemon, commands: list[Command]) -> None:
+        token = daemon.token
+        for cmd in commands:
+            if isinstance(cmd, SendFrame):
+                self.send(daemon.name, cmd.targets, cmd.frame)
+            elif isinstance(cmd, SetTimer):
+                self._set_timer(daemon, cmd)
+            elif isinstance(cmd, DeliverMessage):
+                self.record(
+                    "cdeliver", p=cmd.conn, d=token, mid=cmd.mid,
+                    svc=SERVICE_NAMES[cmd.service & 0x3F], groups=list(cmd.groups),
+                    sender=cmd.sender,
+                )
+                if self.on_deliver is not None:
+                    self.on_deliver(daemon.name, cmd)
+            elif isinstance(cmd, DeliverMembership):
+                self._record_view(token, cmd)
+                if self.on_membership is not None:
+                    self.on_membership(daemon.name, cmd)
+            elif isinstance(cmd, Note):
+                if cmd.event in TRACED_NOTES:
+                    self.record(cmd.event, **cmd.fields)
+            elif isinstance(cmd, RejectRequest):
+                self.record("reject", p=cmd.conn, d=token, op=cmd.op, group=cmd.group,
+                            reason=cmd.reason)
+            elif isinstance(cmd, CloseSession):
+                self.record("close", p=cmd.conn, d=token)
+
+    def _record_view(self, token: str, cmd: DeliverMembership) -> None:
+        fields: dict[str, Any] = {"p": cmd.conn, "d": token, "group": cmd.group,
+                                  "kind": cmd.kind, "gid": cmd.gid}
+        if cmd.kind == "regular":
+            fields["members"] = list(cmd.members)
+            fields["vs_sets"] = [list(s) for s in cmd.vs_sets]
+        if cmd.kind != "transitional":
+            fields["cause"] = cmd.cause
+        if cmd.changed:
+            fields["changed"] = list(cmd.changed)
+        self.record("gview", **fields)
+
+    def _set_timer(self, daemon: SimDaemon, cmd: SetTimer) -> None:
+        version = daemon.timer_versions.get(cmd.name, 0) + 1
+        daemon.timer_versions[cmd.name] = version
+        incarnation = daemon.incarnation
+
+        def fire() -> None:
+            current = self.daemons[daemon.name]
+            if current.incarnation == incarnation and daemon.timer_versions[cmd.name] == version:
+                self.feed(current, TimerFired(name=cmd.name))
+
+        self.at(max(cmd.at_ms, self.now), fire)
+
+    # ---------------------------------------------------------------- network
+    def send(self, src: str, targets: tuple[str, ...], frame: Frame) -> None:
+        payload: bytes | Frame = frame
+        if self.opt.codec:
+            data = encode_frame(frame)
+            self.frame_bytes += len(data) * len(targets)
+            payload = data
+        rng = self.rng
+        for dst in targets:
+            self.frames_sent += 1
+            if (src, dst) in self.blocked or rng.random() < self.loss:
+                continue
+            copies = 2 if rng.random() < self.opt.duplication else 1
+            for _ in range(copies):
+                self.at(self.now + self._latency(), self._arrival(dst, payload))
+
+    def _latency(self) -> int:
+        opt = self.opt
+        latency = self.rng.randint(opt.latency_min_ms, opt.latency_max_ms)
+        if opt.latency_tail and self.rng.random() < opt.latency_tail:
+            latency *= 5  # a straggler: reorders frames on the same link
+        return latency
+
+    def _arrival(self, dst: str, payload: bytes | Frame) -> Callable[[], None]:
+        def arrive() -> None:
+            daemon = self.daemons.get(dst)
+            if daemon is None or not daemon.alive:
+                return
+            frame = decode_frame(payload) if isinstance(payload, bytes) else payload
+            self.feed(daemon, FrameReceived(frame=frame))
+
+        return arrive
+
+    # ----------------------------------------------------------------- output
+    def trace_lines(self) -> list[str]:
+        return [json.dumps(e, separators=(",", ":"), sort_keys=True) for e in self.trace]
