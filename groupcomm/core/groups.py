@@ -20,7 +20,8 @@ class GroupTable:
     def __init__(self, me: str) -> None:
         self.me = me
         self.table: Table = {}
-        self.local: set[str] = set()  # connections open on this daemon
+        self.local: set[str] = set()  # connections open on this daemon (use open/close_local)
+        self._recipients: dict[tuple[str, ...], list[str]] = {}  # cleared on every change
         self.conf = ""
         self.counters: dict[str, int] = {}
         self.in_transition: set[str] = set()  # groups with a TRANS view awaiting REG
@@ -32,8 +33,14 @@ class GroupTable:
     def joined(self, conn: str) -> tuple[str, ...]:
         return tuple(sorted(g for g, members in self.table.items() if conn in members))
 
-    def recipients(self, groups: Iterable[str]) -> list[str]:
+    def recipients(self, groups: tuple[str, ...]) -> list[str]:
         """Local connections that receive a message addressed to ``groups`` (each once)."""
+        cached = self._recipients.get(groups)
+        if cached is None:
+            cached = self._recipients[groups] = self._compute_recipients(groups)
+        return cached
+
+    def _compute_recipients(self, groups: Iterable[str]) -> list[str]:
         out: set[str] = set()
         local = self.local
         for group in groups:
@@ -45,6 +52,14 @@ class GroupTable:
             if members:
                 out.update(c for c in members if c in local)
         return sorted(out)
+
+    def open_local(self, conn: str) -> None:
+        self.local.add(conn)
+        self._recipients.clear()
+
+    def close_local(self, conn: str) -> None:
+        self.local.discard(conn)
+        self._recipients.clear()
 
     def local_state(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
         return tuple((conn, self.joined(conn)) for conn in sorted(self.local))
@@ -59,6 +74,7 @@ class GroupTable:
         if conn in members:
             return []
         members[conn] = daemon
+        self._recipients.clear()
         return self._views(group, "JOIN", (conn,), members)
 
     def leave(self, conn: str, group: str, cause: str) -> list[DeliverMembership]:
@@ -66,6 +82,7 @@ class GroupTable:
         if not members or conn not in members:
             return []
         del members[conn]
+        self._recipients.clear()
         out: list[DeliverMembership] = []
         if conn in self.local and cause == "LEAVE":
             # SP-SELF-LEAVE: the leaver gets one self-leave notice, then nothing for the group.
@@ -143,6 +160,7 @@ class GroupTable:
             if after:
                 out.extend(self._network(group, after, vs_of_daemon))
         self.table = {g: dict(m) for g, m in new.items() if m}
+        self._recipients.clear()
         self.in_transition.clear()
         return out
 

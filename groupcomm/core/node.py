@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Iterable
 from typing import assert_never
 
 from groupcomm.core import membership, requests
@@ -76,10 +77,24 @@ class Node(membership.MembershipMixin):
 
     # ------------------------------------------------------------------ entry
     def handle(self, now_ms: int, event: Event) -> list[Command]:
+        return self.handle_batch(now_ms, (event,))
+
+    def handle_batch(self, now_ms: int, events: Iterable[Event]) -> list[Command]:
+        """Handle several events that arrived together, then send, order and deliver once.
+
+        This is where batching comes from: a driver that reads every ready frame and request
+        before calling this gets one Data, one Ordered and one Status frame per turn."""
         self.now = now_ms
         out: list[Command] = []
-        if self.stopped:
-            return out
+        for event in events:
+            if self.stopped:
+                return out
+            self._dispatch(event, out)
+        if not self.stopped:
+            self._pump(out)
+        return out
+
+    def _dispatch(self, event: Event, out: list[Command]) -> None:
         match event:
             case FrameReceived(frame=frame):
                 self._on_frame(frame, out)
@@ -96,9 +111,6 @@ class Node(membership.MembershipMixin):
                 self._shutdown(out)
             case _:
                 assert_never(event)
-        if not self.stopped:
-            self._pump(out)
-        return out
 
     def _start(self, out: list[Command]) -> None:
         if self.started:

@@ -44,11 +44,11 @@ def on_session_event(
             if not is_private_name(conn) or conn in node.groups.local:
                 node.reject(out, conn, "session", None, "connection name in use or malformed")
                 return
-            node.groups.local.add(conn)
+            node.groups.open_local(conn)
         case SessionClosed(conn=conn):
             if conn not in node.groups.local:
                 return
-            node.groups.local.discard(conn)  # nothing more is delivered to it from now on
+            node.groups.close_local(conn)  # nothing more is delivered to it from now on
             node.pending.append(_op(Kind.DISCONNECT, conn, ()))
         case JoinRequested(conn=conn, group=group):
             why = _check_group_op(node, conn, group)

@@ -1,0 +1,81 @@
+"""Per-view message state: sequencing, the regular-view delivery rules, repair, freeing."""
+
+from __future__ import annotations
+
+from groupcomm.core.epoch import Epoch
+from groupcomm.core.frames import Data, Ordered, Status
+from groupcomm.core.ids import ViewId
+from groupcomm.core.service import Service
+from tests.core.helpers import msg
+
+VIEW = ViewId(1, "a:0")
+MEMBERS = ("a:0", "b:0")
+
+
+def _status(sender: str, ord_known: int, aru: int, stable: int) -> Status:
+    return Status(view=VIEW, sender=sender, max_epoch=1, proposal=None, sent_seq=0,
+                  ordered_upto=0, ord_known=ord_known, aru=aru, stable=stable)
+
+
+def _pair() -> tuple[Epoch, Epoch]:
+    return Epoch(VIEW, MEMBERS, "a:0"), Epoch(VIEW, MEMBERS, "b:0")
+
+
+def test_sequencer_orders_contiguous_runs_and_members_follow() -> None:
+    seq, member = _pair()
+    data = member.stamp([msg("b1"), msg("b2")])
+    seq.on_data(data)
+    ordered = seq.sequence()
+    assert ordered == Ordered(view=VIEW, first_gseq=1, ranges=(("b:0", 1, 2),))
+    member.on_ordered(ordered)
+    assert member.ord_known == 2 and member.aru == 2
+
+
+def test_agreed_waits_for_the_senders_ordering_ack() -> None:
+    seq, member = _pair()
+    seq.on_data(member.stamp([msg("b1")]))
+    ordered = seq.sequence()
+    assert ordered is not None
+    assert list(seq.deliverable()) == []  # b has not acknowledged the order yet
+    seq.on_status(_status("b:0", 1, 0, 0))
+    assert [m.payload for _, _, _, m in seq.deliverable()] == [b"b1"]
+
+
+def test_safe_waits_until_every_member_knows_it_is_stable() -> None:
+    seq, member = _pair()
+    seq.stamp([msg("a1", Service.SAFE)])
+    ordered = seq.sequence()
+    assert ordered is not None
+    member.on_data(Data(view=VIEW, sender="a:0", first_seq=1, msgs=(msg("a1", Service.SAFE),)))
+    member.on_ordered(ordered)
+    seq.on_status(_status("b:0", 1, 1, 0))  # b holds it; b does not yet know a holds it
+    assert seq.stable() == 1
+    assert list(seq.deliverable()) == []  # EVS-7.1: b's knowledge is still missing
+    seq.on_status(_status("b:0", 1, 1, 1))
+    assert [m.payload for _, _, _, m in seq.deliverable()] == [b"a1"]
+
+
+def test_nak_repairs_a_lost_data_frame_and_ordering() -> None:
+    seq, member = _pair()
+    lost = member.stamp([msg("b1")])
+    member.stamp([msg("b2")])
+    seq.on_status(Status(view=VIEW, sender="b:0", max_epoch=1, proposal=None, sent_seq=2,
+                         ordered_upto=0, ord_known=0, aru=0, stable=0))
+    nak = seq.missing()
+    assert nak is not None and nak.data == (("b:0", 1, 2),)
+    for frame in member.repair(nak):
+        assert isinstance(frame, Data)
+        seq.on_data(frame)
+    assert seq.contig["b:0"] == 2 and lost.msgs[0] in seq.recv["b:0"].values()
+
+
+def test_garbage_is_freed_once_stable_and_delivered() -> None:
+    seq, member = _pair()
+    seq.stamp([msg("a1")])
+    seq.sequence()
+    assert [m.payload for _, _, _, m in seq.deliverable()] == [b"a1"]
+    seq.collect_garbage()
+    assert seq.recv["a:0"]  # b has not acknowledged: still retained for repair
+    seq.on_status(_status("b:0", 1, 1, 0))
+    seq.collect_garbage()
+    assert seq.recv["a:0"] == {} and seq.own_stable == 1 and seq.in_flight() == 0
