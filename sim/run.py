@@ -55,14 +55,15 @@ def run(options: SimOptions) -> RunResult:
     started = time.perf_counter()
     sim = simulate(options)
     lines = sim.trace_lines()
-    violations = check_all(load_trace(lines))
+    violations = [f"{v.prop} t={v.t}: {v.message}" for v in check_all(load_trace(lines))]
+    violations.extend(f"CORE {a}" for a in sim.anomalies)
     counts = {"send": 0, "deliver": 0, "install": 0}
     for event in sim.trace:
         if event["ev"] in counts:
             counts[event["ev"]] += 1
     return RunResult(
         options=options,
-        violations=tuple(f"{v.prop} t={v.t}: {v.message}" for v in violations),
+        violations=tuple(violations),
         events=len(lines),
         sends=counts["send"],
         deliveries=counts["deliver"],

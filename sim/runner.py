@@ -33,6 +33,8 @@ from groupcomm.wire.peer import decode_frame, encode_frame
 from sim.options import SimOptions
 
 TRACED_NOTES = frozenset(("install", "send", "deliver"))
+# Notes that a correct protocol never produces from correct peers: each one fails the run.
+SUSPICIOUS_NOTES = frozenset(("frame_error", "install_rejected"))
 
 
 @dataclass(slots=True)
@@ -62,6 +64,7 @@ class Simulation:
         self.blocked: set[tuple[str, str]] = set()  # (src, dst) pairs that drop everything
         self.loss = options.loss
         self.trace: list[dict[str, Any]] = []
+        self.anomalies: list[str] = []
         self.frames_sent = 0
         self.frame_bytes = 0
         self.on_deliver: Callable[[str, DeliverMessage], None] | None = None
@@ -137,6 +140,8 @@ class Simulation:
             elif isinstance(cmd, Note):
                 if cmd.event in TRACED_NOTES:
                     self.record(cmd.event, **cmd.fields)
+                elif cmd.event in SUSPICIOUS_NOTES:
+                    self.anomalies.append(f"{self.now} ms {cmd.event} {cmd.fields}")
             elif isinstance(cmd, RejectRequest):
                 self.record("reject", p=cmd.conn, d=token, op=cmd.op, group=cmd.group,
                             reason=cmd.reason)

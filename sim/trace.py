@@ -174,9 +174,8 @@ class End:
     live: tuple[str, ...]
 
 
-Event: TypeAlias = (
-    Install | Send | Deliver | CDeliver | GView | Open | Close | Reject | Crash | Fault | Stable | End
-)
+DataEvent: TypeAlias = Install | Send | Deliver | CDeliver | GView
+Event: TypeAlias = DataEvent | Open | Close | Reject | Crash | Fault | Stable | End
 DaemonEvent: TypeAlias = Install | Send | Deliver | Crash
 ConnEvent: TypeAlias = Open | Close | Send | CDeliver | GView | Reject
 
@@ -476,7 +475,9 @@ class Trace:
         for e in self.events:
             self._index(e)
         self._install_pos: dict[tuple[str, str], int] = {
-            (d, inst.conf): pos for d, insts in self.installs.items() for pos, inst in enumerate(insts)
+            (d, inst.conf): pos
+            for d, insts in self.installs.items()
+            for pos, inst in enumerate(insts)
         }
         self.conf_pos: dict[int, int] = self._positions()
         self._members: dict[str, frozenset[str]] = {

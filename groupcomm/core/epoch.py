@@ -22,6 +22,8 @@ from groupcomm.core.ids import ViewId
 from groupcomm.core.service import Service
 
 SAFE = int(Service.SAFE)
+MAX_AHEAD = 1 << 20  # bound on gseq/seq jumps accepted from a peer (hostile-input guard)
+MAX_NAK_RUN = 4096  # longest run asked for in one NAK entry
 SERVICE_BITS = 0x3F
 
 
@@ -80,13 +82,15 @@ class Epoch:
         if store is None or sender == self.me:
             return
         contig = self.contig[sender]
+        if frame.first_seq > contig + MAX_AHEAD:
+            return  # bogus: never store what could not be a real gap
         seq = frame.first_seq
         for msg in frame.msgs:
             if seq > contig and seq not in store:
                 store[seq] = msg
             seq += 1
         last = seq - 1
-        if last > self.seen_seq[sender]:
+        if self.seen_seq[sender] < last <= contig + MAX_AHEAD:
             self.seen_seq[sender] = last
         while contig + 1 in store:
             contig += 1
@@ -100,14 +104,18 @@ class Epoch:
         gseq = frame.first_gseq
         order = self.order
         floor = max(self.gc_upto, self.ord_known)
+        if gseq > self.ord_known + MAX_AHEAD:
+            return  # far beyond anything plausible: a bogus frame, not a gap to repair
         for sender, first_seq, count in frame.ranges:
-            if sender not in self.recv or count <= 0:
-                return  # not a member of this view: the frame is bogus, ignore the rest
+            if sender not in self.recv or not 0 < count <= MAX_AHEAD:
+                return  # not a member of this view, or absurd: ignore the rest
+            if gseq + count > frame.first_gseq + MAX_AHEAD:
+                return
             for seq in range(first_seq, first_seq + count):
                 if gseq > floor and gseq not in order:
                     order[gseq] = (sender, seq)
                 gseq += 1
-            if first_seq + count - 1 > self.seen_seq[sender]:
+            if self.seen_seq[sender] < first_seq + count - 1 <= self.contig[sender] + MAX_AHEAD:
                 self.seen_seq[sender] = first_seq + count - 1
         if gseq - 1 > self.ordered_hint:
             self.ordered_hint = gseq - 1
@@ -126,9 +134,11 @@ class Epoch:
                 self.status_dirty = True
         if frame.stable > self.ack_stable[sender]:
             self.ack_stable[sender] = frame.stable
-        if frame.sent_seq > self.seen_seq[sender]:
+        if self.seen_seq[sender] < frame.sent_seq <= self.contig[sender] + MAX_AHEAD:
             self.seen_seq[sender] = frame.sent_seq
-        if sender == self.view.coord and frame.ordered_upto > self.ordered_hint:
+        if sender == self.view.coord and (
+            self.ordered_hint < frame.ordered_upto <= self.ord_known + MAX_AHEAD
+        ):
             self.ordered_hint = frame.ordered_upto
 
     def _advance_ord_known(self) -> None:
@@ -241,7 +251,8 @@ class Epoch:
                 while first <= top and first in store:
                     first += 1
                 last = first
-                while last + 1 <= top and last + 1 not in store:
+                limit = min(top, first + MAX_NAK_RUN)
+                while last + 1 <= limit and last + 1 not in store:
                     last += 1
                 data.append((sender, first, last))
         order_from = self.ord_known + 1

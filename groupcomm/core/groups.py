@@ -162,6 +162,9 @@ class GroupTable:
         self.table = {g: dict(m) for g, m in new.items() if m}
         self._recipients.clear()
         self.in_transition.clear()
+        # SP-VIEW-ORDER: gids must not depend on what this daemon saw before the merge, so every
+        # group restarts at the same counter everywhere, whether or not it got a view here.
+        self.counters = dict.fromkeys(self.table, 1)
         return out
 
     def _network(
@@ -173,7 +176,7 @@ class GroupTable:
         for conn in ordered:
             sets.setdefault(vs_of_daemon[after[conn]], []).append(conn)
         vs_sets = tuple(tuple(s) for _, s in sorted(sets.items()))
-        gid = self._next_gid(group)
+        gid = f"{self.conf}/{group}/1"
         return [
             _view(c, group, "regular", gid, ordered, "NETWORK", vs_sets, ())
             for c in ordered

@@ -34,6 +34,16 @@ if TYPE_CHECKING:
 
 OPERATIONAL = "operational"
 GATHER = "gather"
+MAX_REPORTED = 1 << 22  # bound on ordering entries a Flush may describe (hostile-input guard)
+
+
+def _plausible(frame: Flush) -> bool:
+    """Cheap sanity bounds so a garbage Flush cannot make the proposer loop for ages."""
+    if frame.sender not in frame.old_members:
+        return False
+    total = sum(count for _, _, _, count in frame.order)
+    top = max((g + c - 1 for g, _, _, c in frame.order), default=0)
+    return total <= MAX_REPORTED and frame.delivered_upto <= max(top, 0) + MAX_REPORTED
 
 
 @dataclass(slots=True)
@@ -211,7 +221,7 @@ class MembershipMixin:
         proposal = self.proposing
         if proposal is None or frame.proposal != proposal.view:
             return
-        if frame.sender not in proposal.members:
+        if frame.sender not in proposal.members or not _plausible(frame):
             return
         self.reports[frame.sender] = frame
         self._maybe_finish(out)

@@ -97,7 +97,15 @@ class Node(membership.MembershipMixin):
     def _dispatch(self, event: Event, out: list[Command]) -> None:
         match event:
             case FrameReceived(frame=frame):
-                self._on_frame(frame, out)
+                try:
+                    self._on_frame(frame, out)
+                except (KeyError, IndexError, ValueError, TypeError, OverflowError) as exc:
+                    # A decodable but inconsistent frame from a confused or hostile peer must
+                    # not take the daemon down. The simulator reports every such note.
+                    self.counters["frame_errors"] = self.counters.get("frame_errors", 0) + 1
+                    out.append(Note(event="frame_error",
+                                    fields={"d": self.me, "frame": type(frame).__name__,
+                                            "error": repr(exc)}))
             case TimerFired(name=name):
                 if name == TICK:
                     self._on_tick(out)
@@ -261,6 +269,8 @@ class Node(membership.MembershipMixin):
                             msg_type=msg.msg_type, payload=msg.payload, mid=mid,
                         )
                     )
+        elif len(msg.groups) != 1:
+            return  # a group operation names exactly one group; anything else is malformed
         elif kind == Kind.JOIN:
             out.extend(self.groups.join(msg.conn, sender, msg.groups[0]))
         elif kind == Kind.LEAVE:

@@ -8,6 +8,8 @@ daemon the key ``(epoch, 0 for transitional / 1 for regular)`` must strictly inc
 
 from __future__ import annotations
 
+import itertools
+
 from sim.checkers.base import Violation, fmt
 from sim.trace import Install, Trace
 
@@ -19,7 +21,7 @@ def _key(inst: Install) -> tuple[int, int]:
 def check_evs_2_1(trace: Trace) -> list[Violation]:
     """EVS-2.1: a daemon is a member of every configuration it installs."""
     return [
-        Violation("EVS-2.1", f"daemon {i.d} installed {i.conf} without being in {fmt(i.members)}", i.t)
+        Violation("EVS-2.1", f"daemon {i.d} installed {i.conf} not being in {fmt(i.members)}", i.t)
         for insts in trace.installs.values()
         for i in insts
         if i.d not in i.members
@@ -54,7 +56,7 @@ def check_evs_2_3(trace: Trace) -> list[Violation]:
     the regular configuration of the same epoch)."""
     out: list[Violation] = []
     for d, insts in trace.installs.items():
-        for prev, cur in zip(insts, insts[1:], strict=False):
+        for prev, cur in itertools.pairwise(insts):
             if _key(cur) <= _key(prev):
                 msg = (
                     f"daemon {d} installed {cur.kind} {cur.conf} (epoch {cur.epoch}) after "
@@ -137,9 +139,7 @@ def check_evs_2_5(trace: Trace) -> list[Violation]:
     return out
 
 
-def _installs_between(
-    trace: Trace, p: str, ca: str, cb_key: tuple[int, int]
-) -> list[Install]:
+def _installs_between(trace: Trace, p: str, ca: str, cb_key: tuple[int, int]) -> list[Install]:
     """Configurations ``p`` installed after ``ca`` whose key does not exceed ``cb_key``."""
     pos = trace.install_pos(p, ca)
     assert pos is not None
