@@ -60,7 +60,6 @@ class MembershipMixin:
         self.max_epoch = 0
         self.heard: dict[str, Heard] = {}
         self.left: set[str] = set()
-        self.excluded: set[str] = set()
         self.mismatch_since: dict[str, int] = {}
         self.accepted: Propose | None = None  # proposal we flushed to
         self.proposing: Propose | None = None  # our own proposal, while collecting
@@ -130,10 +129,14 @@ class MembershipMixin:
             out.append(Note(event="install_timeout", fields={"d": self.me}))
             self.start_change(out, "install timeout")
         else:
-            coord = min(self._candidates())
-            if coord != self.me:
-                self.excluded.add(coord)  # it never proposed to us: asymmetric reachability
-            self.start_change(out, "no proposal")
+            # Nobody proposed to us (the smallest candidate may not see a reason to change, or
+            # may not hear us): propose ourselves, to everyone. A candidate that really cannot
+            # hear us is dropped by the flush timeout, not here.
+            candidates = self._candidates()
+            out.append(Note(event="gather", fields={"d": self.me, "reason": "no proposal",
+                                                    "view": str(self.view),
+                                                    "candidates": candidates}))
+            self.propose(out, tuple(candidates))
 
     def _change_reason(self: Node) -> str:
         alive = self._alive()
@@ -155,7 +158,7 @@ class MembershipMixin:
     # ------------------------------------------------------------------ round
     def _candidates(self: Node) -> list[str]:
         alive = self._alive()
-        return sorted({self.me} | {t for t in alive.values() if t not in self.excluded})
+        return sorted({self.me, *alive.values()})
 
     def start_change(self: Node, out: list[Command], reason: str) -> None:
         self.phase = GATHER
@@ -172,6 +175,11 @@ class MembershipMixin:
         )
         if candidates[0] == self.me:
             self.propose(out, tuple(candidates))
+        else:
+            # Stagger by rank so that, if the smallest stays silent, the next one goes first
+            # instead of all of them proposing at the same instant.
+            rank = candidates.index(self.me)
+            self.deadline = self.now + self.cfg.gather_timeout_ms * rank
 
     def propose(self: Node, out: list[Command], members: tuple[str, ...]) -> None:
         if self.me not in members:
@@ -271,10 +279,16 @@ class MembershipMixin:
         self.groups.set_conf(conf)
         self.note_install(out, conf, "regular", self.members, self.view.epoch)
         out.extend(self.groups.install(table, vs_of))
+        for member in self.members:
+            # Every member just took part in the round: give each a full suspect timeout from
+            # now, even one we had not heard directly before (e.g. across a healed partition).
+            name = token_name(member)
+            known = self.heard.get(name)
+            if member != self.me and (known is None or known.token == member):
+                self.heard[name] = Heard(self.now, member, self.view, None)
         self.phase = OPERATIONAL
         self.accepted = None
         self.proposing = None
-        self.excluded.clear()
         self.mismatch_since.clear()
         out.append(SendFrame(targets=self.others, frame=self.status()))
 

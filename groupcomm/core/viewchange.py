@@ -7,10 +7,11 @@ one of them delivers identically (EVS-4):
 1. ``regular``: everything up to the highest gseq any survivor already delivered in the old
    regular view. Someone delivered it, so nobody is missing any of it (no holes, EVS-6.2), and
    the laggards deliver it in the regular view too.
-2. ``transitional``: the rest of the known order, skipping holes. After the first hole only
-   messages of senders in t are delivered, because a message of an absent sender may causally
-   follow the hole (EVS-5); messages of absent senders also need the sender's ordering ack,
-   which guarantees the sender's own partition knows the same order (EVS-6.1). Then the
+2. ``transitional``: the rest of the known order. A message of an absent sender needs the
+   sender's ordering ack, which guarantees the sender's own partition knows the same order
+   (EVS-6.1). At the first message skipped (no payload anywhere in t, or no ack) the stream is
+   cut for absent senders: anything they sent later may causally follow the skipped one
+   (EVS-5), while survivors' messages cannot (no survivor delivered past it). Then the
    survivors' own messages that never got ordered, by (sender, seq): no other partition can
    deliver them, since their senders never acknowledged an order for them (EVS-3, EVS-6.1).
 """
@@ -74,18 +75,20 @@ def _transitional(
     known: int,
 ) -> list[tuple[str, int, Msg]]:
     out: list[tuple[str, int, Msg]] = []
-    hole = False
+    cut = False  # set at the first ordered message skipped, whatever the reason
     ordered_ids: set[tuple[str, int]] = set()
     for g in range(high + 1, known + 1):
         key = order[g]
         ordered_ids.add(key)
         msg = msgs.get(key)
-        if msg is None:
-            hole = True  # EVS-6.2: allowed only because its sender is outside t
-            continue
         sender = key[0]
-        if sender in trans or (not hole and acks.get(sender, 0) >= g):
+        if msg is not None and (sender in trans or (not cut and acks.get(sender, 0) >= g)):
             out.append((sender, key[1], msg))
+        else:
+            # EVS-6.2: a hole here is allowed only because its sender is outside t. Anything an
+            # absent sender sent later may causally follow it (EVS-5), so from here on only
+            # survivors' messages: no survivor delivered past ``high``, so none of theirs can.
+            cut = True
     # Ordered at or below ``high`` is already covered; anything else unordered from t senders.
     covered = {order[g] for g in order if g <= high}
     unordered = sorted(

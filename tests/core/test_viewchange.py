@@ -63,3 +63,12 @@ def test_install_groups_old_views_and_merges_group_state() -> None:
     assert install.members == ("a:0", "c:0")
     assert [c.old_view for c in install.cleanups] == [other, OLD]
     assert [c.trans_members for c in install.cleanups] == [("c:0",), ("a:0",)]
+
+
+def test_a_skip_for_a_missing_ack_cuts_absent_senders_too() -> None:
+    # Regression (swarm seed 33): c's message is skipped for lack of c's ordering ack; b (absent)
+    # sent later, possibly after delivering c's. Delivering b's but not c's breaks EVS-5.
+    m = {("c:0", 1): msg("c1"), ("b:0", 1): msg("b1"), ("a:0", 1): msg("a1")}
+    order = ((1, "c:0", 1, 1), (2, "b:0", 1, 1), (3, "a:0", 1, 1))
+    cleanup = decide_cleanup(OLD, [flush("a:0", 0, order, m, {"a:0": 3, "b:0": 3, "c:0": 0})])
+    assert _payloads(cleanup.transitional) == [b"a1"]
