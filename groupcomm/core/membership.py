@@ -83,7 +83,10 @@ class MembershipMixin:
         self.heard[name] = Heard(self.now, sender, frame.view, frame.proposal)
         self.max_epoch = max(self.max_epoch, frame.max_epoch, frame.view.epoch)
         if frame.view == self.view:
-            self.epoch.on_status(frame)
+            if self.phase == OPERATIONAL:
+                # Frozen while gathering: the stability we advertise must be backed by the acks
+                # in our Flush report (EVS-7.1 relies on it, see protocol/membership.md).
+                self.epoch.on_status(frame)
         elif self.last_install is not None and frame.proposal == self.view:
             self._resend_install(sender, out)
 

@@ -137,11 +137,13 @@ class Node(membership.MembershipMixin):
     # ----------------------------------------------------------------- frames
     def _on_frame(self, frame: Frame, out: list[Command]) -> None:
         match frame:
+            # While gathering, the old view's state is frozen: what we acknowledge must never
+            # exceed what our Flush reports, or peers would free messages the cleanup needs.
             case Data():
-                if frame.view == self.view:
+                if frame.view == self.view and self.phase == membership.OPERATIONAL:
                     self.epoch.on_data(frame)
             case Ordered():
-                if frame.view == self.view:
+                if frame.view == self.view and self.phase == membership.OPERATIONAL:
                     self.epoch.on_ordered(frame)
             case Status():
                 self.on_status(frame, out)
