@@ -271,14 +271,14 @@ class Node(membership.MembershipMixin):
                             msg_type=msg.msg_type, payload=msg.payload, mid=mid,
                         )
                     )
+        elif kind == Kind.DISCONNECT:
+            out.extend(self.groups.disconnect(msg.conn))
         elif len(msg.groups) != 1:
-            return  # a group operation names exactly one group; anything else is malformed
+            return  # a join or leave names exactly one group; anything else is malformed
         elif kind == Kind.JOIN:
             out.extend(self.groups.join(msg.conn, sender, msg.groups[0]))
         elif kind == Kind.LEAVE:
             out.extend(self.groups.leave(msg.conn, msg.groups[0], "LEAVE"))
-        elif kind == Kind.DISCONNECT:
-            out.extend(self.groups.disconnect(msg.conn))
 
     def final_local_groups(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
         """Our connections' groups once every op we already stamped is applied.

@@ -11,9 +11,11 @@ one of them delivers identically (EVS-4):
    sender's ordering ack, which guarantees the sender's own partition knows the same order
    (EVS-6.1). At the first message skipped (no payload anywhere in t, or no ack) the stream is
    cut for absent senders: anything they sent later may causally follow the skipped one
-   (EVS-5), while survivors' messages cannot (no survivor delivered past it). Then the
-   survivors' own messages that never got ordered, by (sender, seq): no other partition can
-   deliver them, since their senders never acknowledged an order for them (EVS-3, EVS-6.1).
+   (EVS-5), while survivors' messages cannot (no survivor delivered past it). Survivors'
+   messages also need their own sender's ack to stay in place; the rest (unacked or never
+   ordered) close the view sorted by (sender, seq). No other partition can deliver those, and
+   every decision over the same old view classifies them identically, because the ack comes
+   from the sender's own frozen report (EVS-3, EVS-6.1).
 """
 
 from __future__ import annotations
@@ -75,24 +77,28 @@ def _transitional(
     known: int,
 ) -> list[tuple[str, int, Msg]]:
     out: list[tuple[str, int, Msg]] = []
-    cut = False  # set at the first ordered message skipped, whatever the reason
-    ordered_ids: set[tuple[str, int]] = set()
+    cut = False  # set at the first ordered message not delivered in place
+    in_place: set[tuple[str, int]] = set()
     for g in range(high + 1, known + 1):
         key = order[g]
-        ordered_ids.add(key)
         msg = msgs.get(key)
         sender = key[0]
-        if msg is not None and (sender in trans or (not cut and acks.get(sender, 0) >= g)):
+        # In place only with the sender's ordering ack. For a survivor that ack comes from its
+        # own (frozen) report, so every decision about this old view classifies its messages
+        # the same way, even decisions by different proposers over overlapping survivors.
+        if msg is not None and acks.get(sender, 0) >= g and (sender in trans or not cut):
             out.append((sender, key[1], msg))
+            in_place.add(key)
         else:
-            # EVS-6.2: a hole here is allowed only because its sender is outside t. Anything an
-            # absent sender sent later may causally follow it (EVS-5), so from here on only
-            # survivors' messages: no survivor delivered past ``high``, so none of theirs can.
+            # EVS-6.2: holes only for absent senders. Whatever an absent sender sent later may
+            # causally follow this message (EVS-5), so from here on only survivors' messages:
+            # no survivor delivered past ``high``, so none of theirs can depend on it.
             cut = True
-    # Ordered at or below ``high`` is already covered; anything else unordered from t senders.
+    # The survivors' remaining messages (never ordered, or ordered without their ack) close the
+    # view in (sender, seq) order: no other partition can deliver them (EVS-3, EVS-6.1).
     covered = {order[g] for g in order if g <= high}
-    unordered = sorted(
-        key for key in msgs if key[0] in trans and key not in ordered_ids and key not in covered
+    tail = sorted(
+        key for key in msgs if key[0] in trans and key not in in_place and key not in covered
     )
-    out.extend((sender, seq, msgs[(sender, seq)]) for sender, seq in unordered)
+    out.extend((sender, seq, msgs[(sender, seq)]) for sender, seq in tail)
     return out

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from groupcomm.core.commands import DeliverMessage, RejectRequest
+from groupcomm.core.commands import DeliverMembership, DeliverMessage, RejectRequest
 from groupcomm.core.config import CoreConfig
 from groupcomm.core.events import (
     Event,
     JoinRequested,
     LeaveRequested,
     MulticastRequested,
+    SessionClosed,
     SessionOpened,
     Started,
 )
@@ -73,3 +74,17 @@ def test_self_discard_and_private_names() -> None:
     out = node.handle(2, _mc(("g", "#c2#d1"), service=AGREED | SELF_DISCARD, payload=b"p"))
     got = [(c.conn, c.payload) for c in out if isinstance(c, DeliverMessage)]
     assert got == [("#c2#d1", b"p")]  # sender discarded its own copy; c2 got it once
+
+
+def test_closing_a_connection_removes_it_from_its_groups() -> None:
+    # Review finding: a DISCONNECT names no group and must still be applied.
+    node = _node()
+    node.handle(1, SessionOpened(conn="#c2#d1"))
+    node.handle(1, JoinRequested(conn="#c2#d1", group="g"))
+    out = node.handle(2, SessionClosed(conn=CONN))
+    views = [c for c in out if isinstance(c, DeliverMembership)]
+    assert [(v.conn, v.kind, v.cause, v.members) for v in views] == [
+        ("#c2#d1", "transitional", "", ()),
+        ("#c2#d1", "regular", "DISCONNECT", ("#c2#d1",)),
+    ]
+    assert node.groups.members("g") == ["#c2#d1"]

@@ -16,7 +16,8 @@ def test_laggard_catches_up_in_the_regular_view() -> None:
     m = {("a:0", 1): msg("a1"), ("b:0", 1): msg("b1")}
     order = ((1, "a:0", 1, 1), (2, "b:0", 1, 1))
     acks = {"a:0": 2, "b:0": 2}
-    cleanup = decide_cleanup(OLD, [flush("a:0", 2, order, m, acks), flush("b:0", 1, order, m, acks)])
+    reports = [flush("a:0", 2, order, m, acks), flush("b:0", 1, order, m, acks)]
+    cleanup = decide_cleanup(OLD, reports)
     assert cleanup.regular_upto == 2
     assert [(g, s) for g, s, _, _ in cleanup.regular] == [(2, "b:0")]
     assert cleanup.transitional == ()
@@ -72,3 +73,18 @@ def test_a_skip_for_a_missing_ack_cuts_absent_senders_too() -> None:
     order = ((1, "c:0", 1, 1), (2, "b:0", 1, 1), (3, "a:0", 1, 1))
     cleanup = decide_cleanup(OLD, [flush("a:0", 0, order, m, {"a:0": 3, "b:0": 3, "c:0": 0})])
     assert _payloads(cleanup.transitional) == [b"a1"]
+
+
+def test_overlapping_decisions_order_survivors_messages_alike() -> None:
+    # Review finding (EVS-6.1): the sequencer x ordered b1 before a1, but neither a nor b got
+    # that order. Decision A (x, a, b survive) knows it; decision B (a, b only, after they gave
+    # up on A) does not. Both must deliver a1 and b1 in the same relative order.
+    m = {("a:0", 1): msg("a1"), ("b:0", 1): msg("b1")}
+    order = ((1, "b:0", 1, 1), (2, "a:0", 1, 1))
+    x_report = flush("x:0", 0, order, m, {"x:0": 2})
+    a_report = flush("a:0", 0, (), m, {"a:0": 0})
+    b_report = flush("b:0", 0, (), m, {"b:0": 0})
+    decision_a = decide_cleanup(OLD, [x_report, a_report, b_report])
+    decision_b = decide_cleanup(OLD, [a_report, b_report])
+    assert _payloads(decision_a.transitional) == _payloads(decision_b.transitional)
+    assert _payloads(decision_b.transitional) == [b"a1", b"b1"]
