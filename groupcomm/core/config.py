@@ -17,7 +17,9 @@ class CoreConfig:
     install_timeout_ms: int = 400  # a member waits this long for Install after flushing
     gather_timeout_ms: int = 150  # wait for someone else's proposal before proposing ourselves
     window_msgs: int = 4096  # own unstable messages in flight (flow control)
-    window_bytes: int = 8 << 20  # own unstable payload bytes in flight
+    # Own unstable payload bytes in flight. Also bounds a Flush report (members x window), which
+    # must fit one peer frame (16 MiB by default in groupcomm.wire): keep members x window below.
+    window_bytes: int = 1 << 20
     batch_bytes: int = 60_000  # Data frames are cut at this size
     max_message_bytes: int = 1 << 20
     trace_messages: bool = False  # emit per-message Notes (simulator, --trace); off on the hot path

@@ -260,28 +260,38 @@ class Epoch:
         if not data and order_to < order_from:
             return None
         return Nak(
-            view=self.view, sender=self.me, data=tuple(data), order_from=order_from,
+            view=self.view,
+            sender=self.me,
+            data=tuple(data),
+            order_from=order_from,
             order_to=order_to,
         )
 
-    def repair(self, nak: Nak, max_msgs: int = 2048) -> list[Data | Ordered]:
-        """Answer a NAK with whatever we still hold."""
+    def repair(
+        self, nak: Nak, max_msgs: int = 2048, max_bytes: int = 1 << 20
+    ) -> list[Data | Ordered]:
+        """Answer a NAK with whatever we still hold, bounded so every frame stays encodable
+        (the rest is asked for again at the next tick)."""
         out: list[Data | Ordered] = []
         budget = max_msgs
+        room = max_bytes
         for sender, first, last in nak.data:
             store = self.recv.get(sender)
-            if store is None or budget <= 0:
+            if store is None or budget <= 0 or room <= 0:
                 continue
             run: list[Msg] = []
             run_first = first
             for seq in range(first, min(last, first + budget - 1) + 1):
                 msg = store.get(seq)
-                if msg is None:
+                if msg is None or room <= 0:
                     if run:
                         out.append(self._data(sender, run_first, run))
                     run, run_first = [], seq + 1
+                    if room <= 0:
+                        break
                     continue
                 run.append(msg)
+                room -= len(msg.payload) + 64
             if run:
                 out.append(self._data(sender, run_first, run))
             budget -= last - first + 1
@@ -319,10 +329,15 @@ class Epoch:
     def status(self, max_epoch: int, proposal: ViewId | None) -> Status:
         self.status_dirty = False
         return Status(
-            view=self.view, sender=self.me, max_epoch=max_epoch, proposal=proposal,
+            view=self.view,
+            sender=self.me,
+            max_epoch=max_epoch,
+            proposal=proposal,
             sent_seq=self.next_seq - 1,
             ordered_upto=self.next_gseq - 1 if self.is_sequencer else 0,
-            ord_known=self.ord_known, aru=self.aru, stable=self.ack_stable[self.me],
+            ord_known=self.ord_known,
+            aru=self.aru,
+            stable=self.ack_stable[self.me],
         )
 
     # ------------------------------------------------------------- view change

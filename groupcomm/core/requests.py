@@ -41,7 +41,7 @@ def on_session_event(
 ) -> None:
     match event:
         case SessionOpened(conn=conn):
-            if not is_private_name(conn) or conn in node.groups.local:
+            if not is_private_name(conn) or validate_group_name(conn) or conn in node.groups.local:
                 node.reject(out, conn, "session", None, "connection name in use or malformed")
                 return
             node.groups.open_local(conn)
@@ -95,10 +95,9 @@ def _check_multicast(node: Node, event: MulticastRequested) -> str:
     if len(set(event.groups)) != len(event.groups):
         return "duplicate destination group"
     for group in event.groups:
-        if not is_private_name(group):
-            why = validate_group_name(group)
-            if why:
-                return why
+        why = validate_group_name(group)  # private names obey the same bounds (wire limits)
+        if why:
+            return why
     if event.service & ~(0x3F | SELF_DISCARD) or event.service & 0x3F not in VALID_SERVICES:
         return f"invalid service {event.service:#x}: exactly one service level is required"
     if not 0 <= event.msg_type <= 0xFFFF:
