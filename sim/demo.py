@@ -65,6 +65,7 @@ def run_demo(out: Callable[[str], None] = print) -> int:
     out("groupcomm simulated demo: daemons d1 d2 d3, one client '#app#dN' each, group 'chat'")
     for name in sim.names:
         daemon = sim.start_daemon(name, 0)
+        sim.record("open", p=_client(name), d=daemon.token)
         sim.feed(daemon, SessionOpened(conn=_client(name)))
         sim.feed(daemon, JoinRequested(conn=_client(name), group=GROUP))
     _say(sim, 400, "everyone multicasts AGREED at once", out)
