@@ -36,8 +36,11 @@ NAMES = ("d1", "d2", "d3")
 class Bench:
     def __init__(self, size: int, codec: bool, per_call: int) -> None:
         self.nodes = {
-            n: Node(CoreConfig(name=n, incarnation=0, peers=NAMES, window_msgs=20_000,
-                               window_bytes=64 << 20))
+            n: Node(
+                CoreConfig(
+                    name=n, incarnation=0, peers=NAMES, window_msgs=20_000, window_bytes=64 << 20
+                )
+            )
             for n in NAMES
         }
         self.inbox: deque[tuple[str, Frame | bytes]] = deque()
@@ -109,8 +112,13 @@ class Bench:
         started = time.perf_counter()
         while sent < per_node:
             for name in NAMES:
-                request = MulticastRequested(conn=f"#c#{name}", groups=("g",), service=agreed,
-                                             msg_type=0, payload=self.payload)
+                request = MulticastRequested(
+                    conn=f"#c#{name}",
+                    groups=("g",),
+                    service=agreed,
+                    msg_type=0,
+                    payload=self.payload,
+                )
                 self.feed_many(name, [request] * self.per_call)
             sent += self.per_call
             self.drain()
@@ -122,12 +130,17 @@ class Bench:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--messages", type=int, default=150_000)
     parser.add_argument("--size", type=int, default=100)
-    parser.add_argument("--per-call", type=int, default=100,
-                        help="multicasts fed between network drains (client-side batching)")
+    parser.add_argument(
+        "--per-call",
+        type=int,
+        default=100,
+        help="multicasts fed between network drains (client-side batching)",
+    )
     parser.add_argument("--codec", action="store_true")
     ns = parser.parse_args(argv)
     bench = Bench(ns.size, ns.codec, ns.per_call)

@@ -41,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _swarm(args: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sim swarm",
-                                     description="Run many random seeds in parallel.")
+    parser = argparse.ArgumentParser(
+        prog="python -m sim swarm", description="Run many random seeds in parallel."
+    )
     parser.add_argument("--seeds", default="0-199", help="e.g. 0-999 or 1,5,9")
     parser.add_argument("--jobs", type=int, default=default_jobs())
     ns = parser.parse_args(args)

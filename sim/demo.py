@@ -51,21 +51,26 @@ def _say(sim: Simulation, when: int, text: str, out: Callable[[str], None]) -> N
 
 
 def _multicast(sim: Simulation, when: int, name: str, text: str) -> None:
-    event = MulticastRequested(conn=_client(name), groups=(GROUP,), service=int(Service.AGREED),
-                               msg_type=0, payload=text.encode())
+    event = MulticastRequested(
+        conn=_client(name),
+        groups=(GROUP,),
+        service=int(Service.AGREED),
+        msg_type=0,
+        payload=text.encode(),
+    )
     sim.at(when, lambda: sim.feed(sim.daemons[name], event))
 
 
 def run_demo(out: Callable[[str], None] = print) -> int:
-    sim = Simulation(SimOptions(seed=1, daemons=3, latency_min_ms=1, latency_max_ms=3,
-                                latency_tail=0.0))
+    sim = Simulation(
+        SimOptions(seed=1, daemons=3, latency_min_ms=1, latency_max_ms=3, latency_tail=0.0)
+    )
     narrator = Narrator(sim, out)
     sim.on_deliver = narrator.delivered
     sim.on_membership = narrator.membership
     out("groupcomm simulated demo: daemons d1 d2 d3, one client '#app#dN' each, group 'chat'")
     for name in sim.names:
         daemon = sim.start_daemon(name, 0)
-        sim.record("open", p=_client(name), d=daemon.token)
         sim.feed(daemon, SessionOpened(conn=_client(name)))
         sim.feed(daemon, JoinRequested(conn=_client(name), group=GROUP))
     _say(sim, 400, "everyone multicasts AGREED at once", out)
@@ -73,8 +78,9 @@ def run_demo(out: Callable[[str], None] = print) -> int:
         _multicast(sim, 400, name, f"hello from {name}")
         _multicast(sim, 401 + i, name, f"second from {name}")
     _say(sim, 700, "network partition: {d1,d2} | {d3}", out)
-    sim.at(700, lambda: sim.blocked.update({("d3", "d1"), ("d3", "d2"), ("d1", "d3"),
-                                            ("d2", "d3")}))
+    sim.at(
+        700, lambda: sim.blocked.update({("d3", "d1"), ("d3", "d2"), ("d1", "d3"), ("d2", "d3")})
+    )
     _multicast(sim, 1300, "d1", "d1 talks during the partition")
     _multicast(sim, 1300, "d3", "d3 talks alone")
     _say(sim, 1600, "network heals", out)

@@ -3,6 +3,8 @@ pause, loss bursts. Applied at scheduled times; ``heal_all`` ends the safety pha
 
 from __future__ import annotations
 
+from functools import partial
+
 from groupcomm.core.events import ShutdownRequested
 from sim.options import FaultPlan
 from sim.runner import Simulation
@@ -17,7 +19,7 @@ class Faults:
 
     def schedule(self, plans: tuple[FaultPlan, ...]) -> None:
         for plan in plans:
-            self.sim.at(plan.at_ms, lambda plan=plan: self.apply(plan))  # type: ignore[misc]
+            self.sim.at(plan.at_ms, partial(self.apply, plan))
 
     def apply(self, plan: FaultPlan) -> None:
         if self.healed:
@@ -28,7 +30,9 @@ class Faults:
         sim.record("fault", what=plan.what, args=list(args))
         if plan.what == "partition":
             sim.blocked = {
-                (a, b) for i, a in enumerate(names) for j, b in enumerate(names)
+                (a, b)
+                for i, a in enumerate(names)
+                for j, b in enumerate(names)
                 if args[i] != args[j]
             }
         elif plan.what == "asymmetric":

@@ -86,9 +86,15 @@ def random_faults(rng: random.Random, daemons: int, safety_ms: int) -> tuple[Fau
             down_ms = rng.randint(100, 1200)
             plans.append(FaultPlan(at_ms=at, what=kind, args=(victim, down_ms)))
         elif kind == "pause":
-            plans.append(FaultPlan(at_ms=at, what="pause", args=(rng.choice(names),
-                                                                  rng.randint(100, 600))))
+            plans.append(
+                FaultPlan(at_ms=at, what="pause", args=(rng.choice(names), rng.randint(100, 600)))
+            )
         else:
-            plans.append(FaultPlan(at_ms=at, what="loss", args=(rng.choice((0.05, 0.2, 0.4)),
-                                                                 rng.randint(100, 800))))
+            plans.append(
+                FaultPlan(
+                    at_ms=at,
+                    what="loss",
+                    args=(rng.choice((0.05, 0.2, 0.4)), rng.randint(100, 800)),
+                )
+            )
     return tuple(sorted(plans, key=lambda p: (p.at_ms, p.what)))

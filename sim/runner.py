@@ -25,7 +25,14 @@ from groupcomm.core.commands import (
     SetTimer,
 )
 from groupcomm.core.config import CoreConfig
-from groupcomm.core.events import Event, FrameReceived, Started, TimerFired
+from groupcomm.core.events import (
+    Event,
+    FrameReceived,
+    SessionClosed,
+    SessionOpened,
+    Started,
+    TimerFired,
+)
 from groupcomm.core.frames import Frame
 from groupcomm.core.ids import make_token
 from groupcomm.core.node import SERVICE_NAMES, Node
@@ -111,6 +118,12 @@ class Simulation:
         if daemon.paused_until > self.now:
             daemon.held.append(event)
             return
+        # A connection opens and closes when its daemon handles the request (a paused daemon
+        # handles it later), which is what the trace must show.
+        if isinstance(event, SessionOpened):
+            self.record("open", p=event.conn, d=daemon.token)
+        elif isinstance(event, SessionClosed):
+            self.record("close", p=event.conn, d=daemon.token)
         self.execute(daemon, daemon.node.handle(self.now, event))
 
     def resume(self, daemon: SimDaemon) -> None:
@@ -127,8 +140,12 @@ class Simulation:
                 self._set_timer(daemon, cmd)
             elif isinstance(cmd, DeliverMessage):
                 self.record(
-                    "cdeliver", p=cmd.conn, d=token, mid=cmd.mid,
-                    svc=SERVICE_NAMES[cmd.service & 0x3F], groups=list(cmd.groups),
+                    "cdeliver",
+                    p=cmd.conn,
+                    d=token,
+                    mid=cmd.mid,
+                    svc=SERVICE_NAMES[cmd.service & 0x3F],
+                    groups=list(cmd.groups),
                     sender=cmd.sender,
                 )
                 if self.on_deliver is not None:
@@ -143,14 +160,20 @@ class Simulation:
                 elif cmd.event in SUSPICIOUS_NOTES:
                     self.anomalies.append(f"{self.now} ms {cmd.event} {cmd.fields}")
             elif isinstance(cmd, RejectRequest):
-                self.record("reject", p=cmd.conn, d=token, op=cmd.op, group=cmd.group,
-                            reason=cmd.reason)
+                self.record(
+                    "reject", p=cmd.conn, d=token, op=cmd.op, group=cmd.group, reason=cmd.reason
+                )
             elif isinstance(cmd, CloseSession):
                 self.record("close", p=cmd.conn, d=token)
 
     def _record_view(self, token: str, cmd: DeliverMembership) -> None:
-        fields: dict[str, Any] = {"p": cmd.conn, "d": token, "group": cmd.group,
-                                  "kind": cmd.kind, "gid": cmd.gid}
+        fields: dict[str, Any] = {
+            "p": cmd.conn,
+            "d": token,
+            "group": cmd.group,
+            "kind": cmd.kind,
+            "gid": cmd.gid,
+        }
         if cmd.kind == "regular":
             fields["members"] = list(cmd.members)
             fields["vs_sets"] = [list(s) for s in cmd.vs_sets]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +61,16 @@ def view_text(cmd: DeliverMembership) -> str:
 class ScenarioRun:
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
-        self.sim = Simulation(SimOptions(seed=int(spec.get("seed", 1)),
-                                         daemons=int(spec["daemons"]), latency_tail=0.0))
+        self.sim = Simulation(
+            SimOptions(
+                seed=int(spec.get("seed", 1)), daemons=int(spec["daemons"]), latency_tail=0.0
+            )
+        )
         self.views: dict[str, list[str]] = {}
         self.deliveries: dict[str, list[str]] = {}
         self.sim.on_membership = lambda _d, c: self.views.setdefault(c.conn, []).append(
-            view_text(c))
+            view_text(c)
+        )
         self.sim.on_deliver = self._delivered
 
     def _delivered(self, _daemon: str, cmd: DeliverMessage) -> None:
@@ -84,7 +89,7 @@ class ScenarioRun:
             self._schedule(step)
         self.phase_problems: list[str] = []
         for when, names in self.spec.get("expect", {}).get("gathering_at", {}).items():
-            sim.at(int(when), lambda w=when, n=names: self._probe_gathering(w, n))
+            sim.at(int(when), partial(self._probe_gathering, when, names))
         end = int(self.spec.get("end_ms", 3000))
         sim.run_until(end - 500)
         sim.record("stable")
@@ -102,7 +107,6 @@ class ScenarioRun:
 
     def _open(self, conn: str, groups: list[str]) -> None:
         daemon = self.sim.daemons[self._client_daemon(conn)]
-        self.sim.record("open", p=conn, d=daemon.token)
         self.sim.feed(daemon, SessionOpened(conn=conn))
         for group in groups:
             self.sim.feed(daemon, JoinRequested(conn=conn, group=group))
@@ -115,10 +119,15 @@ class ScenarioRun:
             service = int(Service[step.get("service", "AGREED")])
             for i in range(int(step.get("count", 1))):
                 text = f"{step['conn']}:{at}:{i}"
-                event = MulticastRequested(conn=step["conn"], groups=tuple(step["groups"]),
-                                           service=service, msg_type=0, payload=text.encode())
-                sim.at(at + i * int(step.get("every", 1)),
-                       lambda e=event: self._to_client_daemon(e.conn, e))  # type: ignore[misc]
+                event = MulticastRequested(
+                    conn=step["conn"],
+                    groups=tuple(step["groups"]),
+                    service=service,
+                    msg_type=0,
+                    payload=text.encode(),
+                )
+                when = at + i * int(step.get("every", 1))
+                sim.at(when, partial(self._to_client_daemon, event.conn, event))
         elif do in ("join", "leave"):
             cls = JoinRequested if do == "join" else LeaveRequested
             event2 = cls(conn=step["conn"], group=step["group"])

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from typing import TextIO
 
 from sim.options import random_options
 from sim.run import run
@@ -42,7 +43,7 @@ def run_seed(seed: int) -> SeedOutcome:
     return SeedOutcome(seed, result.ok, options.describe(), result.violations, result.wall_s)
 
 
-def swarm(seeds: list[int], jobs: int, out: object = sys.stdout) -> int:
+def swarm(seeds: list[int], jobs: int, out: TextIO = sys.stdout) -> int:
     started = time.perf_counter()
     failures: list[SeedOutcome] = []
     done = 0
@@ -51,14 +52,14 @@ def swarm(seeds: list[int], jobs: int, out: object = sys.stdout) -> int:
             done += 1
             if not outcome.ok:
                 failures.append(outcome)
-                print(f"FAIL seed {outcome.seed}: {outcome.summary}", file=out)  # type: ignore[call-overload]
+                print(f"FAIL seed {outcome.seed}: {outcome.summary}", file=out)
                 for line in outcome.violations[:5]:
-                    print(f"    {line}", file=out)  # type: ignore[call-overload]
-                print(f"    reproduce: python -m sim --seed {outcome.seed}", file=out)  # type: ignore[call-overload]
+                    print(f"    {line}", file=out)
+                print(f"    reproduce: python -m sim --seed {outcome.seed}", file=out)
     wall = time.perf_counter() - started
     print(
         f"swarm: {done} seeds, {len(failures)} failed, {wall:.1f} s wall, {jobs} jobs",
-        file=out,  # type: ignore[call-overload]
+        file=out,
     )
     return 1 if failures else 0
 

@@ -193,123 +193,97 @@ def is_private(group: str) -> bool:
 # ---------------------------------------------------------------------------- field validation
 
 _Obj: TypeAlias = Mapping[str, Any]
+_Field: TypeAlias = Callable[[_Obj, str, str], Any]
+_MISSING = object()
 
 
-def _get(obj: _Obj, key: str, ctx: str) -> Any:
-    try:
-        return obj[key]
-    except KeyError:
-        raise TraceError(f"{ctx}: missing field {key!r}") from None
+def _bad(obj: _Obj, key: str, ctx: str, what: str) -> TraceError:
+    if key not in obj:
+        return TraceError(f"{ctx}: missing field {key!r}")
+    return TraceError(f"{ctx}: field {key!r} must be {what}, got {obj[key]!r}")
 
 
 def _str(obj: _Obj, key: str, ctx: str) -> str:
-    value = _get(obj, key, ctx)
-    if not isinstance(value, str):
-        raise TraceError(f"{ctx}: field {key!r} must be a string, got {value!r}")
+    value = obj.get(key, _MISSING)
+    if value.__class__ is not str:
+        raise _bad(obj, key, ctx, "a string")
     return value
 
 
 def _int(obj: _Obj, key: str, ctx: str) -> int:
-    value = _get(obj, key, ctx)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TraceError(f"{ctx}: field {key!r} must be an integer, got {value!r}")
+    value = obj.get(key, _MISSING)
+    if value.__class__ is not int:  # bool is not an int here
+        raise _bad(obj, key, ctx, "an integer")
     return value
 
 
 def _bool(obj: _Obj, key: str, ctx: str) -> bool:
-    value = _get(obj, key, ctx)
-    if not isinstance(value, bool):
-        raise TraceError(f"{ctx}: field {key!r} must be a boolean, got {value!r}")
+    value = obj.get(key, _MISSING)
+    if value.__class__ is not bool:
+        raise _bad(obj, key, ctx, "a boolean")
     return value
 
 
-def _choice(obj: _Obj, key: str, ctx: str, choices: Sequence[str]) -> str:
-    value = _str(obj, key, ctx)
-    if value not in choices:
-        raise TraceError(f"{ctx}: field {key!r} must be one of {', '.join(choices)}; got {value!r}")
-    return value
+def _one_of(*choices: str) -> _Field:
+    def check(obj: _Obj, key: str, ctx: str) -> str:
+        value = obj.get(key, _MISSING)
+        if value not in choices:
+            raise _bad(obj, key, ctx, "one of " + ", ".join(choices))
+        return value  # type: ignore[no-any-return]
 
-
-def _strs_value(value: Any, key: str, ctx: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise TraceError(f"{ctx}: field {key!r} must be a list of strings, got {value!r}")
-    return tuple(value)
+    return check
 
 
 def _strs(obj: _Obj, key: str, ctx: str) -> tuple[str, ...]:
-    return _strs_value(_get(obj, key, ctx), key, ctx)
+    value = obj.get(key, _MISSING)
+    if value.__class__ is not list or not all(v.__class__ is str for v in value):
+        raise _bad(obj, key, ctx, "a list of strings")
+    return tuple(value)
 
 
 def _opt_strs(obj: _Obj, key: str, ctx: str, required: bool) -> tuple[str, ...]:
-    if required or key in obj:
-        return _strs(obj, key, ctx)
-    return ()
+    return _strs(obj, key, ctx) if required or key in obj else ()
 
 
-# ---------------------------------------------------------------------------- per-event parsers
+def _vs_sets(obj: _Obj, key: str, ctx: str) -> tuple[tuple[str, ...], ...]:
+    value = obj.get(key, _MISSING)
+    if value.__class__ is not list:
+        raise _bad(obj, key, ctx, "a list of lists of strings")
+    return tuple(_strs({key: v}, key, ctx) for v in value)
 
 
-def _p_install(o: _Obj, i: int, t: int, c: str) -> Event:
-    return Install(
-        idx=i,
-        t=t,
-        d=_str(o, "d", c),
-        conf=_str(o, "conf", c),
-        kind=_choice(o, "kind", c, CONF_KINDS),
-        members=_strs(o, "members", c),
-        epoch=_int(o, "epoch", c),
-    )
+def _opt_str(obj: _Obj, key: str, ctx: str) -> str | None:
+    value = obj.get(key, _MISSING)
+    if value is None or value.__class__ is str:
+        return value
+    raise _bad(obj, key, ctx, "a string or null")
 
 
-def _p_send(o: _Obj, i: int, t: int, c: str) -> Event:
-    return Send(
-        idx=i,
-        t=t,
-        d=_str(o, "d", c),
-        p=_str(o, "p", c),
-        mid=_str(o, "mid", c),
-        svc=_choice(o, "svc", c, SERVICES),
-        self_discard=_bool(o, "self_discard", c),
-        groups=_strs(o, "groups", c),
-        conf=_str(o, "conf", c),
-    )
-
-
-def _p_deliver(o: _Obj, i: int, t: int, c: str) -> Event:
-    return Deliver(
-        idx=i,
-        t=t,
-        d=_str(o, "d", c),
-        mid=_str(o, "mid", c),
-        svc=_choice(o, "svc", c, SERVICES),
-        conf=_str(o, "conf", c),
-    )
-
-
-def _p_cdeliver(o: _Obj, i: int, t: int, c: str) -> Event:
-    return CDeliver(
-        idx=i,
-        t=t,
-        p=_str(o, "p", c),
-        d=_str(o, "d", c),
-        mid=_str(o, "mid", c),
-        svc=_choice(o, "svc", c, SERVICES),
-        groups=_strs(o, "groups", c),
-        sender=_str(o, "sender", c),
-    )
+_SVC = _one_of(*SERVICES)
+# Plain events: class and (field, validator) pairs; gview and fault have their own parsers.
+_PLAIN: dict[str, tuple[Callable[..., Event], tuple[tuple[str, _Field], ...]]] = {
+    "install": (Install, (("d", _str), ("conf", _str), ("kind", _one_of(*CONF_KINDS)),
+                          ("members", _strs), ("epoch", _int))),
+    "send": (Send, (("d", _str), ("p", _str), ("mid", _str), ("svc", _SVC),
+                    ("self_discard", _bool), ("groups", _strs), ("conf", _str))),
+    "deliver": (Deliver, (("d", _str), ("mid", _str), ("svc", _SVC), ("conf", _str))),
+    "cdeliver": (CDeliver, (("p", _str), ("d", _str), ("mid", _str), ("svc", _SVC),
+                            ("groups", _strs), ("sender", _str))),
+    "open": (Open, (("p", _str), ("d", _str))),
+    "close": (Close, (("p", _str), ("d", _str))),
+    "reject": (Reject, (("p", _str), ("d", _str), ("op", _one_of(*REJECT_OPS)),
+                        ("group", _opt_str), ("reason", _str))),
+    "crash": (Crash, (("d", _str),)),
+    "stable": (Stable, ()),
+    "end": (End, (("live", _strs),)),
+}  # fmt: skip
 
 
 def _p_gview(o: _Obj, i: int, t: int, c: str) -> Event:
-    kind = _choice(o, "kind", c, GVIEW_KINDS)
+    kind = _one_of(*GVIEW_KINDS)(o, "kind", c)
     regular = kind == "regular"
     has_cause = kind != "transitional" or o.get("cause") is not None
-    cause = _choice(o, "cause", c, CAUSES) if has_cause else None
-    vs_sets: tuple[tuple[str, ...], ...] = ()
-    if regular or "vs_sets" in o:
-        raw = _get(o, "vs_sets", c)
-        if not isinstance(raw, list):
-            raise TraceError(f"{c}: field 'vs_sets' must be a list of lists, got {raw!r}")
-        vs_sets = tuple(_strs_value(v, "vs_sets", c) for v in raw)
+    cause = _one_of(*CAUSES)(o, "cause", c) if has_cause else None
     return GView(
         idx=i,
         t=t,
@@ -320,36 +294,9 @@ def _p_gview(o: _Obj, i: int, t: int, c: str) -> Event:
         gid=_str(o, "gid", c),
         members=_opt_strs(o, "members", c, regular),
         cause=cause,
-        vs_sets=vs_sets,
+        vs_sets=_vs_sets(o, "vs_sets", c) if regular or "vs_sets" in o else (),
         changed=_opt_strs(o, "changed", c, regular and cause in MEMBER_CAUSES),
     )
-
-
-def _p_open(o: _Obj, i: int, t: int, c: str) -> Event:
-    return Open(idx=i, t=t, p=_str(o, "p", c), d=_str(o, "d", c))
-
-
-def _p_close(o: _Obj, i: int, t: int, c: str) -> Event:
-    return Close(idx=i, t=t, p=_str(o, "p", c), d=_str(o, "d", c))
-
-
-def _p_reject(o: _Obj, i: int, t: int, c: str) -> Event:
-    group = _get(o, "group", c)
-    if group is not None and not isinstance(group, str):
-        raise TraceError(f"{c}: field 'group' must be a string or null, got {group!r}")
-    return Reject(
-        idx=i,
-        t=t,
-        p=_str(o, "p", c),
-        d=_str(o, "d", c),
-        op=_choice(o, "op", c, REJECT_OPS),
-        group=group,
-        reason=_str(o, "reason", c),
-    )
-
-
-def _p_crash(o: _Obj, i: int, t: int, c: str) -> Event:
-    return Crash(idx=i, t=t, d=_str(o, "d", c))
 
 
 def _p_fault(o: _Obj, i: int, t: int, c: str) -> Event:
@@ -357,29 +304,11 @@ def _p_fault(o: _Obj, i: int, t: int, c: str) -> Event:
     return Fault(idx=i, t=t, what=_str(o, "what", c), details=details)
 
 
-def _p_stable(o: _Obj, i: int, t: int, c: str) -> Event:
-    return Stable(idx=i, t=t)
-
-
-def _p_end(o: _Obj, i: int, t: int, c: str) -> Event:
-    return End(idx=i, t=t, live=_strs(o, "live", c))
-
-
-_PARSERS: dict[str, Callable[[_Obj, int, int, str], Event]] = {
-    "install": _p_install,
-    "send": _p_send,
-    "deliver": _p_deliver,
-    "cdeliver": _p_cdeliver,
+_SPECIAL: dict[str, Callable[[_Obj, int, int, str], Event]] = {
     "gview": _p_gview,
-    "open": _p_open,
-    "close": _p_close,
-    "reject": _p_reject,
-    "crash": _p_crash,
     "fault": _p_fault,
-    "stable": _p_stable,
-    "end": _p_end,
 }
-EVENT_NAMES: tuple[str, ...] = tuple(_PARSERS)
+EVENT_NAMES: tuple[str, ...] = (*_PLAIN, *_SPECIAL)
 
 
 def parse_event(obj: _Obj, idx: int, where: str) -> Event:
@@ -387,14 +316,18 @@ def parse_event(obj: _Obj, idx: int, where: str) -> Event:
     if not isinstance(obj, Mapping):
         raise TraceError(f"{where}: a trace line must be a JSON object, got {obj!r}")
     ev = obj.get("ev")
-    parser = _PARSERS.get(ev) if isinstance(ev, str) else None
-    if parser is None:
-        raise TraceError(f"{where}: unknown or missing 'ev' {ev!r}")
     ctx = f"{where} ({ev})"
-    return parser(obj, idx, _int(obj, "t", ctx), ctx)
+    plain = _PLAIN.get(ev) if isinstance(ev, str) else None
+    if plain is not None:
+        cls, fields = plain
+        return cls(idx=idx, t=_int(obj, "t", ctx), **{k: f(obj, k, ctx) for k, f in fields})
+    special = _SPECIAL.get(ev) if isinstance(ev, str) else None
+    if special is None:
+        raise TraceError(f"{where}: unknown or missing 'ev' {ev!r}")
+    return special(obj, idx, _int(obj, "t", ctx), ctx)
 
 
-def parse_lines(lines: Iterable[str | Mapping[str, Any]], source: str = "line") -> list[Event]:
+def parse_lines(lines: Iterable[str | Mapping[str, Any]], source: str = "") -> list[Event]:
     """Parse JSON Lines (or already decoded objects); blank lines are skipped.
 
     Events must be in non-decreasing ``t`` order; ``idx`` is the position in the result.
@@ -402,7 +335,7 @@ def parse_lines(lines: Iterable[str | Mapping[str, Any]], source: str = "line") 
     events: list[Event] = []
     last_t: int | None = None
     for lineno, raw in enumerate(lines, start=1):
-        where = f"{source}:{lineno}" if source != "line" else f"line {lineno}"
+        where = f"{source}:{lineno}" if source else f"line {lineno}"
         if isinstance(raw, str):
             if not raw.strip():
                 continue

@@ -50,7 +50,6 @@ class Workload:
         self.serial += 1
         conn = Conn(f"#c{self.serial}#{daemon.name}", daemon.name, daemon.incarnation)
         self.conns.append(conn)
-        self.sim.record("open", p=conn.name, d=daemon.token)
         self.sim.feed(daemon, SessionOpened(conn=conn.name))
         first = self.rng.choice(self.groups)
         self._send(conn, JoinRequested(conn=conn.name, group=first))
@@ -82,7 +81,6 @@ class Workload:
         roll = rng.random()
         if self.opt.churn and roll < 0.02:
             conn.open = False
-            self.sim.record("close", p=conn.name, d=daemon.token)
             self.sim.feed(daemon, SessionClosed(conn=conn.name))
             self.sim.at(self.sim.now + rng.randint(10, 300), lambda: self._reopen(conn))
             return
@@ -117,6 +115,9 @@ class Workload:
             service |= SELF_DISCARD
         payload = bytes(rng.randrange(256) for _ in range(rng.randint(0, 24)))
         return MulticastRequested(
-            conn=conn.name, groups=tuple(groups), service=service,
-            msg_type=rng.randrange(100), payload=payload,
+            conn=conn.name,
+            groups=tuple(groups),
+            service=service,
+            msg_type=rng.randrange(100),
+            payload=payload,
         )

@@ -10,8 +10,21 @@ ROOT = Path(__file__).resolve().parents[1]
 STDLIB = frozenset(sys.stdlib_module_names)
 # The core is sans-IO and deterministic: no clocks, sockets, event loops, logging or threads.
 CORE_FORBIDDEN = frozenset(
-    {"time", "datetime", "socket", "asyncio", "logging", "selectors", "threading",
-     "subprocess", "os", "signal", "multiprocessing", "secrets", "uuid"}
+    {
+        "time",
+        "datetime",
+        "socket",
+        "asyncio",
+        "logging",
+        "selectors",
+        "threading",
+        "subprocess",
+        "os",
+        "signal",
+        "multiprocessing",
+        "secrets",
+        "uuid",
+    }
 )
 
 

@@ -1,1 +1,1 @@
-"""The sans-IO protocol core. Imports only the standard library (enforced by tests/test_layering.py)."""
+"""The sans-IO protocol core: standard library only (enforced by tests/test_layering.py)."""

@@ -114,7 +114,9 @@ class GroupTable:
         if with_trans and group not in self.in_transition:
             out.extend(_view(c, group, "transitional", gid + "t", (), "", (), ()) for c in local)
         self.in_transition.discard(group)
-        out.extend(_view(c, group, "regular", gid, ordered, cause, (changed,), changed) for c in local)
+        out.extend(
+            _view(c, group, "regular", gid, ordered, cause, (changed,), changed) for c in local
+        )
         return out
 
     def _next_gid(self, group: str) -> str:
@@ -195,6 +197,12 @@ def _view(
     changed: tuple[str, ...],
 ) -> DeliverMembership:
     return DeliverMembership(
-        conn=conn, group=group, kind=kind, gid=gid, members=members, cause=cause,
-        vs_sets=vs_sets, changed=changed,
+        conn=conn,
+        group=group,
+        kind=kind,
+        gid=gid,
+        members=members,
+        cause=cause,
+        vs_sets=vs_sets,
+        changed=changed,
     )

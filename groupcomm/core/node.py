@@ -55,7 +55,7 @@ SERVICE_NAMES = {int(s): s.name for s in Service}
 TICK = "tick"
 
 
-class Node(membership.MembershipMixin):
+class Node:
     def __init__(self, config: CoreConfig, rng: random.Random | None = None) -> None:
         self.cfg = config
         self.rng = rng or random.Random(0)
@@ -73,7 +73,18 @@ class Node(membership.MembershipMixin):
         self.started = False
         self.last_heartbeat = -(10**9)
         self.counters: dict[str, int] = {"delivered": 0, "retransmitted": 0, "naks": 0}
-        self.init_membership()
+        # Membership state (owned by groupcomm.core.membership's functions).
+        self.phase = membership.OPERATIONAL
+        self.max_epoch = 0
+        self.heard: dict[str, membership.Heard] = {}
+        self.left: set[str] = set()
+        self.mismatch_since: dict[str, int] = {}
+        self.accepted: Propose | None = None  # the proposal we flushed to
+        self.proposing: Propose | None = None  # our own proposal, while collecting reports
+        self.reports: dict[str, Flush] = {}
+        self.deadline = 0  # end of the current gather step
+        self.last_install: Install | None = None
+        self.install_resent: dict[str, int] = {}
 
     # ------------------------------------------------------------------ entry
     def handle(self, now_ms: int, event: Event) -> list[Command]:
@@ -103,9 +114,16 @@ class Node(membership.MembershipMixin):
                     # A decodable but inconsistent frame from a confused or hostile peer must
                     # not take the daemon down. The simulator reports every such note.
                     self.counters["frame_errors"] = self.counters.get("frame_errors", 0) + 1
-                    out.append(Note(event="frame_error",
-                                    fields={"d": self.me, "frame": type(frame).__name__,
-                                            "error": repr(exc)}))
+                    out.append(
+                        Note(
+                            event="frame_error",
+                            fields={
+                                "d": self.me,
+                                "frame": type(frame).__name__,
+                                "error": repr(exc),
+                            },
+                        )
+                    )
             case TimerFired(name=name):
                 if name == TICK:
                     self._on_tick(out)
@@ -125,7 +143,9 @@ class Node(membership.MembershipMixin):
             return
         self.started = True
         self.groups.set_conf(regular_conf_id(self.view))
-        self.note_install(out, regular_conf_id(self.view), "regular", self.members, self.view.epoch)
+        membership.note_install(
+            self, out, regular_conf_id(self.view), "regular", self.members, self.view.epoch
+        )
         out.append(SetTimer(name=TICK, at_ms=self.now + self.cfg.tick_ms))
 
     def _shutdown(self, out: list[Command]) -> None:
@@ -146,17 +166,17 @@ class Node(membership.MembershipMixin):
                 if frame.view == self.view and self.phase == membership.OPERATIONAL:
                     self.epoch.on_ordered(frame)
             case Status():
-                self.on_status(frame, out)
+                membership.on_status(self, frame, out)
             case Nak():
                 self._on_nak(frame, out)
             case Propose():
-                self.on_propose(frame, out)
+                membership.on_propose(self, frame, out)
             case Flush():
-                self.on_flush(frame, out)
+                membership.on_flush(self, frame, out)
             case Install():
-                self.on_install(frame, out)
+                membership.on_install(self, frame, out)
             case Leave():
-                self.on_leave(frame, out)
+                membership.on_leave(self, frame, out)
             case _:
                 assert_never(frame)
 
@@ -183,10 +203,10 @@ class Node(membership.MembershipMixin):
                 wanted.discard(self.name)
                 if wanted:
                     out.append(SendFrame(targets=tuple(sorted(wanted)), frame=nak))
-        self.check_membership(out)
+        membership.check_membership(self, out)
 
     def status(self) -> Status:
-        return self.epoch.status(self.max_epoch, self.accepted_view())
+        return self.epoch.status(self.max_epoch, membership.accepted_view(self))
 
     # ------------------------------------------------------------------- pump
     def _pump(self, out: list[Command]) -> None:
@@ -238,10 +258,13 @@ class Node(membership.MembershipMixin):
                 Note(
                     event="send",
                     fields={
-                        "d": self.me, "p": msg.conn, "mid": message_id(self.me, self.view, first + i),
+                        "d": self.me,
+                        "p": msg.conn,
+                        "mid": message_id(self.me, self.view, first + i),
                         "svc": SERVICE_NAMES[msg.service & 0x3F],
                         "self_discard": bool(msg.service & SELF_DISCARD),
-                        "groups": list(msg.groups), "conf": conf,
+                        "groups": list(msg.groups),
+                        "conf": conf,
                     },
                 )
             )
@@ -260,15 +283,22 @@ class Node(membership.MembershipMixin):
             if self.cfg.trace_messages:
                 svc = SERVICE_NAMES[msg.service & 0x3F]
                 out.append(
-                    Note(event="deliver", fields={"d": self.me, "mid": mid, "svc": svc, "conf": conf})
+                    Note(
+                        event="deliver", fields={"d": self.me, "mid": mid, "svc": svc, "conf": conf}
+                    )
                 )
             discard = msg.conn if msg.service & SELF_DISCARD else None
             for conn in self.groups.recipients(msg.groups):
                 if conn != discard:
                     out.append(
                         DeliverMessage(
-                            conn=conn, sender=msg.conn, groups=msg.groups, service=msg.service,
-                            msg_type=msg.msg_type, payload=msg.payload, mid=mid,
+                            conn=conn,
+                            sender=msg.conn,
+                            groups=msg.groups,
+                            service=msg.service,
+                            msg_type=msg.msg_type,
+                            payload=msg.payload,
+                            mid=mid,
                         )
                     )
         elif kind == Kind.DISCONNECT:

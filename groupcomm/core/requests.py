@@ -79,8 +79,12 @@ def on_multicast(node: Node, event: MulticastRequested, out: list[Command]) -> N
         return
     node.pending.append(
         Msg(
-            kind=Kind.DATA, conn=event.conn, service=event.service, groups=event.groups,
-            msg_type=event.msg_type, payload=event.payload,
+            kind=Kind.DATA,
+            conn=event.conn,
+            service=event.service,
+            groups=event.groups,
+            msg_type=event.msg_type,
+            payload=event.payload,
         )
     )
 
@@ -108,5 +112,6 @@ def _check_multicast(node: Node, event: MulticastRequested) -> str:
 
 
 def _op(kind: Kind, conn: str, groups: tuple[str, ...]) -> Msg:
-    return Msg(kind=kind, conn=conn, service=int(Service.AGREED), groups=groups, msg_type=0,
-               payload=b"")
+    return Msg(
+        kind=kind, conn=conn, service=int(Service.AGREED), groups=groups, msg_type=0, payload=b""
+    )

@@ -63,7 +63,10 @@ def decide_cleanup(old_view: ViewId, reports: list[Flush]) -> Cleanup:
         known += 1
     transitional = _transitional(order, msgs, acks, set(trans), high, known)
     return Cleanup(
-        old_view=old_view, trans_members=trans, regular_upto=high, regular=tuple(regular),
+        old_view=old_view,
+        trans_members=trans,
+        regular_upto=high,
+        regular=tuple(regular),
         transitional=tuple(transitional),
     )
 

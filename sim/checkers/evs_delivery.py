@@ -25,7 +25,8 @@ def _integrity(trace: Trace, e: Deliver | CDeliver, who: str) -> str | None:
 
 
 def check_evs_1_1(trace: Trace) -> list[Violation]:
-    """EVS-1.1: every deliver/cdeliver matches exactly one earlier send (same svc and sender)."""
+    """EVS-1.1: every deliver/cdeliver matches exactly one earlier send (same svc and sender),
+    and a connection receives a message only after its hosting daemon delivered it."""
     out = [
         Violation("EVS-1.1", f"{s.mid} sent twice (again by {s.p} at daemon {s.d})", s.t)
         for s in trace.duplicate_sends
@@ -37,10 +38,20 @@ def check_evs_1_1(trace: Trace) -> list[Violation]:
                 out.append(Violation("EVS-1.1", msg, e.t))
     for p, cdels in trace.cdelivers.items():
         for ce in cdels:
-            msg = _integrity(trace, ce, f"connection {p}")
+            msg = _integrity(trace, ce, f"connection {p}") or _backed(trace, ce)
             if msg is not None:
                 out.append(Violation("EVS-1.1", msg, ce.t))
     return out
+
+
+def _backed(trace: Trace, ce: CDeliver) -> str | None:
+    """A connection receives only what its hosting daemon delivered (no later than that)."""
+    for e in trace.delivers_of.get(ce.mid, ()):
+        if e.d == ce.d and e.idx < ce.idx:
+            return None
+    return (
+        f"connection {ce.p} received {ce.mid} before (or without) its daemon {ce.d} delivering it"
+    )
 
 
 def check_evs_1_2(trace: Trace) -> list[Violation]:

@@ -67,10 +67,34 @@ class _Causal:
         self.out.append(Violation("EVS-5", msg, e.t))
 
 
+def _client_causal(trace: Trace, vc: dict[str, dict[str, int]]) -> list[Violation]:
+    """Connections: receiving m after some m' with m -> m' is a violation (m -> m' iff
+    vc[m'][sender(m)] >= vc[m][sender(m)] within one configuration)."""
+    out: list[Violation] = []
+    for p, cdels in trace.cdelivers.items():
+        seen: dict[str, dict[str, tuple[int, str]]] = {}  # conf -> origin -> (max, by mid)
+        done: set[str] = set()
+        for ce in cdels:
+            s = trace.sends.get(ce.mid)
+            if s is None or ce.mid in done or ce.mid not in vc:
+                continue
+            done.add(ce.mid)
+            mx = seen.setdefault(s.conf, {})
+            top = mx.get(s.d)
+            if top is not None and top[0] >= vc[ce.mid][s.d]:
+                msg = f"connection {p} received {ce.mid} after {top[1]}, which causally follows it"
+                out.append(Violation("EVS-5", msg, ce.t))
+            for origin, n in vc[ce.mid].items():
+                if origin not in mx or mx[origin][0] < n:
+                    mx[origin] = (n, ce.mid)
+    return out
+
+
 def check_evs_5(trace: Trace) -> list[Violation]:
     """EVS-5: m -> m' (same sending daemon sent m first, or the sender of m' delivered m before
     sending m'), both in the same configuration and svc >= CAUSAL: every daemon delivering m'
-    delivered m earlier. Checked on the transitive closure via vector clocks."""
+    delivered m earlier (checked on the transitive closure via vector clocks). Client level:
+    a connection that receives both receives m first."""
     causal = _Causal(trace)
     sends = trace.sends
     for e in trace.events:
@@ -81,7 +105,7 @@ def check_evs_5(trace: Trace) -> list[Violation]:
             s = sends.get(e.mid)
             if s is not None and s.idx < e.idx and trace.svc_rank(e.mid) >= CAUSAL:
                 causal.deliver(e, s)
-    return causal.out
+    return causal.out + _client_causal(trace, causal.vc)
 
 
 # ---------------------------------------------------------------------------- EVS-6.1

@@ -8,7 +8,7 @@ names never start with ``#``; names that do are private names of connections (SP
 from __future__ import annotations
 
 from sim.checkers.base import Violation, fmt, fmt_seq
-from sim.trace import CDeliver, GView, Trace, is_private
+from sim.trace import RELIABLE, CDeliver, Deliver, GView, Send, Trace, is_private
 
 MAX_GROUPS = 100  # SP-MULTI: at most 100 destination groups per message
 
@@ -40,10 +40,57 @@ def dest_groups(trace: Trace, ce: CDeliver) -> tuple[str, ...]:
     return s.groups if s is not None else ce.groups
 
 
+def _local_dests(
+    trace: Trace, e: Deliver, s: Send, local: dict[str, dict[str, set[str]]]
+) -> set[str]:
+    """Connections on ``e.d`` that are members of a destination (or named by it) right now."""
+    here = local.get(e.d, {})
+    need: set[str] = set()
+    for g in s.groups:
+        need.update(here.get(g, ()))
+        opened = trace.opens.get(g)
+        if opened is not None and opened.d == e.d and opened.idx < e.idx:
+            need.add(g)
+    if s.self_discard:
+        need.discard(s.p)
+    return need
+
+
+def _members_receive(trace: Trace) -> list[Violation]:
+    """Complete traces only: when a daemon delivers an svc >= RELIABLE message, every local
+    connection that is then a member of a destination group (or is the named private
+    connection) receives it, unless it closes or its daemon crashes at some point."""
+    if trace.end is None:
+        return []
+    gone = set(trace.closes) | {p for p, o in trace.opens.items() if o.d in trace.crashes}
+    local: dict[str, dict[str, set[str]]] = {}  # daemon -> group -> member connections
+    out: list[Violation] = []
+    for e in trace.events:
+        if isinstance(e, GView):
+            members = local.setdefault(e.d, {}).setdefault(e.group, set())
+            if e.kind == "regular" and e.p in e.members:
+                members.add(e.p)
+            elif e.kind != "transitional":
+                members.discard(e.p)
+        elif isinstance(e, Deliver):
+            s = trace.sends.get(e.mid)
+            if s is None or trace.svc_rank(e.mid) < RELIABLE:
+                continue
+            got = {ce.p for ce in trace.cdelivers_of.get(e.mid, ())}
+            missed = _local_dests(trace, e, s, local) - gone - got
+            if missed:
+                msg = (
+                    f"{fmt(missed)} never received {e.mid} (to {fmt(s.groups)}), delivered by {e.d}"
+                )
+                out.append(Violation("SP-OPEN", msg, e.t))
+    return out
+
+
 def check_sp_open(trace: Trace) -> list[Violation]:
     """SP-OPEN: a connection receives a message only while it is a member of one of its groups
-    (per its own views) or the message names it privately; so a non-member sender gets nothing."""
-    out: list[Violation] = []
+    (per its own views) or the message names it privately; so a non-member sender gets nothing.
+    Members receive it: see _members_receive."""
+    out = _members_receive(trace)
     for p, evs in trace.conn_events.items():
         member = Membership(p)
         for e in evs:

@@ -2,7 +2,8 @@
 
 A crashed daemon (and with it all its connections) produces no further events; a connection
 exists from its ``open`` to its ``close``, is hosted on one daemon, and gets nothing after
-``close`` (its daemon may still order, i.e. ``send``, messages it submitted before closing). Format errors are not here: the loader rejects them with a TraceError.
+``close`` (its daemon may still order, i.e. ``send``, messages it submitted before closing).
+Format errors are not here: the loader rejects them with a TraceError.
 """
 
 from __future__ import annotations

@@ -11,8 +11,14 @@ NEW = ViewId(4, "a:0")
 
 
 def msg(text: str, service: Service = Service.AGREED, conn: str = "#c#a") -> Msg:
-    return Msg(kind=Kind.DATA, conn=conn, service=int(service), groups=("g",), msg_type=0,
-               payload=text.encode())
+    return Msg(
+        kind=Kind.DATA,
+        conn=conn,
+        service=int(service),
+        groups=("g",),
+        msg_type=0,
+        payload=text.encode(),
+    )
 
 
 def flush(
@@ -25,8 +31,13 @@ def flush(
     members: tuple[str, ...] = ("a:0", "b:0", "c:0"),
 ) -> Flush:
     return Flush(
-        proposal=NEW, sender=sender, old_view=old, old_members=members,
-        delivered_upto=delivered, order=order,
+        proposal=NEW,
+        sender=sender,
+        old_view=old,
+        old_members=members,
+        delivered_upto=delivered,
+        order=order,
         msgs=tuple((s, q, m) for (s, q), m in sorted(msgs.items())),
-        acks=tuple(sorted(acks.items())), local_groups=(),
+        acks=tuple(sorted(acks.items())),
+        local_groups=(),
     )

@@ -13,8 +13,17 @@ MEMBERS = ("a:0", "b:0")
 
 
 def _status(sender: str, ord_known: int, aru: int, stable: int) -> Status:
-    return Status(view=VIEW, sender=sender, max_epoch=1, proposal=None, sent_seq=0,
-                  ordered_upto=0, ord_known=ord_known, aru=aru, stable=stable)
+    return Status(
+        view=VIEW,
+        sender=sender,
+        max_epoch=1,
+        proposal=None,
+        sent_seq=0,
+        ordered_upto=0,
+        ord_known=ord_known,
+        aru=aru,
+        stable=stable,
+    )
 
 
 def _pair() -> tuple[Epoch, Epoch]:
@@ -59,8 +68,19 @@ def test_nak_repairs_a_lost_data_frame_and_ordering() -> None:
     seq, member = _pair()
     lost = member.stamp([msg("b1")])
     member.stamp([msg("b2")])
-    seq.on_status(Status(view=VIEW, sender="b:0", max_epoch=1, proposal=None, sent_seq=2,
-                         ordered_upto=0, ord_known=0, aru=0, stable=0))
+    seq.on_status(
+        Status(
+            view=VIEW,
+            sender="b:0",
+            max_epoch=1,
+            proposal=None,
+            sent_seq=2,
+            ordered_upto=0,
+            ord_known=0,
+            aru=0,
+            stable=0,
+        )
+    )
     nak = seq.missing()
     assert nak is not None and nak.data == (("b:0", 1, 2),)
     for frame in member.repair(nak):
@@ -70,7 +90,7 @@ def test_nak_repairs_a_lost_data_frame_and_ordering() -> None:
 
 
 def test_garbage_is_freed_once_stable_and_delivered() -> None:
-    seq, member = _pair()
+    seq, _ = _pair()
     seq.stamp([msg("a1")])
     seq.sequence()
     assert [m.payload for _, _, _, m in seq.deliverable()] == [b"a1"]

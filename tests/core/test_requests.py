@@ -30,10 +30,16 @@ def _node() -> Node:
     return node
 
 
-def _mc(groups: tuple[str, ...], service: int = AGREED, payload: bytes = b"x",
-        msg_type: int = 0, conn: str = CONN) -> MulticastRequested:
-    return MulticastRequested(conn=conn, groups=groups, service=service, msg_type=msg_type,
-                              payload=payload)
+def _mc(
+    groups: tuple[str, ...],
+    service: int = AGREED,
+    payload: bytes = b"x",
+    msg_type: int = 0,
+    conn: str = CONN,
+) -> MulticastRequested:
+    return MulticastRequested(
+        conn=conn, groups=groups, service=service, msg_type=msg_type, payload=payload
+    )
 
 
 @pytest.mark.parametrize(

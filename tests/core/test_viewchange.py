@@ -29,7 +29,9 @@ def test_hole_skips_absent_senders_but_keeps_survivors() -> None:
     m = {("a:0", 1): msg("a1"), ("c:0", 2): msg("c2")}
     order = ((1, "c:0", 1, 1), (2, "a:0", 1, 1), (3, "c:0", 2, 1))
     acks = {"a:0": 3, "b:0": 3, "c:0": 3}
-    cleanup = decide_cleanup(OLD, [flush("a:0", 0, order, m, acks), flush("b:0", 0, order, m, acks)])
+    cleanup = decide_cleanup(
+        OLD, [flush("a:0", 0, order, m, acks), flush("b:0", 0, order, m, acks)]
+    )
     assert cleanup.trans_members == ("a:0", "b:0")
     assert _payloads(cleanup.transitional) == [b"a1"]
 
@@ -49,7 +51,9 @@ def test_unordered_messages_of_survivors_close_the_view_in_sender_order() -> Non
     # EVS-3: never-ordered messages of survivors are delivered, after the ordered ones, sorted.
     m = {("b:0", 1): msg("b1"), ("a:0", 1): msg("a1"), ("a:0", 2): msg("a2"), ("c:0", 1): msg("c1")}
     order = ((1, "a:0", 1, 1),)
-    cleanup = decide_cleanup(OLD, [flush("a:0", 1, order, m, {"a:0": 1}), flush("b:0", 0, (), m, {})])
+    cleanup = decide_cleanup(
+        OLD, [flush("a:0", 1, order, m, {"a:0": 1}), flush("b:0", 0, (), m, {})]
+    )
     assert [g for g, _, _, _ in cleanup.regular] == [1]
     assert _payloads(cleanup.transitional) == [b"a2", b"b1"]
 

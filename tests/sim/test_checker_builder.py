@@ -49,8 +49,15 @@ class TraceBuilder:
     def install(self, d: str, conf: str, kind: str, members: Sequence[str], epoch: int) -> None:
         self.emit("install", d=d, conf=conf, kind=kind, members=sorted(members), epoch=epoch)
 
-    def change(self, d: str, trans: str, t_members: Sequence[str], reg: str, members: Sequence[str],
-               epoch: int) -> None:  # fmt: skip
+    def change(
+        self,
+        d: str,
+        trans: str,
+        t_members: Sequence[str],
+        reg: str,
+        members: Sequence[str],
+        epoch: int,
+    ) -> None:
         self.install(d, trans, "transitional", t_members, epoch)
         self.install(d, reg, "regular", members, epoch)
 
@@ -64,35 +71,77 @@ class TraceBuilder:
     def gview(self, p: str, group: str, kind: str, gid: str, **extra: Any) -> None:
         self.emit("gview", p=p, d=self.host[p], group=group, kind=kind, gid=gid, **extra)
 
-    def regular_view(self, viewers: Sequence[str], group: str, gid: str, members: Sequence[str],
-                     cause: str, vs_sets: Sequence[Sequence[str]],
-                     changed: Sequence[str] = ()) -> None:  # fmt: skip
-        extra: Ev = {"members": list(members), "cause": cause, "vs_sets": [list(v) for v in vs_sets]}
+    def regular_view(
+        self,
+        viewers: Sequence[str],
+        group: str,
+        gid: str,
+        members: Sequence[str],
+        cause: str,
+        vs_sets: Sequence[Sequence[str]],
+        changed: Sequence[str] = (),
+    ) -> None:
+        extra: Ev = {
+            "members": list(members),
+            "cause": cause,
+            "vs_sets": [list(v) for v in vs_sets],
+        }
         if cause != "NETWORK":
             extra["changed"] = list(changed)
         for p in viewers:
             self.gview(p, group, "regular", gid, **extra)
 
-    def member_change(self, group: str, gid: str, members: Sequence[str], cause: str, who: str,
-                      viewers: Sequence[str]) -> None:  # fmt: skip
+    def member_change(
+        self,
+        group: str,
+        gid: str,
+        members: Sequence[str],
+        cause: str,
+        who: str,
+        viewers: Sequence[str],
+    ) -> None:
         """JOIN/LEAVE/DISCONNECT view for ``viewers`` with the single vs_set {who}."""
         self.regular_view(viewers, group, gid, members, cause, [[who]], [who])
 
-    def send(self, p: str, mid: str, svc: str, groups: Sequence[str], conf: str,
-             self_discard: bool = False) -> None:  # fmt: skip
-        self.emit("send", d=self.host[p], p=p, mid=mid, svc=svc, self_discard=self_discard,
-                  groups=list(groups), conf=conf)  # fmt: skip
+    def send(
+        self,
+        p: str,
+        mid: str,
+        svc: str,
+        groups: Sequence[str],
+        conf: str,
+        self_discard: bool = False,
+    ) -> None:
+        self.emit(
+            "send",
+            d=self.host[p],
+            p=p,
+            mid=mid,
+            svc=svc,
+            self_discard=self_discard,
+            groups=list(groups),
+            conf=conf,
+        )
 
     def deliver(self, d: str, mid: str, svc: str, conf: str) -> None:
         self.emit("deliver", d=d, mid=mid, svc=svc, conf=conf)
 
     def cdeliver(self, p: str, mid: str, svc: str, groups: Sequence[str], sender: str) -> None:
-        self.emit("cdeliver", p=p, d=self.host[p], mid=mid, svc=svc, groups=list(groups),
-                  sender=sender)  # fmt: skip
+        self.emit(
+            "cdeliver", p=p, d=self.host[p], mid=mid, svc=svc, groups=list(groups), sender=sender
+        )
 
-    def multicast(self, p: str, mid: str, svc: str, groups: Sequence[str], conf: str,
-                  daemons: Sequence[str], receivers: Sequence[str],
-                  self_discard: bool = False) -> None:  # fmt: skip
+    def multicast(
+        self,
+        p: str,
+        mid: str,
+        svc: str,
+        groups: Sequence[str],
+        conf: str,
+        daemons: Sequence[str],
+        receivers: Sequence[str],
+        self_discard: bool = False,
+    ) -> None:
         """Send, deliver at ``daemons`` in ``conf``, then cdeliver to ``receivers``."""
         self.send(p, mid, svc, groups, conf, self_discard)
         for d in daemons:
@@ -169,7 +218,8 @@ def _merge_and_finish(b: TraceBuilder) -> None:
     b.close(C2)
     b.member_change("g", "g/7", [C1], "DISCONNECT", C2, [C1])
     b.member_change("h", "h/3", [C1], "DISCONNECT", C2, [C1])
-    b.multicast(C3, "m15", "FIFO", ["g"], R4, ALL, [C1])  # SP-OPEN: non-member sender
+    b.multicast(C3, "m15a", "FIFO", ["g"], R4, ALL, [C1])  # SP-OPEN: non-member sender
+    b.multicast(C3, "m15", "FIFO", ["g"], R4, ALL, [C1])
     b.member_change("g", "g/8", [C1, C3], "JOIN", C3, [C1, C3])
     b.multicast(C1, "m16", "SAFE", ["g"], R4, ALL, [C1, C3])
     b.emit("reject", p=C1, d=D1, op="join", group=C3, reason="private name")

@@ -34,9 +34,14 @@ from tests.sim.test_checker_builder import (
 )
 
 INSTALL: dict[str, Any] = {
-    "t": 0, "ev": "install", "d": D1, "conf": "R1.d1:0", "kind": "regular", "members": [D1],
+    "t": 0,
+    "ev": "install",
+    "d": D1,
+    "conf": "R1.d1:0",
+    "kind": "regular",
+    "members": [D1],
     "epoch": 1,
-}  # fmt: skip
+}
 
 
 def _lines(*objs: Any) -> list[str]:
@@ -56,18 +61,74 @@ def _lines(*objs: Any) -> list[str]:
         ({**INSTALL, "t": 1, "kind": "weird"}, "field 'kind' must be one of"),
         ({**INSTALL, "t": 1, "epoch": None}, "field 'epoch' must be an integer"),
         ({"t": 1, "ev": "deliver", "d": D1, "mid": "m", "svc": "FAST", "conf": "c"}, "'svc'"),
-        ({"t": 1, "ev": "gview", "p": "#a#d1:0", "d": D1, "group": "g", "kind": "regular",
-          "gid": "x", "members": ["#a#d1:0"], "cause": "JOIN", "changed": []},
-         "missing field 'vs_sets'"),  # fmt: skip
-        ({"t": 1, "ev": "gview", "p": "#a#d1:0", "d": D1, "group": "g", "kind": "regular",
-          "gid": "x", "members": [], "cause": "LEAVE", "vs_sets": []},
-         "missing field 'changed'"),  # fmt: skip
-        ({"t": 1, "ev": "gview", "p": "#a#d1:0", "d": D1, "group": "g", "kind": "self_leave",
-          "gid": "x"}, "missing field 'cause'"),  # fmt: skip
-        ({"t": 1, "ev": "reject", "p": "#a#d1:0", "d": D1, "op": "join", "group": 3,
-          "reason": "r"}, "'group' must be a string or null"),  # fmt: skip
-        ({"t": 1, "ev": "send", "d": D1, "p": "#a#d1:0", "mid": "m", "svc": "SAFE",
-          "self_discard": "no", "groups": ["g"], "conf": "c"}, "'self_discard' must be a boolean"),
+        (
+            {
+                "t": 1,
+                "ev": "gview",
+                "p": "#a#d1:0",
+                "d": D1,
+                "group": "g",
+                "kind": "regular",
+                "gid": "x",
+                "members": ["#a#d1:0"],
+                "cause": "JOIN",
+                "changed": [],
+            },
+            "missing field 'vs_sets'",
+        ),
+        (
+            {
+                "t": 1,
+                "ev": "gview",
+                "p": "#a#d1:0",
+                "d": D1,
+                "group": "g",
+                "kind": "regular",
+                "gid": "x",
+                "members": [],
+                "cause": "LEAVE",
+                "vs_sets": [],
+            },
+            "missing field 'changed'",
+        ),
+        (
+            {
+                "t": 1,
+                "ev": "gview",
+                "p": "#a#d1:0",
+                "d": D1,
+                "group": "g",
+                "kind": "self_leave",
+                "gid": "x",
+            },
+            "missing field 'cause'",
+        ),
+        (
+            {
+                "t": 1,
+                "ev": "reject",
+                "p": "#a#d1:0",
+                "d": D1,
+                "op": "join",
+                "group": 3,
+                "reason": "r",
+            },
+            "'group' must be a string or null",
+        ),
+        (
+            {
+                "t": 1,
+                "ev": "send",
+                "d": D1,
+                "p": "#a#d1:0",
+                "mid": "m",
+                "svc": "SAFE",
+                "self_discard": "no",
+                "groups": ["g"],
+                "conf": "c",
+            },
+            "'self_discard' must be a boolean",
+        ),
         ({"t": 1, "ev": "end", "live": [1]}, "'live' must be a list of strings"),
         ([1, 2], "must be a JSON object"),
     ],
@@ -97,10 +158,28 @@ def test_optional_fields_and_blank_lines() -> None:
     events = parse_lines(
         [
             "",
-            json.dumps({"t": 1, "ev": "gview", "p": "#a#d1:0", "d": D1, "group": "g",
-                        "kind": "transitional", "gid": "x"}),  # fmt: skip
-            json.dumps({"t": 2, "ev": "reject", "p": "#a#d1:0", "d": D1, "op": "multicast",
-                        "group": None, "reason": "too many groups"}),  # fmt: skip
+            json.dumps(
+                {
+                    "t": 1,
+                    "ev": "gview",
+                    "p": "#a#d1:0",
+                    "d": D1,
+                    "group": "g",
+                    "kind": "transitional",
+                    "gid": "x",
+                }
+            ),
+            json.dumps(
+                {
+                    "t": 2,
+                    "ev": "reject",
+                    "p": "#a#d1:0",
+                    "d": D1,
+                    "op": "multicast",
+                    "group": None,
+                    "reason": "too many groups",
+                }
+            ),
             json.dumps({"t": 3, "ev": "fault", "what": "loss", "rate": 0.2}),
             json.dumps({"t": 4, "ev": "end", "live": [D1], "extra": "ignored"}),
             "   ",

@@ -1,4 +1,4 @@
-"""The README's main job: the narrated partition-and-merge demo succeeds and shows what it claims."""
+"""The README's main job: the narrated partition-and-merge demo succeeds and shows its claims."""
 
 from __future__ import annotations
 

@@ -37,7 +37,11 @@ def _trace_digest(tmp_path: Path, hashseed: str) -> str:
     env = dict(os.environ, PYTHONHASHSEED=hashseed)
     subprocess.run(
         [sys.executable, "-m", "sim", "--seed", "23", "--trace", str(out)],
-        cwd=ROOT, env=env, check=True, capture_output=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     return hashlib.sha256(out.read_bytes()).hexdigest()
 
