@@ -36,6 +36,7 @@ from groupcomm.core.events import (
 from groupcomm.core.frames import Frame
 from groupcomm.core.ids import make_token
 from groupcomm.core.node import SERVICE_NAMES, Node
+from groupcomm.wire.errors import WireError
 from groupcomm.wire.peer import decode_frame, encode_frame
 from sim.options import SimOptions
 
@@ -199,7 +200,13 @@ class Simulation:
     def send(self, src: str, targets: tuple[str, ...], frame: Frame) -> None:
         payload: bytes | Frame = frame
         if self.opt.codec:
-            data = encode_frame(frame)
+            try:
+                data = encode_frame(frame)
+            except WireError as exc:  # a frame the protocol cannot ship fails the run
+                self.anomalies.append(
+                    f"{self.now} ms {src} cannot encode {type(frame).__name__}: {exc}"
+                )
+                return
             self.frame_bytes += len(data) * len(targets)
             payload = data
         rng = self.rng

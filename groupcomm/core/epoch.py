@@ -221,8 +221,11 @@ class Epoch:
             yield g, sender, seq, msg
 
     def collect_garbage(self) -> None:
-        """Free what every member holds and we delivered; account our own stable messages."""
-        limit = min(self.stable(), self.delivered)
+        """Free what every member holds and we delivered; account our own stable messages.
+
+        "Every member holds it" may come from any member's report of ``stable``: a receiver that
+        cannot hear one member's acks must not keep everything until that member is suspected."""
+        limit = min(max(self.stable(), max(self.ack_stable.values())), self.delivered)
         if self.gc_upto >= limit:
             return
         order = self.order

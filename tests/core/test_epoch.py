@@ -99,3 +99,28 @@ def test_garbage_is_freed_once_stable_and_delivered() -> None:
     seq.on_status(_status("b:0", 1, 1, 0))
     seq.collect_garbage()
     assert seq.recv["a:0"] == {} and seq.own_stable == 1 and seq.in_flight() == 0
+
+
+def test_a_member_reporting_stability_lets_others_free() -> None:
+    # c's acks never reach a, but b reports that everyone (c included) holds gseq 1: a may free
+    # it instead of retaining everything until c is suspected (review finding, bounded memory).
+    view = ViewId(1, "a:0")
+    a = Epoch(view, ("a:0", "b:0", "c:0"), "a:0")
+    a.stamp([msg("a1")])
+    a.sequence()
+    a.on_status(
+        Status(
+            view=view,
+            sender="b:0",
+            max_epoch=1,
+            proposal=None,
+            sent_seq=0,
+            ordered_upto=0,
+            ord_known=1,
+            aru=1,
+            stable=1,
+        )
+    )
+    assert [m.payload for _, _, _, m in a.deliverable()] == [b"a1"]
+    a.collect_garbage()
+    assert a.recv["a:0"] == {} and a.stable() == 0
