@@ -12,13 +12,15 @@ VIEW = ViewId(1, "a:0")
 MEMBERS = ("a:0", "b:0")
 
 
-def _status(sender: str, ord_known: int, aru: int, stable: int) -> Status:
+def _status(
+    sender: str, ord_known: int, aru: int, stable: int, sent_seq: int = 0, view: ViewId = VIEW
+) -> Status:
     return Status(
-        view=VIEW,
+        view=view,
         sender=sender,
         max_epoch=1,
         proposal=None,
-        sent_seq=0,
+        sent_seq=sent_seq,
         ordered_upto=0,
         ord_known=ord_known,
         aru=aru,
@@ -68,19 +70,7 @@ def test_nak_repairs_a_lost_data_frame_and_ordering() -> None:
     seq, member = _pair()
     lost = member.stamp([msg("b1")])
     member.stamp([msg("b2")])
-    seq.on_status(
-        Status(
-            view=VIEW,
-            sender="b:0",
-            max_epoch=1,
-            proposal=None,
-            sent_seq=2,
-            ordered_upto=0,
-            ord_known=0,
-            aru=0,
-            stable=0,
-        )
-    )
+    seq.on_status(_status("b:0", 0, 0, 0, sent_seq=2))
     nak = seq.missing()
     assert nak is not None and nak.data == (("b:0", 1, 2),)
     for frame in member.repair(nak):
@@ -108,19 +98,7 @@ def test_a_member_reporting_stability_lets_others_free() -> None:
     a = Epoch(view, ("a:0", "b:0", "c:0"), "a:0")
     a.stamp([msg("a1")])
     a.sequence()
-    a.on_status(
-        Status(
-            view=view,
-            sender="b:0",
-            max_epoch=1,
-            proposal=None,
-            sent_seq=0,
-            ordered_upto=0,
-            ord_known=1,
-            aru=1,
-            stable=1,
-        )
-    )
+    a.on_status(_status("b:0", 1, 1, 1, view=view))
     assert [m.payload for _, _, _, m in a.deliverable()] == [b"a1"]
     a.collect_garbage()
     assert a.recv["a:0"] == {} and a.stable() == 0
