@@ -59,6 +59,15 @@ class CloseSession:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Credit:
+    """The core stamped ``payload_bytes`` more of this connection's multicasts into the ordered
+    stream: the session may let its client send that much more (send-side flow control)."""
+
+    conn: str
+    payload_bytes: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Note:
     """Something worth logging or tracing. The core never logs; the driver decides."""
 
@@ -67,5 +76,12 @@ class Note:
 
 
 Command = (
-    SendFrame | SetTimer | DeliverMessage | DeliverMembership | RejectRequest | CloseSession | Note
+    SendFrame
+    | SetTimer
+    | DeliverMessage
+    | DeliverMembership
+    | RejectRequest
+    | CloseSession
+    | Credit
+    | Note
 )

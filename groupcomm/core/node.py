@@ -15,6 +15,7 @@ from typing import assert_never
 from groupcomm.core import membership, requests
 from groupcomm.core.commands import (
     Command,
+    Credit,
     DeliverMessage,
     Note,
     RejectRequest,
@@ -244,10 +245,18 @@ class Node:
                 size += len(msg.payload) + 64
             first = epoch.next_seq
             data = epoch.stamp(batch)
+            self._credit(batch, out)
             if cfg.trace_messages:
                 self._note_sends(batch, first, out)
             if peers:
                 out.append(SendFrame(targets=peers, frame=data))
+
+    def _credit(self, batch: list[Msg], out: list[Command]) -> None:
+        credits: dict[str, int] = {}
+        for msg in batch:
+            if msg.kind == Kind.DATA:
+                credits[msg.conn] = credits.get(msg.conn, 0) + len(msg.payload)
+        out.extend(Credit(conn=c, payload_bytes=n) for c, n in credits.items())
 
     def _note_sends(self, batch: list[Msg], first: int, out: list[Command]) -> None:
         conf = regular_conf_id(self.view)
