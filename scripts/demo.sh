@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: a simulated 3-daemon cluster partitions and merges; prints views and deliveries.
+# The main job: a live local cluster (3 daemon processes on loopback) doing real work: agreed
+# order across clients, a partition by fault injection, a heal and a merge, traces checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m sim demo "$@"
+exec .venv/bin/groupcomm demo "$@"

@@ -1,0 +1,7 @@
+"""``python -m groupcomm``: the ``groupcomm`` command."""
+
+import sys
+
+from groupcomm.cli import main
+
+sys.exit(main())

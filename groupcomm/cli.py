@@ -1,0 +1,210 @@
+"""The ``groupcomm`` command: ``daemon``, ``send``, ``tail``, ``status`` (and ``demo``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+
+from groupcomm.client.connection import (
+    GroupcommError,
+    connect,
+    query_status,
+)
+from groupcomm.client.events import (
+    Event,
+    Message,
+    RegularView,
+    Rejected,
+    SelfLeave,
+    TransitionalView,
+)
+from groupcomm.core.service import Service
+
+SERVICES = {s.name.lower(): s for s in Service}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="groupcomm", description="Spread-style group communication: daemon and tools."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("daemon", help="run a daemon", description="Run a groupcomm daemon.")
+    p.add_argument("--config", metavar="FILE", help="configuration file")
+    p.add_argument("--log-json", action="store_true", help="log JSON lines")
+    p.add_argument("--trace", metavar="FILE", help="append a JSON Lines trace to FILE")
+    p.add_argument("--name", metavar="N", help="this daemon's name (overrides the config)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+
+    p = sub.add_parser(
+        "send",
+        help="multicast a message",
+        description="Multicast TEXT (or every line of stdin when TEXT is omitted) to GROUP.",
+    )
+    p.add_argument("group", metavar="GROUP", help="destination group or private name")
+    p.add_argument("text", metavar="TEXT", nargs="?", help="message text (default: stdin lines)")
+    p.add_argument("--service", choices=sorted(SERVICES), default="agreed")
+    p.add_argument("--endpoint", metavar="E", help="daemon endpoint (default: local daemon)")
+
+    p = sub.add_parser(
+        "tail",
+        help="print a group's messages and views",
+        description="Join GROUP and print messages and membership views as they arrive.",
+    )
+    p.add_argument("group", metavar="GROUP")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--count", type=int, metavar="N", help="exit after N messages")
+    p.add_argument("--endpoint", metavar="E", help="daemon endpoint (default: local daemon)")
+
+    p = sub.add_parser("status", help="show daemon status", description="Show daemon status.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--endpoint", metavar="E", help="daemon endpoint (default: local daemon)")
+
+    p = sub.add_parser(
+        "demo",
+        help="live 3-daemon cluster: agreed order, partition, merge",
+        description="Start 3 daemons on loopback, show agreed order, a partition and a merge.",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs, traces)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        match args.command:
+            case "daemon":
+                return _daemon(args)
+            case "send":
+                return asyncio.run(_send(args))
+            case "tail":
+                return asyncio.run(_tail(args))
+            case "status":
+                return asyncio.run(_status(args))
+            case "demo":
+                from groupcomm.demo import main as demo_main
+
+                return demo_main(["--keep"] if args.keep else [])
+            case _:
+                return 2
+    except GroupcommError as e:
+        print(f"groupcomm {args.command}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _daemon(args: argparse.Namespace) -> int:
+    """Hand over to ``groupcomm.daemon.main.main`` (imported lazily: the tools need no daemon)."""
+    try:
+        module = importlib.import_module("groupcomm.daemon.main")
+        daemon_main = module.main
+    except (ImportError, AttributeError) as e:
+        print(f"groupcomm daemon: the daemon is not available ({e})", file=sys.stderr)
+        return 1
+    argv: list[str] = []
+    for flag, value in (
+        ("--config", args.config),
+        ("--trace", args.trace),
+        ("--name", args.name),
+        ("--log-level", args.log_level),
+    ):
+        if value is not None:
+            argv += [flag, value]
+    if args.log_json:
+        argv.append("--log-json")
+    result = daemon_main(argv)
+    return result if isinstance(result, int) else 0
+
+
+async def _send(args: argparse.Namespace) -> int:
+    service = SERVICES[args.service]
+    texts = [args.text] if args.text is not None else (line.rstrip("\n") for line in sys.stdin)
+    async with connect(args.endpoint, membership=False) as conn:
+        for text in texts:
+            await conn.multicast(args.group, text.encode(), service)
+        await conn.drain(timeout=10)  # every message accepted into the ordered stream
+    return 0
+
+
+def event_record(event: Event) -> dict[str, object]:
+    """A JSON-friendly description of an event (``tail --json``)."""
+    match event:
+        case Message():
+            try:
+                text: dict[str, object] = {"text": event.payload.decode()}
+            except UnicodeDecodeError:
+                text = {"hex": event.payload.hex()}
+            return {
+                "type": "message",
+                "sender": event.sender,
+                "groups": list(event.groups),
+                "service": event.service_level.name.lower(),
+                "msg_type": event.msg_type,
+                "mid": event.mid,
+                **text,
+            }
+        case RegularView():
+            return {
+                "type": "view",
+                "group": event.group,
+                "gid": event.gid,
+                "cause": event.cause,
+                "members": list(event.members),
+                "changed": list(event.changed),
+                "vs_sets": [list(s) for s in event.vs_sets],
+            }
+        case TransitionalView():
+            return {"type": "transitional", "group": event.group, "gid": event.gid}
+        case SelfLeave():
+            return {"type": "self_leave", "group": event.group}
+        case Rejected():
+            return {
+                "type": "rejected",
+                "op": event.op,
+                "group": event.group,
+                "reason": event.reason,
+            }
+
+
+def event_line(event: Event) -> str:
+    match event:
+        case Message():
+            return f"{event.sender}: {event.payload.decode(errors='replace')}"
+        case RegularView():
+            changed = ",".join(event.changed)
+            return f"-- view {event.group} {event.cause} {changed}: {' '.join(event.members)}"
+        case TransitionalView():
+            return f"-- transitional {event.group}"
+        case SelfLeave():
+            return f"-- left {event.group}"
+        case Rejected():
+            return f"-- rejected {event.op} {event.group or ''}: {event.reason}"
+
+
+async def _tail(args: argparse.Namespace) -> int:
+    seen = 0
+    async with connect(args.endpoint) as conn:
+        await conn.join(args.group)
+        async for event in conn:
+            line = json.dumps(event_record(event)) if args.json else event_line(event)
+            print(line, flush=True)
+            if isinstance(event, Message):
+                seen += 1
+                if args.count is not None and seen >= args.count:
+                    break
+    return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    info = await query_status(args.endpoint)
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True, default=str))
+    else:
+        for key in sorted(info):
+            print(f"{key}: {info[key]}")
+    return 0

@@ -1,0 +1,45 @@
+"""The groupcomm client library (asyncio; ``SyncConnection`` for scripts). See docs/client.md."""
+
+from groupcomm.client.connection import (
+    DEFAULT_IPC_ENDPOINT,
+    DEFAULT_TCP_ENDPOINT,
+    Connection,
+    ConnectionClosed,
+    DaemonUnavailable,
+    GroupcommError,
+    SessionRefused,
+    connect,
+    default_endpoint,
+    query_status,
+)
+from groupcomm.client.events import (
+    Event,
+    Message,
+    RegularView,
+    Rejected,
+    SelfLeave,
+    TransitionalView,
+)
+from groupcomm.client.sync import SyncConnection
+from groupcomm.core.service import Service
+
+__all__ = [
+    "DEFAULT_IPC_ENDPOINT",
+    "DEFAULT_TCP_ENDPOINT",
+    "Connection",
+    "ConnectionClosed",
+    "DaemonUnavailable",
+    "Event",
+    "GroupcommError",
+    "Message",
+    "RegularView",
+    "Rejected",
+    "SelfLeave",
+    "Service",
+    "SessionRefused",
+    "SyncConnection",
+    "TransitionalView",
+    "connect",
+    "default_endpoint",
+    "query_status",
+]

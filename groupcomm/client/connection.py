@@ -1,0 +1,454 @@
+"""The asyncio client: one ``Connection`` = one session with the local daemon.
+
+    async with groupcomm.client.connect(name="alice") as conn:
+        await conn.join("chat")
+        await conn.multicast("chat", b"hello")
+        async for event in conn:
+            ...
+
+Flow control is automatic: ``multicast`` waits while the daemon's send window is full, and the
+connection reports delivered payload bytes as ``consumed`` only as the application takes events
+(``receive`` / ``async for``), so an application that stops reading is eventually closed by the
+daemon as a slow consumer instead of growing either side's memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import msgpack
+import zmq
+import zmq.asyncio
+
+from groupcomm.client.events import (
+    Event,
+    Message,
+    RegularView,
+    Rejected,
+    SelfLeave,
+    TransitionalView,
+)
+from groupcomm.core.service import SELF_DISCARD, Service
+from groupcomm.wire.client import (
+    AdminReply,
+    AdminReq,
+    Bye,
+    ClientWireError,
+    Closed,
+    Consumed,
+    CreditGrant,
+    ErrorMsg,
+    Hello,
+    JoinReq,
+    LeaveReq,
+    McastReq,
+    Msgs,
+    RejectMsg,
+    Reply,
+    Request,
+    StatusReply,
+    StatusReq,
+    ViewMsg,
+    Welcome,
+    decode_reply,
+    encode,
+)
+
+DEFAULT_IPC_ENDPOINT = "ipc:///tmp/groupcomm-4803.sock"
+DEFAULT_TCP_ENDPOINT = "tcp://127.0.0.1:4803"
+CONSUMED_BATCH = 16 * 1024  # report consumed bytes at least this often (and before waiting)
+
+
+class GroupcommError(Exception):
+    """Base class of the client's errors."""
+
+
+class DaemonUnavailable(GroupcommError):
+    """The daemon did not answer in time (not running, wrong endpoint)."""
+
+
+class SessionRefused(GroupcommError):
+    """The daemon refused the session (bad or duplicate name)."""
+
+
+class ConnectionClosed(GroupcommError):
+    """The session is closed: by ``close()``, or by the daemon (``reason``, e.g. ``slow
+    consumer``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def default_endpoint() -> str:
+    """The local daemon's ipc endpoint if its socket file exists, else its TCP endpoint."""
+    path = DEFAULT_IPC_ENDPOINT[len("ipc://") :]
+    return DEFAULT_IPC_ENDPOINT if os.path.exists(path) else DEFAULT_TCP_ENDPOINT
+
+
+class _End:
+    """Queue sentinel: the session ended."""
+
+
+class Connection:
+    """A session with a daemon. Create with ``connect()``; use as ``async with``."""
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        name: str = "",
+        membership: bool = True,
+        *,
+        timeout: float = 5.0,
+        keepalive: float = 5.0,
+    ) -> None:
+        self.endpoint = endpoint or default_endpoint()
+        self.name = name
+        self.membership = membership
+        self.timeout = timeout
+        self.keepalive = keepalive
+        self.errors: list[str] = []  # ``error`` replies from the daemon ("code: text")
+        self._private_name = ""
+        self._daemon = ""
+        self._send_window = 0
+        self._in_flight = 0
+        self._unreported = 0
+        self._reqs = itertools.count(1)
+        self._sock: zmq.asyncio.Socket | None = None
+        self._queue: asyncio.Queue[Event | _End] = asyncio.Queue()
+        self._window = asyncio.Condition()
+        self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed: ConnectionClosed | None = None
+        self._local_close = False
+
+    # ------------------------------------------------------------- lifecycle
+    @property
+    def private_name(self) -> str:
+        """This session's private name ``#<name>#<daemon>`` (a group name reaching only it)."""
+        return self._private_name
+
+    @property
+    def daemon(self) -> str:
+        return self._daemon
+
+    @property
+    def send_window(self) -> int:
+        return self._send_window
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None
+
+    async def open(self) -> Connection:
+        """Say hello and wait for ``welcome``. Raises ``DaemonUnavailable`` or
+        ``SessionRefused``."""
+        sock = zmq.asyncio.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 500)
+        sock.connect(self.endpoint)
+        self._sock = sock
+        try:
+            await self._send(Hello(self.name, self.membership))
+            while True:
+                try:
+                    data = await asyncio.wait_for(sock.recv(), self.timeout)
+                except TimeoutError:
+                    raise DaemonUnavailable(f"no answer from {self.endpoint}") from None
+                reply = decode_reply(data)
+                match reply:
+                    case Welcome(private_name=pn, daemon=daemon, send_window=window):
+                        self._private_name, self._daemon = pn, daemon
+                        self._send_window = window
+                        break
+                    case RejectMsg(reason=reason):
+                        raise SessionRefused(reason)
+                    case ErrorMsg(code=code, text=text):
+                        raise SessionRefused(f"{code}: {text}")
+                    case _:
+                        continue  # stale traffic: ignore
+        except BaseException:
+            sock.close(0)
+            self._sock = None
+            self._closed = ConnectionClosed("not open")
+            raise
+        self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._pinger())]
+        return self
+
+    async def close(self) -> None:
+        """Say ``bye`` (the groups see a DISCONNECT view) and release the socket."""
+        if self._sock is None:
+            return
+        if self._closed is None:
+            self._local_close = True
+            with contextlib.suppress(zmq.ZMQError):
+                await self._send(Bye())
+            self._end(ConnectionClosed("closed by the application"))
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._sock.close(200)
+        self._sock = None
+
+    async def __aenter__(self) -> Connection:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --------------------------------------------------------------- requests
+    async def join(self, group: str) -> int:
+        """Ask to join ``group``; returns the request id. The join takes effect when the
+        ``RegularView`` with cause JOIN arrives; a refusal arrives as ``Rejected``."""
+        req = next(self._reqs)
+        await self._send(JoinReq(req, group))
+        return req
+
+    async def leave(self, group: str) -> int:
+        """Ask to leave ``group``; a ``SelfLeave`` event confirms it."""
+        req = next(self._reqs)
+        await self._send(LeaveReq(req, group))
+        return req
+
+    async def multicast(
+        self,
+        groups: str | Sequence[str],
+        payload: bytes,
+        service: Service = Service.AGREED,
+        msg_type: int = 0,
+        self_discard: bool = False,
+    ) -> int:
+        """Multicast ``payload`` to one group, several groups (delivered once to a member of
+        several) or a private name. Waits while the send window is full; returns the request
+        id (a refusal arrives as ``Rejected`` with this id)."""
+        targets = (groups,) if isinstance(groups, str) else tuple(groups)
+        payload = bytes(payload)
+        size = len(payload)
+        async with self._window:
+            await self._window.wait_for(
+                lambda: (
+                    self._closed is not None
+                    or self._in_flight == 0
+                    or self._in_flight + size <= self._send_window
+                )
+            )
+            self._check_open()
+            self._in_flight += size
+        svc = int(service) | (SELF_DISCARD if self_discard else 0)
+        req = next(self._reqs)
+        await self._send(McastReq(req, targets, svc, msg_type, payload))
+        return req
+
+    async def multicast_obj(
+        self,
+        groups: str | Sequence[str],
+        obj: object,
+        service: Service = Service.AGREED,
+        msg_type: int = 0,
+        self_discard: bool = False,
+    ) -> int:
+        """``multicast`` of ``msgpack.packb(obj)``; receivers use ``Message.unpack()``."""
+        payload: bytes = msgpack.packb(obj, use_bin_type=True)
+        return await self.multicast(groups, payload, service, msg_type, self_discard)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until the daemon accepted every multicast sent so far (nothing in flight)."""
+
+        async def settled() -> None:
+            async with self._window:
+                await self._window.wait_for(
+                    lambda: self._in_flight == 0 or self._closed is not None
+                )
+
+        await asyncio.wait_for(settled(), timeout)
+
+    async def status(self) -> dict[str, object]:
+        """The daemon's status (view, members, groups, sessions, counters)."""
+        reply = await self._call(StatusReq(next(self._reqs)))
+        assert isinstance(reply, StatusReply)
+        return dict(reply.info)
+
+    async def admin(self, command: str, *args: str) -> tuple[bool, str]:
+        """An administration command (``partition``/``heal``); returns ``(ok, text)``."""
+        reply = await self._call(AdminReq(next(self._reqs), command, args))
+        assert isinstance(reply, AdminReply)
+        return reply.ok, reply.text
+
+    # ---------------------------------------------------------------- events
+    async def receive(self, timeout: float | None = None) -> Event:
+        """The next event. Raises ``ConnectionClosed`` once the session is over (and every
+        event before that was taken), ``TimeoutError`` after ``timeout`` seconds."""
+        try:
+            item = self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            await self._report_consumed()  # about to wait: the daemon may send more
+            if timeout is None:
+                item = await self._queue.get()
+            else:
+                item = await asyncio.wait_for(self._queue.get(), timeout)
+        if isinstance(item, _End):
+            self._queue.put_nowait(item)  # keep raising
+            assert self._closed is not None
+            raise self._closed
+        if isinstance(item, Message):
+            self._unreported += len(item.payload)
+            if self._unreported >= CONSUMED_BATCH:
+                await self._report_consumed()
+        return item
+
+    def __aiter__(self) -> Connection:
+        return self
+
+    async def __anext__(self) -> Event:
+        """Ends after ``close()``; raises ``ConnectionClosed`` if the daemon closed us."""
+        try:
+            return await self.receive()
+        except ConnectionClosed:
+            if self._local_close:
+                raise StopAsyncIteration from None
+            raise
+
+    # -------------------------------------------------------------- internals
+    def _check_open(self) -> None:
+        if self._closed is not None:
+            raise self._closed
+        if self._sock is None:
+            raise ConnectionClosed("not open")
+
+    async def _send(self, request: Request) -> None:
+        if self._sock is None:
+            raise ConnectionClosed("not open")
+        await self._sock.send(encode(request))
+
+    async def _call(self, request: StatusReq | AdminReq) -> Reply:
+        self._check_open()
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[request.req] = future
+        try:
+            await self._send(request)
+            return await asyncio.wait_for(future, self.timeout)
+        finally:
+            self._pending.pop(request.req, None)
+
+    async def _report_consumed(self) -> None:
+        if self._unreported and self._closed is None and self._sock is not None:
+            n, self._unreported = self._unreported, 0
+            await self._send(Consumed(n))
+
+    async def _pinger(self) -> None:
+        """Keepalive: the daemon closes sessions it has not heard from for a while."""
+        while True:
+            await asyncio.sleep(self.keepalive)
+            if self._closed is not None:
+                return
+            n, self._unreported = self._unreported, 0
+            await self._send(Consumed(n))
+
+    async def _reader(self) -> None:
+        assert self._sock is not None
+        sock = self._sock
+        while self._closed is None:
+            data = await sock.recv()
+            try:
+                reply = decode_reply(data)
+            except ClientWireError as e:
+                self.errors.append(f"undecodable reply: {e}")
+                continue
+            await self._on_reply(reply)
+
+    async def _on_reply(self, reply: Reply) -> None:
+        queue = self._queue
+        match reply:
+            case Msgs(msgs=msgs):
+                for m in msgs:
+                    queue.put_nowait(
+                        Message(m.sender, m.groups, m.service, m.msg_type, m.payload, m.mid)
+                    )
+            case ViewMsg(kind="regular") as v:
+                index = (
+                    v.members.index(self._private_name) if self._private_name in v.members else -1
+                )
+                queue.put_nowait(
+                    RegularView(v.group, v.gid, v.members, v.cause, v.vs_sets, v.changed, index)
+                )
+            case ViewMsg(kind="transitional", group=group, gid=gid):
+                queue.put_nowait(TransitionalView(group, gid))
+            case ViewMsg(group=group):
+                queue.put_nowait(SelfLeave(group))
+            case CreditGrant(nbytes=n):
+                async with self._window:
+                    self._in_flight = max(0, self._in_flight - n)
+                    self._window.notify_all()
+            case RejectMsg(req=req, op=op, group=group, reason=reason):
+                queue.put_nowait(Rejected(req, op, group, reason))
+            case StatusReply(req=req) | AdminReply(req=req):
+                future = self._pending.get(req)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+            case ErrorMsg(code=code, text=text):
+                self.errors.append(f"{code}: {text}")
+                if code == "fatal":
+                    await self._end_locked(ConnectionClosed(f"fatal: {text}"))
+            case Closed(reason=reason):
+                await self._end_locked(ConnectionClosed(reason))
+            case Welcome():
+                pass
+
+    async def _end_locked(self, closed: ConnectionClosed) -> None:
+        self._end(closed)
+        async with self._window:
+            self._window.notify_all()
+
+    def _end(self, closed: ConnectionClosed) -> None:
+        if self._closed is not None:
+            return
+        self._closed = closed
+        self._queue.put_nowait(_End())
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(closed)
+
+
+def connect(
+    endpoint: str | None = None,
+    name: str = "",
+    membership: bool = True,
+    *,
+    timeout: float = 5.0,
+    keepalive: float = 5.0,
+) -> Connection:
+    """A ``Connection`` to the daemon at ``endpoint`` (default: ``default_endpoint()``), opened
+    by ``async with`` (or ``await conn.open()``). ``name`` ("" = invented by the daemon) makes
+    the private name ``#name#daemon``; ``membership=False`` suppresses view events."""
+    return Connection(endpoint, name, membership, timeout=timeout, keepalive=keepalive)
+
+
+async def query_status(endpoint: str | None = None, timeout: float = 2.0) -> dict[str, object]:
+    """Ask a daemon for its status without opening a session."""
+    sock: Any = zmq.asyncio.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint or default_endpoint())
+    try:
+        await sock.send(encode(StatusReq(1)))
+        while True:
+            try:
+                data = await asyncio.wait_for(sock.recv(), timeout)
+            except TimeoutError:
+                raise DaemonUnavailable(f"no answer from {endpoint}") from None
+            reply = decode_reply(data)
+            if isinstance(reply, StatusReply):
+                return dict(reply.info)
+    finally:
+        sock.close(0)

@@ -1,0 +1,82 @@
+"""What ``Connection`` yields: delivered messages and membership notices, as typed dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from groupcomm.core.service import SELF_DISCARD, SERVICE_MASK, Service
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A delivered multicast. ``sender`` is the sending connection's private name, ``groups``
+    the destination groups as sent, ``mid`` a cluster-unique message id."""
+
+    sender: str
+    groups: tuple[str, ...]
+    service: int
+    msg_type: int
+    payload: bytes
+    mid: str
+
+    @property
+    def service_level(self) -> Service:
+        """The service level, without the SELF_DISCARD flag."""
+        return Service(self.service & SERVICE_MASK)
+
+    @property
+    def self_discard(self) -> bool:
+        return bool(self.service & SELF_DISCARD)
+
+    def unpack(self) -> Any:
+        """Decode a payload sent with ``Connection.multicast_obj``."""
+        return msgpack.unpackb(self.payload, raw=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RegularView:
+    """A regular membership view of ``group``. ``cause`` is JOIN, LEAVE, DISCONNECT or NETWORK;
+    ``changed`` lists who joined/left; ``vs_sets`` groups the members by the view they come
+    from (virtual synchrony sets); ``index`` is this connection's position in ``members`` (-1 if
+    absent)."""
+
+    group: str
+    gid: str
+    members: tuple[str, ...]
+    cause: str
+    vs_sets: tuple[tuple[str, ...], ...]
+    changed: tuple[str, ...]
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionalView:
+    """Members may have been lost: messages up to the next ``RegularView`` are delivered in a
+    smaller configuration (Extended Virtual Synchrony)."""
+
+    group: str
+    gid: str
+
+
+@dataclass(frozen=True, slots=True)
+class SelfLeave:
+    """This connection left ``group``; nothing more comes for it."""
+
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The daemon refused request ``req`` (as returned by ``join``/``leave``/``multicast``);
+    nothing changed. ``op`` is ``join``, ``leave`` or ``mcast``."""
+
+    req: int
+    op: str
+    group: str | None
+    reason: str
+
+
+Event = Message | RegularView | TransitionalView | SelfLeave | Rejected

@@ -1,0 +1,347 @@
+"""Daemon configuration: one TOML file (``cluster.toml``), frozen dataclasses, strict validation.
+
+No file means the zero-config default: a single daemon ``d1`` on 127.0.0.1. Every error names
+the file and the offending key (``cluster.toml: [protocol] heartbeat_ms must be a positive
+integer, got -3``); unknown keys are rejected by name. The ``[protocol]`` table must be identical
+on every daemon of a cluster: the transport refuses peers whose settings differ
+(``ProtocolConfig.fingerprint``). ``docs/operations.md`` is the reference of every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import time
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from groupcomm.core.config import CoreConfig
+from groupcomm.core.ids import MAX_NAME_LEN
+
+DEFAULT_NAME = "d1"
+DEFAULT_CLIENT_ENDPOINTS = ("ipc:///tmp/groupcomm-4803.sock", "tcp://127.0.0.1:4803")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_DATA_PORT = 4810
+DEFAULT_CONTROL_PORT = 4811
+DEFAULT_SLOW_CONSUMER_BYTES = 8 << 20
+DEFAULT_SESSION_SEND_WINDOW = 1 << 20
+ENDPOINT_SCHEMES = ("tcp://", "ipc://", "inproc://")
+
+PROTOCOL_KEYS = (
+    "heartbeat_ms",
+    "suspect_timeout_ms",
+    "flush_timeout_ms",
+    "install_timeout_ms",
+    "gather_timeout_ms",
+    "tick_ms",
+    "window_msgs",
+    "window_bytes",
+)
+_CORE_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in dataclasses.fields(CoreConfig) if f.name in PROTOCOL_KEYS
+}
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the file and the key."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerConfig:
+    name: str
+    host: str = DEFAULT_HOST
+    data_port: int = DEFAULT_DATA_PORT
+    control_port: int = DEFAULT_CONTROL_PORT
+
+    @property
+    def data_endpoint(self) -> str:
+        return f"tcp://{_tcp_host(self.host)}:{self.data_port}"
+
+    @property
+    def control_endpoint(self) -> str:
+        return f"tcp://{_tcp_host(self.host)}:{self.control_port}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProtocolConfig:
+    """The ``[protocol]`` table: settings every daemon of the cluster must share."""
+
+    heartbeat_ms: int = _CORE_DEFAULTS["heartbeat_ms"]
+    suspect_timeout_ms: int = _CORE_DEFAULTS["suspect_timeout_ms"]
+    flush_timeout_ms: int = _CORE_DEFAULTS["flush_timeout_ms"]
+    install_timeout_ms: int = _CORE_DEFAULTS["install_timeout_ms"]
+    gather_timeout_ms: int = _CORE_DEFAULTS["gather_timeout_ms"]
+    tick_ms: int = _CORE_DEFAULTS["tick_ms"]
+    window_msgs: int = _CORE_DEFAULTS["window_msgs"]
+    window_bytes: int = _CORE_DEFAULTS["window_bytes"]
+
+    def fingerprint(self) -> tuple[tuple[str, int], ...]:
+        """The sorted settings, exchanged in the transport handshake."""
+        return tuple(sorted((k, int(getattr(self, k))) for k in PROTOCOL_KEYS))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DaemonConfig:
+    name: str = DEFAULT_NAME
+    client_endpoints: tuple[str, ...] = DEFAULT_CLIENT_ENDPOINTS
+    log_json: bool = False
+    log_level: str = "info"
+    trace: str = ""  # JSON Lines trace file; "" = off
+    allow_admin: bool = True
+    slow_consumer_bytes: int = DEFAULT_SLOW_CONSUMER_BYTES
+    session_send_window: int = DEFAULT_SESSION_SEND_WINDOW
+    peers: tuple[PeerConfig, ...] = (PeerConfig(name=DEFAULT_NAME),)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    source: str = "<defaults>"  # the file it was loaded from
+
+    @property
+    def me(self) -> PeerConfig:
+        return self.peer(self.name)
+
+    def peer(self, name: str) -> PeerConfig:
+        for p in self.peers:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    @property
+    def peer_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.peers)
+
+
+def core_config(
+    config: DaemonConfig, *, incarnation: int | None = None, trace_messages: bool = False
+) -> CoreConfig:
+    """The core's settings. The incarnation defaults to wall-clock milliseconds, so a restarted
+    daemon is a new incarnation (a new process in the EVS sense)."""
+    inc = time.time_ns() // 1_000_000 if incarnation is None else incarnation
+    p = config.protocol
+    return CoreConfig(
+        name=config.name,
+        incarnation=inc,
+        peers=config.peer_names,
+        tick_ms=p.tick_ms,
+        heartbeat_ms=p.heartbeat_ms,
+        suspect_timeout_ms=p.suspect_timeout_ms,
+        flush_timeout_ms=p.flush_timeout_ms,
+        install_timeout_ms=p.install_timeout_ms,
+        gather_timeout_ms=p.gather_timeout_ms,
+        window_msgs=p.window_msgs,
+        window_bytes=p.window_bytes,
+        trace_messages=trace_messages,
+    )
+
+
+# ------------------------------------------------------------------------------------ loading
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    name: str | None = None,
+    log_json: bool | None = None,
+    log_level: str | None = None,
+    trace: str | None = None,
+) -> DaemonConfig:
+    """Read and validate ``path`` (``None``: the zero-config default), then apply overrides
+    (command-line options win over the file)."""
+    source = str(path) if path is not None else "<defaults>"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                raw = tomllib.load(f)
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
+    return parse_config(raw, source, name=name, log_json=log_json, log_level=log_level, trace=trace)
+
+
+def parse_config(
+    raw: Mapping[str, Any],
+    source: str = "<config>",
+    *,
+    name: str | None = None,
+    log_json: bool | None = None,
+    log_level: str | None = None,
+    trace: str | None = None,
+) -> DaemonConfig:
+    v = _Validator(source)
+    v.unknown(raw, ("daemon", "peers", "protocol"), "")
+    daemon = v.table(raw, "daemon", "")
+    v.unknown(
+        daemon,
+        (
+            "name",
+            "client_endpoints",
+            "log_json",
+            "log_level",
+            "trace",
+            "allow_admin",
+            "slow_consumer_bytes",
+            "session_send_window",
+        ),
+        "[daemon] ",
+    )
+    me = name if name is not None else v.string(daemon, "name", "[daemon] ", DEFAULT_NAME)
+    v.daemon_name(me, "[daemon] name" if name is None else "--name")
+    endpoints = v.endpoints(daemon)
+    json_logs = v.boolean(daemon, "log_json", False) if log_json is None else log_json
+    level = v.log_level(daemon) if log_level is None else log_level.lower()
+    trace_file = v.string(daemon, "trace", "[daemon] ", "") if trace is None else trace
+    peers = v.peers(raw, me)
+    if me not in {p.name for p in peers}:
+        listed = ", ".join(p.name for p in peers)
+        raise ConfigError(f"{source}: this daemon {me!r} is not among [[peers]] ({listed})")
+    loopback = all(_is_loopback(p.host) for p in peers)
+    allow_admin = v.boolean(daemon, "allow_admin", loopback)
+    slow = v.positive(daemon, "slow_consumer_bytes", "[daemon] ", DEFAULT_SLOW_CONSUMER_BYTES)
+    window = v.positive(daemon, "session_send_window", "[daemon] ", DEFAULT_SESSION_SEND_WINDOW)
+    protocol = v.protocol(raw)
+    return DaemonConfig(
+        name=me,
+        client_endpoints=endpoints,
+        log_json=json_logs,
+        log_level=level,
+        trace=trace_file,
+        allow_admin=allow_admin,
+        slow_consumer_bytes=slow,
+        session_send_window=window,
+        peers=peers,
+        protocol=protocol,
+        source=source,
+    )
+
+
+def _tcp_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Validator:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, what: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {what}")
+
+    def unknown(self, table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+        for key in table:
+            if key not in allowed:
+                raise self.fail(f"{where}unknown key {key!r} (allowed: {', '.join(allowed)})")
+
+    def table(self, raw: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+        value = raw.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(f"{where}{key} must be a table, got {value!r}")
+        return value
+
+    def string(self, t: Mapping[str, Any], key: str, where: str, default: str) -> str:
+        value = t.get(key, default)
+        if not isinstance(value, str):
+            raise self.fail(f"{where}{key} must be a string, got {value!r}")
+        return value
+
+    def boolean(self, t: Mapping[str, Any], key: str, default: bool) -> bool:
+        value = t.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(f"[daemon] {key} must be true or false, got {value!r}")
+        return value
+
+    def positive(self, t: Mapping[str, Any], key: str, where: str, default: int) -> int:
+        value = t.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise self.fail(f"{where}{key} must be a positive integer, got {value!r}")
+        return value
+
+    def port(self, t: Mapping[str, Any], key: str, where: str, default: int) -> int:
+        value = t.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            raise self.fail(f"{where}{key} must be a port number 1..65535, got {value!r}")
+        return value
+
+    def daemon_name(self, value: str, what: str) -> None:
+        if not value or len(value) > MAX_NAME_LEN or ":" in value or "#" in value:
+            raise self.fail(
+                f"{what} must be 1..{MAX_NAME_LEN} characters without ':' or '#', got {value!r}"
+            )
+        if not value.isprintable() or any(c.isspace() for c in value):
+            raise self.fail(f"{what} must not contain spaces or control characters: {value!r}")
+
+    def log_level(self, t: Mapping[str, Any]) -> str:
+        value = self.string(t, "log_level", "[daemon] ", "info").lower()
+        if value not in ("debug", "info", "warning", "error"):
+            raise self.fail(
+                f"[daemon] log_level must be one of debug, info, warning, error, got {value!r}"
+            )
+        return value
+
+    def endpoints(self, t: Mapping[str, Any]) -> tuple[str, ...]:
+        value = t.get("client_endpoints", list(DEFAULT_CLIENT_ENDPOINTS))
+        if not isinstance(value, list) or not all(isinstance(e, str) for e in value):
+            raise self.fail(f"[daemon] client_endpoints must be a list of strings, got {value!r}")
+        for e in value:
+            if not e.startswith(ENDPOINT_SCHEMES):
+                raise self.fail(
+                    f"[daemon] client_endpoints: {e!r} must start with "
+                    + ", ".join(ENDPOINT_SCHEMES)
+                )
+        return tuple(value)
+
+    def peers(self, raw: Mapping[str, Any], me: str) -> tuple[PeerConfig, ...]:
+        if "peers" not in raw:
+            return (PeerConfig(name=me),)
+        value = raw["peers"]
+        if not isinstance(value, list) or not value or not all(isinstance(p, dict) for p in value):
+            raise self.fail("peers must be a non-empty array of tables ([[peers]])")
+        out: list[PeerConfig] = []
+        seen_names: set[str] = set()
+        seen_ports: dict[tuple[str, int], str] = {}
+        for i, p in enumerate(value):
+            where = f"[[peers]] #{i + 1} "
+            self.unknown(p, ("name", "host", "data_port", "control_port"), where)
+            if "name" not in p:
+                raise self.fail(f"{where}name is required")
+            pname = self.string(p, "name", where, "")
+            self.daemon_name(pname, f"{where}name")
+            where = f"[[peers]] {pname}: "
+            if pname in seen_names:
+                raise self.fail(f"{where}name is listed twice")
+            seen_names.add(pname)
+            host = self.string(p, "host", where, DEFAULT_HOST)
+            if not host:
+                raise self.fail(f"{where}host must not be empty")
+            data_port = self.port(p, "data_port", where, DEFAULT_DATA_PORT)
+            control_port = self.port(p, "control_port", where, DEFAULT_CONTROL_PORT)
+            for key, port in (("data_port", data_port), ("control_port", control_port)):
+                other = seen_ports.get((host, port))
+                if other is not None:
+                    raise self.fail(f"{where}{key} {port} on {host} is already used by {other}")
+                seen_ports[(host, port)] = f"{pname} ({key})"
+            out.append(
+                PeerConfig(name=pname, host=host, data_port=data_port, control_port=control_port)
+            )
+        return tuple(out)
+
+    def protocol(self, raw: Mapping[str, Any]) -> ProtocolConfig:
+        t = self.table(raw, "protocol", "")
+        self.unknown(t, PROTOCOL_KEYS, "[protocol] ")
+        values = {k: self.positive(t, k, "[protocol] ", _CORE_DEFAULTS[k]) for k in PROTOCOL_KEYS}
+        if values["suspect_timeout_ms"] <= values["heartbeat_ms"]:
+            raise self.fail(
+                f"[protocol] suspect_timeout_ms must exceed heartbeat_ms, got "
+                f"{values['suspect_timeout_ms']} <= {values['heartbeat_ms']}"
+            )
+        return ProtocolConfig(**values)

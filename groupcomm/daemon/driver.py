@@ -1,0 +1,299 @@
+"""The driver: the asyncio loop that runs one ``Node`` over a ``DataPlane`` and a ``FrontEnd``.
+
+One turn: find the readable sockets (``zmq.Poller.poll(0)``), drain up to ``batch`` ready frames
+and client requests without blocking, add ``TimerFired("tick")`` when due, call
+``node.handle_batch`` once, execute the commands in order, flush the front-end and the trace.
+When nothing is ready the loop sleeps on the sockets' file descriptors (``loop.add_reader`` on
+``zmq.FD``) until one signals or the timer is due. The poll right before sleeping is the last
+ZeroMQ call, which is what the edge-triggered ``zmq.FD`` requires.
+
+Time for the core is ``time.monotonic`` in milliseconds; the trace uses wall-clock time.
+``stop()`` (SIGTERM/SIGINT) feeds ``ShutdownRequested``: peers get a ``Leave`` and react at once;
+then the transport lingers briefly so the ``Leave`` goes out, and ``run`` returns 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+from typing import Any
+
+import structlog
+import zmq
+
+from groupcomm.config import DaemonConfig, core_config
+from groupcomm.core.commands import (
+    CloseSession,
+    Credit,
+    DeliverMembership,
+    DeliverMessage,
+    Note,
+    RejectRequest,
+    SendFrame,
+    SetTimer,
+)
+from groupcomm.core.events import (
+    Event,
+    FrameReceived,
+    SessionClosed,
+    SessionOpened,
+    ShutdownRequested,
+    Started,
+    TimerFired,
+)
+from groupcomm.core.node import TICK, Node
+from groupcomm.daemon.frontend_api import FrontEnd
+from groupcomm.daemon.trace import TraceWriter
+from groupcomm.daemon.transport import DataPlane, ZmqTransport
+
+ROUND_NOTES = frozenset(
+    (
+        "suspect",
+        "gather",
+        "propose",
+        "flush",
+        "install",
+        "install_timeout",
+        "flush_timeout",
+        "shutdown",
+    )
+)
+WARNING_NOTES = frozenset(("frame_error", "install_rejected"))
+SILENT_NOTES = frozenset(("send", "deliver"))  # per-message; traced, never logged
+SHUTDOWN_LINGER_MS = 200
+
+
+def monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+class Driver:
+    """Owns the Node, the timer, the transport and (optionally) a front-end."""
+
+    def __init__(
+        self,
+        config: DaemonConfig,
+        *,
+        transport: DataPlane | None = None,
+        frontend: FrontEnd | None = None,
+        trace: TraceWriter | None = None,
+        incarnation: int | None = None,
+        batch: int = 256,
+    ) -> None:
+        tracing = trace is not None or bool(config.trace)
+        self.config = config
+        self.core = core_config(config, incarnation=incarnation, trace_messages=tracing)
+        self.node = Node(self.core, random.Random())
+        self.token = self.node.me
+        self.transport: DataPlane = transport if transport is not None else ZmqTransport(config)
+        self.frontend = frontend
+        self.trace = trace
+        if self.trace is None and config.trace:
+            self.trace = TraceWriter(config.trace, self.token)
+        self.batch = batch
+        self.log = structlog.get_logger("groupcomm.daemon").bind(d=self.token)
+        self.timers: dict[str, int] = {}
+        self.counters: dict[str, int] = {"turns": 0, "events": 0, "client_events": 0}
+        self.view: dict[str, Any] = {"conf": "", "members": [self.token]}
+        self.started_at = time.time()
+        self._stop_requested = False
+        self._stopped = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._poller = zmq.Poller()
+        self._transport_socks = self.transport.sockets()
+        self._frontend_socks = frontend.sockets() if frontend is not None else []
+        for s in (*self._transport_socks, *self._frontend_socks):
+            self._poller.register(s, zmq.POLLIN)
+        if frontend is not None:
+            frontend.status_provider(self)
+
+    # ---------------------------------------------------------------------------- public
+    def stop(self) -> None:
+        """Request a clean shutdown (safe to call from a signal handler via the loop)."""
+        self._stop_requested = True
+        self._wake()
+
+    def status(self) -> dict[str, Any]:
+        """Counters for the admin ``status`` request."""
+        node = self.node
+        return {
+            "daemon": self.token,
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "phase": node.phase,
+            "view": str(node.view),
+            "members": list(node.members),
+            "messages": {
+                "delivered": node.counters.get("delivered", 0),
+                "retransmitted": node.counters.get("retransmitted", 0),
+                "naks": node.counters.get("naks", 0),
+                "frame_errors": node.counters.get("frame_errors", 0),
+            },
+            "driver": dict(self.counters),
+            "transport": self.transport.stats(),
+        }
+
+    def partition(self, peers: list[str]) -> list[str]:
+        return self.transport.block(peers)
+
+    def heal(self) -> None:
+        self.transport.heal()
+
+    async def run(self, *, install_signal_handlers: bool = True) -> int:
+        loop = asyncio.get_running_loop()
+        fds: list[int] = []
+        for s in (*self._transport_socks, *self._frontend_socks):
+            fd = s.getsockopt(zmq.FD)
+            assert isinstance(fd, int)
+            loop.add_reader(fd, self._wake)
+            fds.append(fd)
+        signals: list[signal.Signals] = []
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.add_signal_handler(sig, self.stop)
+                    signals.append(sig)
+                except (NotImplementedError, RuntimeError):
+                    pass
+        self.log.info(
+            "daemon_started",
+            peers=list(self.config.peer_names),
+            data=self.config.me.data_endpoint,
+            control=self.config.me.control_endpoint,
+            trace=self.config.trace or None,
+        )
+        try:
+            self._turn([Started()])
+            while not self._stopped:
+                if not self._step():
+                    await self._sleep(loop)
+        finally:
+            for fd in fds:
+                loop.remove_reader(fd)
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+            self.close()
+        self.log.info("daemon_stopped", **self.counters)
+        return 0
+
+    def close(self) -> None:
+        linger = SHUTDOWN_LINGER_MS if self._stopped else 0
+        self.transport.close(linger)
+        if self.frontend is not None:
+            self.frontend.close()
+        if self.trace is not None:
+            self.trace.close()
+
+    # ---------------------------------------------------------------------------- the loop
+    def _step(self) -> bool:
+        """One turn if anything is ready; False when the caller should sleep."""
+        ready = dict(self._poller.poll(0))
+        events: list[Event] = []
+        if any(s in ready for s in self._transport_socks):
+            events.extend(FrameReceived(frame=f) for f in self.transport.receive(self.batch))
+        if self.frontend is not None:
+            if any(s in ready for s in self._frontend_socks):
+                client = self.frontend.take_events(monotonic_ms(), self.batch)
+                self.counters["client_events"] += len(client)
+                events.extend(client)
+            for command, args in self.frontend.admin_requests():
+                self._admin(command, args)
+        now = monotonic_ms()
+        due = self.timers.get(TICK)
+        if due is not None and now >= due:
+            del self.timers[TICK]
+            events.append(TimerFired(name=TICK))
+            self.transport.tick()
+        if self._stop_requested:
+            self._stop_requested = False
+            events.append(ShutdownRequested())
+        if not events:
+            return bool(ready)
+        self._turn(events, now)
+        return True
+
+    def _turn(self, events: list[Event], now: int | None = None) -> None:
+        now = monotonic_ms() if now is None else now
+        self.counters["turns"] += 1
+        self.counters["events"] += len(events)
+        trace = self.trace
+        if trace is not None:
+            for ev in events:
+                if isinstance(ev, SessionOpened):
+                    trace.opened(ev.conn)
+                elif isinstance(ev, SessionClosed):
+                    trace.closed(ev.conn)
+        commands = self.node.handle_batch(now, events)
+        frontend = self.frontend
+        for cmd in commands:
+            if isinstance(cmd, SendFrame):
+                self.transport.send(cmd.targets, cmd.frame)
+            elif isinstance(cmd, SetTimer):
+                self.timers[cmd.name] = cmd.at_ms
+            elif isinstance(cmd, DeliverMessage | DeliverMembership | RejectRequest):
+                if frontend is not None:
+                    frontend.execute(cmd)
+                if trace is not None:
+                    trace.command(cmd)
+            elif isinstance(cmd, CloseSession | Credit):
+                if frontend is not None:
+                    frontend.execute(cmd)
+                if trace is not None and isinstance(cmd, CloseSession):
+                    trace.command(cmd)
+            elif isinstance(cmd, Note):
+                self._note(cmd)
+                if trace is not None:
+                    trace.command(cmd)
+        if frontend is not None:
+            frontend.flush()
+        if trace is not None:
+            trace.flush()
+        if self.node.stopped:
+            self._stopped = True
+
+    def _note(self, note: Note) -> None:
+        event = note.event
+        if event in SILENT_NOTES:
+            return
+        fields = {k: v for k, v in note.fields.items() if k != "d"}
+        if event in ROUND_NOTES:
+            if event == "install":
+                self.view = {"conf": fields.get("conf"), "members": fields.get("members")}
+            self.log.info(event, **fields)
+        elif event in WARNING_NOTES:
+            self.log.warning(event, **fields)
+        else:
+            self.log.debug(event, **fields)
+
+    def _admin(self, command: str, args: list[str]) -> None:
+        if command == "partition":
+            blocked = self.partition(args)
+            self.log.warning("admin_partition", blocked=blocked)
+        elif command == "heal":
+            self.heal()
+            self.log.warning("admin_heal")
+        else:
+            self.log.warning("admin_unknown", command=command)
+
+    # ---------------------------------------------------------------------------- sleeping
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def _sleep(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._stop_requested:
+            return
+        due = self.timers.get(TICK)
+        timeout = 1.0 if due is None else max(0.0, (due - monotonic_ms()) / 1000)
+        if timeout <= 0:
+            return
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = waiter
+        handle = loop.call_later(timeout, self._wake)
+        try:
+            await waiter
+        finally:
+            handle.cancel()
+            self._waiter = None

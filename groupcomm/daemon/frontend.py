@@ -1,0 +1,388 @@
+"""``NativeFrontEnd``: the groupcomm native client protocol (``protocol/client.md``) over a
+ZeroMQ ``ROUTER`` socket, on top of the format-independent ``SessionLayer``.
+
+It maps ROUTER identities to sessions, decodes requests with ``groupcomm.wire.client`` (a
+malformed message gets an ``error`` reply and is counted; it never stops the daemon), batches
+each client's consecutive deliveries of one driver turn into one ``msgs`` message, forwards
+``admin`` requests to the driver and answers ``status`` from the provider (the driver).
+
+Besides the ROUTER, ``sockets()`` returns the read end of an internal ``inproc`` pair: the
+front-end pokes it when the session layer has core events to hand in outside a request (a slow
+consumer or an idle session closed while executing or flushing), so a driver that calls
+``take_events`` only for readable sockets still feeds them to the core promptly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import socket as stdsocket
+import stat
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from groupcomm.core.commands import DeliverMembership, DeliverMessage
+from groupcomm.core.events import Event
+from groupcomm.daemon.frontend_api import SessionCommand
+from groupcomm.daemon.sessions import (
+    Ended,
+    Granted,
+    Log,
+    Notice,
+    OpenRefused,
+    Refused,
+    SessionLayer,
+)
+from groupcomm.wire.client import (
+    AdminReply,
+    AdminReq,
+    Bye,
+    ClientWireError,
+    Closed,
+    Consumed,
+    CreditGrant,
+    Delivered,
+    ErrorMsg,
+    Hello,
+    JoinReq,
+    LeaveReq,
+    McastReq,
+    Msgs,
+    RejectMsg,
+    Reply,
+    StatusReply,
+    StatusReq,
+    ViewMsg,
+    Welcome,
+    encode,
+)
+from groupcomm.wire.client import (
+    decode_request as _decode_request,
+)
+
+ADMIN_COMMANDS = frozenset({"partition", "heal"})
+_instances = itertools.count(1)
+
+
+def _monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+def ipc_path(endpoint: str) -> str | None:
+    return endpoint[len("ipc://") :] if endpoint.startswith("ipc://") else None
+
+
+def remove_stale_ipc(path: str) -> None:
+    """Remove a leftover unix socket file; refuse if a live process still listens on it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise RuntimeError(f"{path} exists and is not a socket")
+    probe = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+    try:
+        probe.settimeout(0.5)
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody listens: stale
+        return
+    finally:
+        probe.close()
+    raise RuntimeError(f"{path} is in use by another daemon")
+
+
+def _plain(value: object, depth: int = 0) -> object:
+    """Make a status value msgpack-safe (tuples/sets -> lists, unknown objects -> str)."""
+    if depth > 6:
+        return str(value)
+    if value is None or isinstance(value, bool | int | float | str | bytes):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((_plain(v, depth + 1) for v in value), key=str)
+    return str(value)
+
+
+class NativeFrontEnd:
+    """The native front-end. See the module docstring; implements ``frontend_api.FrontEnd``."""
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        daemon_name: str,
+        send_window: int,
+        slow_consumer_bytes: int,
+        log: Log,
+        *,
+        idle_timeout_ms: int = 60_000,
+        max_message_bytes: int = 1 << 20,
+        allow_admin: bool = False,
+        context: zmq.Context[Any] | None = None,
+        clock: Callable[[], int] = _monotonic_ms,
+    ) -> None:
+        self.daemon_name = daemon_name
+        self.log = log
+        self.allow_admin = allow_admin
+        self.max_message_bytes = max_message_bytes
+        self.layer = SessionLayer(
+            daemon_name,
+            send_window=send_window,
+            slow_consumer_bytes=slow_consumer_bytes,
+            idle_timeout_ms=idle_timeout_ms,
+            max_message_bytes=max_message_bytes,
+            log=log,
+        )
+        self.counters: dict[str, int] = {"requests": 0, "malformed": 0, "send_failed": 0}
+        self._clock = clock
+        self._ctx: zmq.Context[Any] = context or zmq.Context.instance()
+        self._by_identity: dict[bytes, str] = {}
+        self._by_conn: dict[str, bytes] = {}
+        self._admin: list[tuple[str, list[str]]] = []
+        self._direct: list[tuple[bytes, Reply]] = []  # replies to identities without a session
+        self._provider: object = None
+        self._last_expire = clock()
+        self._ipc_paths: list[str] = []
+        self.endpoints = list(endpoints)
+
+        self.router: zmq.Socket[bytes] = self._ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unknown peer / full queue -> error
+        self.router.setsockopt(zmq.SNDHWM, 100_000)
+        self.router.setsockopt(zmq.RCVHWM, 100_000)
+        try:
+            for endpoint in endpoints:
+                path = ipc_path(endpoint)
+                if path is not None:
+                    remove_stale_ipc(path)
+                self.router.bind(endpoint)
+                if path is not None:
+                    self._ipc_paths.append(path)
+        except Exception:
+            self.router.close(0)
+            raise
+        wake_addr = f"inproc://groupcomm-frontend-{os.getpid()}-{next(_instances)}"
+        self._wake_r: zmq.Socket[bytes] = self._ctx.socket(zmq.PAIR)
+        self._wake_r.bind(wake_addr)
+        self._wake_w: zmq.Socket[bytes] = self._ctx.socket(zmq.PAIR)
+        self._wake_w.connect(wake_addr)
+        self._woken = False
+
+    # --------------------------------------------------------------- FrontEnd
+    def sockets(self) -> list[zmq.Socket[bytes]]:
+        return [self.router, self._wake_r]
+
+    def take_events(self, now_ms: int, limit: int) -> list[Event]:
+        self._drain_wake()
+        now = self._clock()
+        for _ in range(max(0, limit)):
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self._on_message(frames, now)
+        self._send_direct()
+        return self.layer.take_events()
+
+    def execute(self, command: SessionCommand) -> None:
+        self.layer.apply(command)
+        if self.layer.has_events():
+            self._wake()  # e.g. a slow consumer closed: SessionClosed must reach the core
+
+    def flush(self) -> None:
+        now = self._clock()
+        if now - self._last_expire >= 1000:
+            self._last_expire = now
+            self.layer.expire(now)
+        self._send_direct()
+        per_conn: dict[str, list[Notice]] = {}
+        for notice in self.layer.take_notices():
+            per_conn.setdefault(notice.conn, []).append(notice)
+        for conn, notices in per_conn.items():
+            identity = self._by_conn.get(conn)
+            if identity is not None:
+                self._send_notices(conn, identity, notices)
+        if self.layer.has_events():
+            self._wake()
+
+    def admin_requests(self) -> list[tuple[str, list[str]]]:
+        out, self._admin = self._admin, []
+        return out
+
+    def status_provider(self, provider: object) -> None:
+        self._provider = provider
+
+    def close(self) -> None:
+        for sock in (self.router, self._wake_r, self._wake_w):
+            sock.close(0)
+        for path in self._ipc_paths:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    # ------------------------------------------------------------------ input
+    def _on_message(self, frames: list[bytes], now: int) -> None:
+        self.counters["requests"] += 1
+        identity = frames[0]
+        if len(frames) != 2:
+            self._malformed(identity, f"expected one message part, got {len(frames) - 1}")
+            return
+        try:
+            request = _decode_request(
+                frames[1],
+                max_size=self.max_message_bytes + 64 * 1024,
+                max_payload=self.max_message_bytes,
+            )
+        except ClientWireError as e:
+            self._malformed(identity, str(e))
+            return
+        conn = self._by_identity.get(identity)
+        layer = self.layer
+        match request:
+            case Hello(name=name, want_membership=want):
+                if conn is not None:
+                    self._reply(identity, ErrorMsg("protocol", "session already open"))
+                    return
+                try:
+                    session = layer.open(name, want, now)
+                except OpenRefused as e:
+                    self._reply(identity, RejectMsg(0, "hello", None, str(e)))
+                    return
+                self._by_identity[identity] = session.conn
+                self._by_conn[session.conn] = identity
+                self._reply(identity, Welcome(session.conn, self.daemon_name, layer.send_window))
+                self.log.info("session_opened", conn=session.conn)
+            case StatusReq(req=req):
+                if conn is not None:
+                    layer.touch(conn, now)
+                self._reply(identity, StatusReply(req, self._status()))
+            case AdminReq(req=req, command=command, args=args):
+                if conn is not None:
+                    layer.touch(conn, now)
+                if not self.allow_admin:
+                    self._reply(identity, AdminReply(req, False, "admin is not allowed"))
+                elif command not in ADMIN_COMMANDS:
+                    self._reply(identity, AdminReply(req, False, f"unknown command {command!r}"))
+                else:
+                    self._admin.append((command, list(args)))
+                    self._reply(identity, AdminReply(req, True, "queued"))
+            case _ if conn is None:
+                if not isinstance(request, Bye | Consumed):
+                    self._reply(identity, ErrorMsg("no_session", "send hello first"))
+            case JoinReq(req=req, group=group):
+                layer.join(conn, req, group, now)
+            case LeaveReq(req=req, group=group):
+                layer.leave(conn, req, group, now)
+            case McastReq(req=req, groups=groups, service=svc, msg_type=mt, payload=payload):
+                layer.multicast(conn, req, groups, svc, mt, payload, now)
+            case Consumed(nbytes=n):
+                layer.consumed(conn, n, now)
+            case Bye():
+                layer.close(conn, "bye", notify=False)
+                self._forget(conn)
+
+    def _malformed(self, identity: bytes, text: str) -> None:
+        self.counters["malformed"] += 1
+        self.log.warning("client_malformed", error=text[:200])
+        self._reply(identity, ErrorMsg("malformed", text[:500]))
+
+    def _status(self) -> dict[str, object]:
+        info: dict[str, object] = {}
+        status = getattr(self._provider, "status", None)
+        if callable(status):
+            try:
+                got = status()
+            except Exception as e:  # a status bug must not take the daemon down
+                got = {"status_error": repr(e)}
+            if isinstance(got, dict):
+                info.update(got)
+        info.setdefault("daemon", self.daemon_name)
+        info["sessions"] = sorted(self.layer.sessions)
+        info["frontend"] = {**self.counters, **self.layer.counters}
+        plain = _plain(info)
+        assert isinstance(plain, dict)
+        return plain
+
+    # ----------------------------------------------------------------- output
+    def _reply(self, identity: bytes, reply: Reply) -> None:
+        self._direct.append((identity, reply))
+
+    def _send_direct(self) -> None:
+        direct, self._direct = self._direct, []
+        for identity, reply in direct:
+            self._send(identity, encode(reply))
+
+    def _send_notices(self, conn: str, identity: bytes, notices: list[Notice]) -> None:
+        batch: list[Delivered] = []
+        credit = 0
+        out: list[Reply] = []
+
+        def cut() -> None:
+            if batch:
+                out.append(Msgs(tuple(batch)))
+                batch.clear()
+
+        for n in notices:
+            match n:
+                case DeliverMessage():
+                    batch.append(
+                        Delivered(n.sender, n.groups, n.service, n.msg_type, n.payload, n.mid)
+                    )
+                case Granted(nbytes=nbytes):
+                    credit += nbytes
+                case DeliverMembership():
+                    cut()
+                    out.append(
+                        ViewMsg(n.group, n.kind, n.gid, n.members, n.cause, n.vs_sets, n.changed)
+                    )
+                case Refused(req=req, op=op, group=group, reason=reason):
+                    cut()
+                    out.append(RejectMsg(req, op, group, reason))
+                case Ended(reason=reason):
+                    cut()
+                    out.append(Closed(reason))
+        cut()
+        if credit:
+            out.insert(0, CreditGrant(credit))
+        for reply in out:
+            if not self._send(identity, encode(reply)):
+                if conn in self.layer.sessions:
+                    self.layer.close(conn, "client unreachable", notify=False)
+                self._forget(conn)
+                return
+            if isinstance(reply, Closed):
+                self._forget(conn)
+                return
+
+    def _send(self, identity: bytes, data: bytes) -> bool:
+        try:
+            self.router.send_multipart([identity, data], zmq.NOBLOCK)
+        except zmq.ZMQError as e:  # EHOSTUNREACH (gone) or EAGAIN (its queue is full)
+            self.counters["send_failed"] += 1
+            self.log.warning("client_send_failed", error=str(e))
+            return False
+        return True
+
+    def _forget(self, conn: str) -> None:
+        identity = self._by_conn.pop(conn, None)
+        if identity is not None:
+            self._by_identity.pop(identity, None)
+
+    def _wake(self) -> None:
+        if not self._woken:
+            self._woken = True
+            self._wake_w.send(b"", zmq.NOBLOCK)
+
+    def _drain_wake(self) -> None:
+        self._woken = False
+        while True:
+            try:
+                self._wake_r.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return

@@ -1,0 +1,162 @@
+"""Running one daemon: ``run_daemon(config)`` and the ``python -m groupcomm.daemon`` command line.
+
+``run_daemon`` configures logging, opens the peer transport, the client front-end (the native
+one from ``groupcomm.daemon.frontend`` unless told otherwise; none when ``client_endpoints`` is
+empty) and the trace, then runs the ``Driver`` until SIGTERM/SIGINT. Exit status: 0 after a clean
+shutdown, 1 when the daemon cannot start (port in use, unreadable trace file...), 2 for a bad
+configuration or command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+import zmq
+
+from groupcomm.config import ConfigError, DaemonConfig, load_config
+from groupcomm.core.ids import make_token
+from groupcomm.daemon.driver import Driver
+from groupcomm.daemon.frontend_api import FrontEnd
+from groupcomm.daemon.trace import TraceWriter
+from groupcomm.daemon.transport import ZmqTransport
+from groupcomm.logconfig import configure_logging
+
+# frontend_factory(config, context) -> FrontEnd
+FrontEndFactory = Callable[..., FrontEnd]
+
+
+def native_frontend(config: DaemonConfig, context: zmq.Context[Any]) -> FrontEnd:
+    """The native client front-end (``groupcomm.daemon.frontend.NativeFrontEnd``)."""
+    module: Any = importlib.import_module("groupcomm.daemon.frontend")
+    frontend: FrontEnd = module.NativeFrontEnd(
+        list(config.client_endpoints),
+        config.name,
+        config.session_send_window,
+        config.slow_consumer_bytes,
+        structlog.get_logger("groupcomm.frontend").bind(d=config.name),
+        allow_admin=config.allow_admin,
+        context=context,
+    )
+    return frontend
+
+
+def default_frontend_factory() -> FrontEndFactory | None:
+    """The native front-end if its module is importable, else ``None`` (no clients)."""
+    try:
+        module: Any = importlib.import_module("groupcomm.daemon.frontend")
+    except ImportError:
+        return None
+    return native_frontend if hasattr(module, "NativeFrontEnd") else None
+
+
+def run_daemon(
+    config: DaemonConfig,
+    frontend_factory: FrontEndFactory | None = None,
+    *,
+    configure_logs: bool = True,
+) -> int:
+    """Run one daemon until SIGTERM/SIGINT; return the process exit status.
+
+    ``frontend_factory(config, context)`` builds the client front-end; ``None`` means the native
+    one when available. No front-end is built when ``config.client_endpoints`` is empty."""
+    if configure_logs:
+        configure_logging(config.log_json, config.log_level)
+    log = structlog.get_logger("groupcomm.daemon").bind(d=config.name)
+    factory = frontend_factory if frontend_factory is not None else default_frontend_factory()
+    ctx: zmq.Context[Any] = zmq.Context()
+    transport: ZmqTransport | None = None
+    frontend: FrontEnd | None = None
+    try:
+        try:
+            transport = ZmqTransport(config, context=ctx)
+        except zmq.ZMQError as exc:
+            log.error(
+                "transport_failed",
+                error=str(exc),
+                data=config.me.data_endpoint,
+                control=config.me.control_endpoint,
+            )
+            return 1
+        if config.client_endpoints and factory is not None:
+            try:
+                frontend = factory(config, ctx)
+            except (zmq.ZMQError, OSError, RuntimeError) as exc:
+                log.error(
+                    "frontend_failed", error=str(exc), endpoints=list(config.client_endpoints)
+                )
+                return 1
+        elif config.client_endpoints:
+            log.warning("no_frontend", reason="groupcomm.daemon.frontend is not available")
+        incarnation = time.time_ns() // 1_000_000  # a restart is a new incarnation
+        trace: TraceWriter | None = None
+        if config.trace:
+            try:
+                trace = TraceWriter(config.trace, make_token(config.name, incarnation))
+            except OSError as exc:
+                log.error("trace_failed", error=str(exc), trace=config.trace)
+                return 1
+        driver = Driver(
+            config, transport=transport, frontend=frontend, trace=trace, incarnation=incarnation
+        )
+        transport = None  # the driver owns and closes it now
+        frontend = None
+        return asyncio.run(driver.run())
+    finally:
+        if transport is not None:
+            transport.close()
+        if frontend is not None:
+            frontend.close()
+        ctx.destroy(linger=0)
+
+
+def build_parser(prog: str = "python -m groupcomm.daemon") -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog=prog,
+        description="Run one groupcomm daemon (see docs/operations.md).",
+    )
+    ap.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML configuration (default: a single daemon on 127.0.0.1)",
+    )
+    ap.add_argument("--name", metavar="N", help="this daemon's name (overrides [daemon] name)")
+    ap.add_argument(
+        "--log-json",
+        action="store_true",
+        default=None,
+        help="log JSON Lines instead of the console format",
+    )
+    ap.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None)
+    ap.add_argument(
+        "--trace", metavar="FILE", help="append the JSON Lines trace (docs/simulation.md) to FILE"
+    )
+    return ap
+
+
+def config_from_args(args: argparse.Namespace) -> DaemonConfig:
+    return load_config(
+        args.config,
+        name=args.name,
+        log_json=args.log_json,
+        log_level=args.log_level,
+        trace=args.trace,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"groupcomm daemon: {exc}", file=sys.stderr)
+        return 2
+    return run_daemon(config)

@@ -1,0 +1,372 @@
+"""The session layer: client sessions between a front-end and the core, independent of any
+client wire format.
+
+A front-end decodes its clients' bytes and calls ``open``/``join``/``leave``/``multicast``/
+``consumed``/``touch``/``close``; the layer validates, does the per-session flow control and
+queues core events (``take_events``). The driver hands the core's session commands to ``apply``;
+the layer turns them into ``Notice`` s for the front-end to encode (``take_notices``).
+
+Rules kept here, once for every front-end:
+
+- names: a session is ``#<name>#<daemon>``; ``name`` is 1..20 characters ``[A-Za-z0-9_-]``, or
+  empty, in which case the layer invents ``r<counter>``; a name in use is refused.
+- send-side flow control: bytes in flight per session = accepted multicast payload bytes minus
+  what the core ``Credit`` ed. A multicast that would exceed ``send_window`` (unless nothing is
+  in flight, so one message larger than the window can pass) is refused ("send window
+  exceeded"). A refused multicast returns its bytes at once with a ``Granted`` notice, so a
+  client that counts every send it made stays in step.
+- receive-side accounting: delivered payload bytes minus ``consumed``; above
+  ``slow_consumer_bytes`` the session is closed (``SessionClosed`` is fed to the core, so the
+  groups see a DISCONNECT view) and the client is told ``Ended("slow consumer")``.
+- vanished clients: ``expire(now_ms)`` closes sessions silent for ``idle_timeout_ms``.
+
+The layer never reads a clock: times are arguments.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from groupcomm.core.commands import (
+    CloseSession,
+    Credit,
+    DeliverMembership,
+    DeliverMessage,
+    RejectRequest,
+)
+from groupcomm.core.events import (
+    Event,
+    JoinRequested,
+    LeaveRequested,
+    MulticastRequested,
+    SessionClosed,
+    SessionOpened,
+)
+from groupcomm.core.service import (
+    MAX_GROUPS_PER_MESSAGE,
+    SELF_DISCARD,
+    SERVICE_MASK,
+    Service,
+    is_private_name,
+    validate_group_name,
+)
+
+NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,20}")
+VALID_SERVICES = frozenset(int(s) for s in Service)
+SLOW_CONSUMER = "slow consumer"
+IDLE = "client vanished (idle timeout)"
+WINDOW_EXCEEDED = "send window exceeded"
+
+# Core op names -> the request names the notices use (the native protocol's ops).
+_CORE_OPS = {"multicast": "mcast", "session": "hello", "join": "join", "leave": "leave"}
+
+
+class Log(Protocol):
+    def info(self, event: str, **kw: object) -> object: ...
+
+    def warning(self, event: str, **kw: object) -> object: ...
+
+
+class NullLog:
+    def info(self, event: str, **kw: object) -> object:
+        return None
+
+    def warning(self, event: str, **kw: object) -> object:
+        return None
+
+
+# ------------------------------------------------------------------------------- notices
+
+
+@dataclass(frozen=True, slots=True)
+class Granted:
+    """Send window returned: the client may have ``nbytes`` more in flight."""
+
+    conn: str
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A request was refused; nothing changed. ``req`` is 0 when unknown."""
+
+    conn: str
+    req: int
+    op: str  # "join" | "leave" | "mcast" | "hello"
+    group: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """The daemon closed the session; nothing more follows."""
+
+    conn: str
+    reason: str
+
+
+Notice = Granted | Refused | Ended | DeliverMessage | DeliverMembership
+
+
+class OpenRefused(Exception):
+    """``SessionLayer.open`` refused the session (bad or duplicate name)."""
+
+
+# ------------------------------------------------------------------------------ sessions
+
+
+@dataclass
+class Session:
+    conn: str
+    want_membership: bool
+    last_seen_ms: int
+    in_flight: int = 0  # send side: accepted payload bytes not yet credited by the core
+    unconsumed: int = 0  # receive side: delivered payload bytes not yet consumed
+    # Requests handed to the core since the last take_notices, to name core rejections.
+    turn: deque[tuple[str, str | None, int, int]] = field(default_factory=deque)
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+class SessionLayer:
+    def __init__(
+        self,
+        daemon_name: str,
+        *,
+        send_window: int,
+        slow_consumer_bytes: int,
+        idle_timeout_ms: int = 60_000,
+        max_message_bytes: int = 1 << 20,
+        log: Log | None = None,
+    ) -> None:
+        if send_window <= 0 or slow_consumer_bytes <= 0 or idle_timeout_ms <= 0:
+            raise ValueError("send_window, slow_consumer_bytes and idle_timeout_ms must be > 0")
+        self.daemon_name = daemon_name
+        self.send_window = send_window
+        self.slow_consumer_bytes = slow_consumer_bytes
+        self.idle_timeout_ms = idle_timeout_ms
+        self.max_message_bytes = max_message_bytes
+        self.log: Log = log or NullLog()
+        self.sessions: dict[str, Session] = {}
+        self.counters: dict[str, int] = {
+            "opened": 0,
+            "closed": 0,
+            "refused": 0,
+            "slow_consumers": 0,
+            "idle_closed": 0,
+        }
+        self._invented = 0
+        self._events: list[Event] = []
+        self._notices: list[Notice] = []
+
+    # ------------------------------------------------------------------ queues
+    def take_events(self) -> list[Event]:
+        """Core events produced since the last call, in order."""
+        out, self._events = self._events, []
+        return out
+
+    def take_notices(self) -> list[Notice]:
+        """Client notices produced since the last call, in order. Ends the driver turn."""
+        out, self._notices = self._notices, []
+        for s in self.sessions.values():
+            s.turn.clear()
+        return out
+
+    def has_events(self) -> bool:
+        return bool(self._events)
+
+    # ---------------------------------------------------------------- requests
+    def private_name(self, name: str) -> str:
+        return f"#{name}#{self.daemon_name}"
+
+    def open(self, name: str, want_membership: bool, now_ms: int) -> Session:
+        """Open a session; raise ``OpenRefused`` with the reason for a bad or duplicate name."""
+        if name == "":
+            while True:
+                self._invented += 1
+                name = f"r{self._invented}"
+                if self.private_name(name) not in self.sessions:
+                    break
+        elif not NAME_RE.fullmatch(name):
+            self.counters["refused"] += 1
+            raise OpenRefused("name must be 1..20 characters of [A-Za-z0-9_-]")
+        conn = self.private_name(name)
+        if conn in self.sessions:
+            self.counters["refused"] += 1
+            raise OpenRefused(f"name {name!r} is in use")
+        session = Session(conn=conn, want_membership=want_membership, last_seen_ms=now_ms)
+        self.sessions[conn] = session
+        self.counters["opened"] += 1
+        self._events.append(SessionOpened(conn=conn))
+        return session
+
+    def touch(self, conn: str, now_ms: int) -> None:
+        session = self.sessions.get(conn)
+        if session is not None:
+            session.last_seen_ms = max(session.last_seen_ms, now_ms)
+
+    def join(self, conn: str, req: int, group: str, now_ms: int) -> None:
+        self._group_op(conn, req, "join", group, now_ms)
+
+    def leave(self, conn: str, req: int, group: str, now_ms: int) -> None:
+        self._group_op(conn, req, "leave", group, now_ms)
+
+    def _group_op(self, conn: str, req: int, op: str, group: str, now_ms: int) -> None:
+        session = self._live(conn, now_ms)
+        if session is None:
+            return
+        if is_private_name(group):
+            why: str | None = "private names cannot be joined or left"
+        else:
+            why = validate_group_name(group)
+        if why:
+            self._refuse(conn, req, op, group, why)
+            return
+        session.turn.append((op, group, req, 0))
+        event = JoinRequested if op == "join" else LeaveRequested
+        self._events.append(event(conn=conn, group=group))
+
+    def multicast(
+        self,
+        conn: str,
+        req: int,
+        groups: tuple[str, ...],
+        service: int,
+        msg_type: int,
+        payload: bytes,
+        now_ms: int,
+    ) -> None:
+        session = self._live(conn, now_ms)
+        if session is None:
+            return
+        size = len(payload)
+        why = self._check_multicast(groups, service, msg_type, size)
+        if not why and session.in_flight and session.in_flight + size > self.send_window:
+            why = WINDOW_EXCEEDED
+        if why:
+            self._refuse(conn, req, "mcast", None, why)
+            if size:
+                self._notices.append(Granted(conn, size))  # the client counted these bytes
+            return
+        session.in_flight += size
+        session.turn.append(("mcast", None, req, size))
+        self._events.append(
+            MulticastRequested(
+                conn=conn, groups=groups, service=service, msg_type=msg_type, payload=payload
+            )
+        )
+
+    def _check_multicast(
+        self, groups: tuple[str, ...], service: int, msg_type: int, size: int
+    ) -> str | None:
+        """The core's own checks (``groupcomm.core.requests``), made here so that a refusal can
+        name the request and return its window."""
+        if not groups:
+            return "no destination group"
+        if len(groups) > MAX_GROUPS_PER_MESSAGE:
+            return f"more than {MAX_GROUPS_PER_MESSAGE} destination groups"
+        if len(set(groups)) != len(groups):
+            return "duplicate destination group"
+        for group in groups:
+            why = validate_group_name(group)
+            if why:
+                return why
+        if service & ~(SERVICE_MASK | SELF_DISCARD) or service & SERVICE_MASK not in VALID_SERVICES:
+            return f"invalid service {service:#x}: exactly one service level is required"
+        if not 0 <= msg_type <= 0xFFFF:
+            return "msg_type must be in 0..65535"
+        if size > self.max_message_bytes:
+            return f"message of {size} bytes exceeds {self.max_message_bytes}"
+        return None
+
+    def consumed(self, conn: str, nbytes: int, now_ms: int) -> None:
+        session = self._live(conn, now_ms)
+        if session is not None:
+            session.unconsumed = max(0, session.unconsumed - nbytes)
+
+    def close(self, conn: str, reason: str, *, notify: bool = True) -> bool:
+        """Close a session (client said bye, vanished, or a policy applies). Feeds
+        ``SessionClosed`` to the core; with ``notify`` the client gets ``Ended(reason)``."""
+        session = self.sessions.pop(conn, None)
+        if session is None:
+            return False
+        self.counters["closed"] += 1
+        self._events.append(SessionClosed(conn=conn))
+        # Anything still queued for this session is moot: "nothing more follows".
+        self._notices = [n for n in self._notices if n.conn != conn]
+        if notify:
+            self._notices.append(Ended(conn, reason))
+        self.log.info("session_closed", conn=conn, reason=reason)
+        return True
+
+    def expire(self, now_ms: int) -> list[str]:
+        """Close sessions not heard from for ``idle_timeout_ms``; return their names."""
+        limit = now_ms - self.idle_timeout_ms
+        gone = [c for c, s in self.sessions.items() if s.last_seen_ms < limit]
+        for conn in gone:
+            self.counters["idle_closed"] += 1
+            self.close(conn, IDLE)
+        return gone
+
+    def _live(self, conn: str, now_ms: int) -> Session | None:
+        session = self.sessions.get(conn)
+        if session is not None:
+            session.last_seen_ms = max(session.last_seen_ms, now_ms)
+        return session
+
+    def _refuse(self, conn: str, req: int, op: str, group: str | None, reason: str) -> None:
+        self.counters["refused"] += 1
+        self._notices.append(Refused(conn, req, op, group, reason))
+
+    # ---------------------------------------------------------------- commands
+    def apply(
+        self, command: DeliverMessage | DeliverMembership | RejectRequest | CloseSession | Credit
+    ) -> None:
+        """Turn one core session command into notices (and policy decisions)."""
+        session = self.sessions.get(command.conn)
+        if session is None:
+            return  # closed meanwhile: the core may still credit or deliver in this turn
+        match command:
+            case DeliverMessage():
+                self._notices.append(command)
+                session.unconsumed += len(command.payload)
+                if session.unconsumed > self.slow_consumer_bytes:
+                    self.counters["slow_consumers"] += 1
+                    self.log.warning(
+                        "slow_consumer",
+                        conn=session.conn,
+                        unconsumed=session.unconsumed,
+                        limit=self.slow_consumer_bytes,
+                    )
+                    self.close(session.conn, SLOW_CONSUMER)
+            case DeliverMembership():
+                if session.want_membership:
+                    self._notices.append(command)
+            case Credit(payload_bytes=n):
+                n = min(n, session.in_flight)
+                session.in_flight -= n
+                if n:
+                    self._notices.append(Granted(session.conn, n))
+            case RejectRequest(op=op, group=group, reason=reason):
+                self._core_reject(session, _CORE_OPS.get(op, op), group, reason)
+            case CloseSession(reason=reason):
+                self.close(session.conn, reason)
+
+    def _core_reject(self, session: Session, op: str, group: str | None, reason: str) -> None:
+        """The core refused a request we forwarded this turn (our own checks should have caught
+        it). Name the first matching request of the turn and return a multicast's window."""
+        req, size = 0, 0
+        for i, (t_op, t_group, t_req, t_size) in enumerate(session.turn):
+            if t_op == op and (op == "mcast" or t_group == group):
+                req, size = t_req, t_size
+                del session.turn[i]
+                break
+        self._refuse(session.conn, req, op, group, reason)
+        if size:
+            size = min(size, session.in_flight)
+            session.in_flight -= size
+            self._notices.append(Granted(session.conn, size))
+        if op == "hello":
+            self.close(session.conn, reason)

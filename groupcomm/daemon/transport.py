@@ -1,0 +1,371 @@
+"""The peer transport: how encoded frames travel between daemons.
+
+The driver sees only ``DataPlane`` (send a frame to some daemons, receive ready frames, block and
+heal links), so another data plane (PGM/epgm multicast) can be added without touching the core or
+the driver. ``ZmqTransport`` is the TCP implementation:
+
+- **data plane**: a PUB socket bound on ``tcp://host:data_port``; a SUB socket connected to every
+  other peer's data port. Used when a frame goes to every other configured peer (heartbeats,
+  data and ordering in a full view): one send, fanned out by ZeroMQ.
+- **control mesh**: a ROUTER bound on ``control_port`` and one DEALER per peer connected to that
+  peer's ROUTER (identity = own name), for frames to some peers only (NAK answers, Propose,
+  Flush, Install, data in a partial view).
+
+Every message is multipart: ``[b"F", sender name, fingerprint hash, frame]`` or the handshake
+``[b"H", sender name, JSON protocol settings]`` (sent to every peer over the mesh every second).
+A frame whose fingerprint hash is not ours is refused, and the hello tells which settings differ,
+logged once per peer and fingerprint: ``refusing d2: suspect_timeout_ms 250 here, 500 there``.
+
+Sends never block: on a full queue (``zmq.Again``) the frame is dropped and counted; the protocol
+repairs loss. Undecodable frames, frames from unknown or refused peers are counted and logged at
+most once per peer per minute; none of them is fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import structlog
+import zmq
+
+from groupcomm.config import DaemonConfig, PeerConfig
+from groupcomm.core.frames import Frame
+from groupcomm.wire.errors import WireError
+from groupcomm.wire.peer import DEFAULT_MAX_FRAME_SIZE, decode_frame, encode_frame
+
+KIND_FRAME = b"F"
+KIND_HELLO = b"H"
+HELLO_INTERVAL_S = 1.0
+HELLO_RETRY_S = 0.05
+LOG_INTERVAL_S = 60.0
+PUB_HWM = 20_000
+SUB_HWM = 20_000
+DEALER_HWM = 2_000
+ROUTER_HWM = 20_000
+MAX_HELLO_BYTES = 4096
+
+
+class DataPlane(Protocol):
+    """What the driver needs from a peer transport. Frames in, frames out; never blocks."""
+
+    def sockets(self) -> list[zmq.Socket[bytes]]:
+        """Sockets to poll for readability; when one is readable call ``receive``."""
+        ...
+
+    def send(self, targets: tuple[str, ...], frame: Frame) -> None:
+        """Send ``frame`` to the named daemons; drop and count when a queue is full."""
+        ...
+
+    def receive(self, limit: int) -> list[Frame]:
+        """Up to ``limit`` valid frames from accepted peers, without blocking."""
+        ...
+
+    def tick(self) -> None:
+        """Periodic housekeeping (the handshake); call on every protocol tick."""
+        ...
+
+    def block(self, peers: Iterable[str]) -> list[str]:
+        """Fault injection: drop everything to and from these peers. Returns the blocked set."""
+        ...
+
+    def heal(self) -> None:
+        """Undo every ``block``."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: totals and per peer."""
+        ...
+
+    def close(self, linger_ms: int = 0) -> None:
+        """Close the sockets, letting queued frames go out for up to ``linger_ms``."""
+        ...
+
+
+def fingerprint_hash(settings: tuple[tuple[str, int], ...]) -> bytes:
+    blob = json.dumps(sorted(settings), separators=(",", ":")).encode()
+    return hashlib.blake2b(blob, digest_size=8).digest()
+
+
+def settings_diff(mine: dict[str, Any], theirs: dict[str, Any]) -> str:
+    """``"suspect_timeout_ms 250 here, 500 there; tick_ms 10 here, missing there"``."""
+    parts = []
+    for key in sorted(set(mine) | set(theirs)):
+        a = mine.get(key, "missing")
+        b = theirs.get(key, "missing")
+        if a != b:
+            parts.append(f"{key} {a} here, {b} there")
+    return "; ".join(parts)
+
+
+@dataclass(slots=True)
+class PeerStats:
+    frames_in: int = 0
+    frames_out: int = 0
+    dropped_out: int = 0  # send queue full, or link blocked
+    dropped_in: int = 0  # link blocked
+    bad: int = 0  # undecodable
+    refused: int = 0  # protocol settings differ
+    hellos: int = 0
+
+
+class ZmqTransport:
+    """TCP PUB/SUB data plane plus a ROUTER/DEALER control mesh (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: DaemonConfig,
+        *,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = config.name
+        self.me = config.me
+        self._name_b = config.name.encode()
+        self.others: tuple[str, ...] = tuple(sorted(p for p in config.peer_names if p != self.name))
+        self._others_set = frozenset(self.others)
+        self.settings = dict(config.protocol.fingerprint())
+        self.fp = fingerprint_hash(config.protocol.fingerprint())
+        self._hello = [KIND_HELLO, self._name_b, json.dumps(self.settings).encode()]
+        self.clock = clock
+        self.log = structlog.get_logger("groupcomm.transport").bind(d=self.name)
+        self._own_ctx = context is None
+        self.ctx: zmq.Context[zmq.Socket[bytes]] = context if context is not None else zmq.Context()
+        self.peer: dict[str, PeerStats] = {n: PeerStats() for n in self.others}
+        self.counters: dict[str, int] = {
+            "frames_sent": 0,
+            "frames_dropped": 0,
+            "frames_received": 0,
+            "frames_bad": 0,
+            "frames_refused": 0,
+            "frames_unknown": 0,
+            "encode_errors": 0,
+        }
+        self._blocked: set[str] = set()
+        self._refused_logged: set[tuple[str, bytes]] = set()
+        self._their_settings: dict[str, dict[str, Any]] = {}
+        self._last_log: dict[tuple[str, str], float] = {}
+        self._hello_due: dict[str, float] = {}
+        self._closed = False
+
+        self.pub = self._socket(zmq.PUB)
+        self.pub.setsockopt(zmq.SNDHWM, PUB_HWM)
+        self.pub.bind(self.me.data_endpoint)
+        self.router = self._socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.RCVHWM, ROUTER_HWM)
+        self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.router.setsockopt(zmq.MAXMSGSIZE, DEFAULT_MAX_FRAME_SIZE + 4096)
+        self.router.bind(self.me.control_endpoint)
+        self.sub = self._socket(zmq.SUB)
+        self.sub.setsockopt(zmq.RCVHWM, SUB_HWM)
+        self.sub.setsockopt(zmq.MAXMSGSIZE, DEFAULT_MAX_FRAME_SIZE + 4096)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.dealers: dict[str, zmq.Socket[bytes]] = {}
+        for p in config.peers:
+            if p.name == self.name:
+                continue
+            self.sub.connect(p.data_endpoint)
+            self.dealers[p.name] = self._dealer(p)
+
+    def _socket(self, kind: int) -> zmq.Socket[bytes]:
+        s = self.ctx.socket(kind)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.TCP_KEEPALIVE, 1)
+        s.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 30)
+        s.setsockopt(zmq.TCP_KEEPALIVE_INTVL, 10)
+        s.setsockopt(zmq.RECONNECT_IVL, 100)
+        s.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        return s
+
+    def _dealer(self, peer: PeerConfig) -> zmq.Socket[bytes]:
+        s = self._socket(zmq.DEALER)
+        s.setsockopt(zmq.IDENTITY, self._name_b)
+        s.setsockopt(zmq.SNDHWM, DEALER_HWM)
+        s.setsockopt(zmq.IMMEDIATE, 1)  # queue only on live connections: no stale bursts
+        s.connect(peer.control_endpoint)
+        return s
+
+    # ------------------------------------------------------------------------------ DataPlane
+    def sockets(self) -> list[zmq.Socket[bytes]]:
+        return [self.sub, self.router]
+
+    def send(self, targets: tuple[str, ...], frame: Frame) -> None:
+        try:
+            data = encode_frame(frame)
+        except WireError as exc:
+            self.counters["encode_errors"] += 1
+            self._warn("*", "encode", "cannot encode frame", error=str(exc))
+            return
+        parts = [KIND_FRAME, self._name_b, self.fp, data]
+        if not self._blocked and (
+            targets == self.others
+            or (len(targets) == len(self.others) and set(targets) == self._others_set)
+        ):
+            # Every other peer: one PUB send. PUB drops silently at its HWM (never Again).
+            self.pub.send_multipart(parts, zmq.NOBLOCK, copy=len(data) < 65536)
+            self.counters["frames_sent"] += len(self.others)
+            for name in self.others:
+                self.peer[name].frames_out += 1
+            return
+        for name in targets:
+            stats = self.peer.get(name)
+            if stats is None:
+                continue
+            if name in self._blocked:
+                stats.dropped_out += 1
+                self.counters["frames_dropped"] += 1
+                continue
+            try:
+                self.dealers[name].send_multipart(parts, zmq.NOBLOCK, copy=len(data) < 65536)
+            except zmq.Again:
+                stats.dropped_out += 1
+                self.counters["frames_dropped"] += 1
+            else:
+                stats.frames_out += 1
+                self.counters["frames_sent"] += 1
+
+    def receive(self, limit: int) -> list[Frame]:
+        out: list[Frame] = []
+        per_socket = max(1, limit // 2)
+        for sock, routed in ((self.sub, False), (self.router, True)):
+            for _ in range(per_socket):
+                try:
+                    parts = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                frame = self._accept(parts[1:] if routed else parts)
+                if frame is not None:
+                    out.append(frame)
+        return out
+
+    def tick(self) -> None:
+        now = self.clock()
+        for name, dealer in self.dealers.items():
+            if name in self._blocked or now < self._hello_due.get(name, 0.0):
+                continue
+            try:
+                dealer.send_multipart(self._hello, zmq.NOBLOCK)
+            except zmq.Again:  # not connected yet: retry soon
+                self._hello_due[name] = now + HELLO_RETRY_S
+            else:
+                self._hello_due[name] = now + HELLO_INTERVAL_S
+
+    def block(self, peers: Iterable[str]) -> list[str]:
+        for name in peers:
+            if name in self._others_set:
+                self._blocked.add(name)
+            else:
+                self.log.warning("block_unknown_peer", peer=name)
+        self.log.info("link_blocked", blocked=sorted(self._blocked))
+        return sorted(self._blocked)
+
+    def heal(self) -> None:
+        self._blocked.clear()
+        self._hello_due.clear()
+        self.log.info("link_healed")
+
+    def blocked(self) -> list[str]:
+        return sorted(self._blocked)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **self.counters,
+            "blocked": sorted(self._blocked),
+            "peers": {name: asdict(s) for name, s in sorted(self.peer.items())},
+        }
+
+    def close(self, linger_ms: int = 0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for s in (self.pub, self.sub, self.router, *self.dealers.values()):
+            s.close(linger=linger_ms)
+        if self._own_ctx:
+            self.ctx.term()
+
+    # ------------------------------------------------------------------------------ receiving
+    def _accept(self, parts: list[bytes]) -> Frame | None:
+        """Validate one received multipart message; the frame if it is to be handled."""
+        if len(parts) < 3 or parts[0] not in (KIND_FRAME, KIND_HELLO):
+            self.counters["frames_bad"] += 1
+            self._warn("?", "malformed", "malformed peer message", parts=len(parts))
+            return None
+        try:
+            name = parts[1].decode()
+        except UnicodeDecodeError:
+            name = "?"
+        stats = self.peer.get(name)
+        if stats is None:
+            self.counters["frames_unknown"] += 1
+            self._warn("?", "unknown", "message from an unknown peer", peer=name[:80])
+            return None
+        if name in self._blocked:
+            stats.dropped_in += 1
+            return None
+        if parts[0] == KIND_HELLO:
+            self._on_hello(name, stats, parts)
+            return None
+        if len(parts) != 4:
+            stats.bad += 1
+            self.counters["frames_bad"] += 1
+            self._warn(name, "malformed", "malformed peer message", peer=name, parts=len(parts))
+            return None
+        if parts[2] != self.fp:
+            stats.refused += 1
+            self.counters["frames_refused"] += 1
+            if name not in self._their_settings:
+                self._warn(
+                    name,
+                    "mismatch",
+                    f"refusing {name}: protocol settings differ (details after its hello)",
+                    peer=name,
+                )
+            return None
+        try:
+            frame = decode_frame(parts[3])
+        except WireError as exc:
+            stats.bad += 1
+            self.counters["frames_bad"] += 1
+            self._warn(name, "bad", "undecodable frame", peer=name, error=str(exc)[:200])
+            return None
+        stats.frames_in += 1
+        self.counters["frames_received"] += 1
+        return frame
+
+    def _on_hello(self, name: str, stats: PeerStats, parts: list[bytes]) -> None:
+        stats.hellos += 1
+        try:
+            if len(parts) != 3 or len(parts[2]) > MAX_HELLO_BYTES:
+                raise ValueError("bad hello")
+            theirs = json.loads(parts[2])
+            if not isinstance(theirs, dict):
+                raise ValueError("bad hello")
+            their_fp = fingerprint_hash(tuple(sorted((str(k), v) for k, v in theirs.items())))
+        except (ValueError, TypeError):
+            stats.bad += 1
+            self.counters["frames_bad"] += 1
+            self._warn(name, "bad", "malformed hello", peer=name)
+            return
+        previous = self._their_settings.get(name)
+        self._their_settings[name] = theirs
+        if their_fp == self.fp:
+            if previous is not None and previous != self.settings:
+                self.log.info("peer_accepted", peer=name, reason="protocol settings now agree")
+            return
+        if (name, their_fp) not in self._refused_logged:
+            self._refused_logged.add((name, their_fp))
+            diff = settings_diff(self.settings, theirs)
+            self.log.error("peer_refused", peer=name, msg=f"refusing {name}: {diff}", differ=diff)
+
+    def _warn(self, peer: str, what: str, message: str, /, **fields: Any) -> None:
+        now = self.clock()
+        key = (peer, what)
+        last = self._last_log.get(key)
+        if last is not None and now - last < LOG_INTERVAL_S:
+            return
+        self._last_log[key] = now
+        self.log.warning(f"peer_{what}", msg=message, **fields)

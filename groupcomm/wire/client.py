@@ -1,0 +1,470 @@
+"""msgpack codec of the client protocol (``protocol/client.md``): client library <-> daemon.
+
+Every ZeroMQ message is one msgpack array ``[version, op, *fields]`` with ``version = 1`` and
+``op`` a short string. Requests (client -> daemon) and replies (daemon -> client) are frozen
+dataclasses; ``encode`` turns either into bytes and ``decode_request`` / ``decode_reply`` turn
+bytes back, validating every field (type, arity, range).
+
+Decoding is a trust boundary in both directions: lengths are bounded while unpacking
+(``msgpack.unpackb`` limits) and ``ClientWireError`` is the only exception that escapes.
+Semantic rules that need daemon state (group-name syntax, service levels, name syntax, window)
+belong to the session layer, which answers them with a ``reject`` that names the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Final, TypeVar
+
+import msgpack
+
+from groupcomm.core.service import MAX_GROUPS_PER_MESSAGE
+from groupcomm.wire.errors import WireError
+
+CLIENT_PROTOCOL_VERSION: Final = 1
+MAX_UINT: Final = 2**63 - 1
+MAX_STR_BYTES: Final = 1024  # names, reasons, texts; group names are at most 128 bytes anyway
+MAX_ADMIN_ARGS: Final = 16
+DEFAULT_MAX_PAYLOAD: Final = 1 << 20
+DEFAULT_MAX_REQUEST: Final = DEFAULT_MAX_PAYLOAD + 64 * 1024
+DEFAULT_MAX_REPLY: Final = 64 << 20  # a ``msgs`` batch may hold many messages
+MAX_STATUS_DEPTH: Final = 8
+
+
+class ClientWireError(WireError):
+    """Bytes that are not a valid client-protocol message (or a message that cannot be encoded).
+
+    ``frame`` holds the op when it is known, ``field`` the offending field."""
+
+
+# ---------------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    name: str  # "" asks the daemon to invent one
+    want_membership: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JoinReq:
+    req: int
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveReq:
+    req: int
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class McastReq:
+    req: int
+    groups: tuple[str, ...]
+    service: int
+    msg_type: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Consumed:
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReq:
+    req: int
+
+
+@dataclass(frozen=True, slots=True)
+class AdminReq:
+    req: int
+    command: str
+    args: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    pass
+
+
+Request = Hello | JoinReq | LeaveReq | McastReq | Consumed | StatusReq | AdminReq | Bye
+
+# ----------------------------------------------------------------------------------- replies
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    private_name: str
+    daemon: str
+    send_window: int
+
+
+@dataclass(frozen=True, slots=True)
+class CreditGrant:
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """One entry of a ``msgs`` batch."""
+
+    sender: str
+    groups: tuple[str, ...]
+    service: int
+    msg_type: int
+    payload: bytes
+    mid: str
+
+
+@dataclass(frozen=True, slots=True)
+class Msgs:
+    msgs: tuple[Delivered, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ViewMsg:
+    group: str
+    kind: str  # "regular" | "transitional" | "self_leave"
+    gid: str
+    members: tuple[str, ...]
+    cause: str
+    vs_sets: tuple[tuple[str, ...], ...]
+    changed: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RejectMsg:
+    req: int
+    op: str
+    group: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReply:
+    req: int
+    info: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminReply:
+    req: int
+    ok: bool
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMsg:
+    code: str  # "malformed", "protocol", "no_session", "fatal"
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    reason: str
+
+
+Reply = (
+    Welcome
+    | CreditGrant
+    | Msgs
+    | ViewMsg
+    | RejectMsg
+    | StatusReply
+    | AdminReply
+    | ErrorMsg
+    | Closed
+)
+
+VIEW_KINDS: Final = frozenset({"regular", "transitional", "self_leave"})
+
+# ---------------------------------------------------------------------------------- encoding
+
+_PACKER: Final = msgpack.Packer(use_bin_type=True, autoreset=True)
+
+
+def _fields(msg: Request | Reply) -> tuple[str, tuple[object, ...]]:
+    match msg:
+        case Hello(name, want):
+            return "hello", (name, want)
+        case JoinReq(req, group):
+            return "join", (req, group)
+        case LeaveReq(req, group):
+            return "leave", (req, group)
+        case McastReq(req, groups, service, msg_type, payload):
+            return "mcast", (req, list(groups), service, msg_type, payload)
+        case Consumed(nbytes):
+            return "consumed", (nbytes,)
+        case StatusReq(req):
+            return "status", (req,)
+        case AdminReq(req, command, args):
+            return "admin", (req, command, list(args))
+        case Bye():
+            return "bye", ()
+        case Welcome(private_name, daemon, window):
+            return "welcome", (private_name, daemon, window)
+        case CreditGrant(nbytes):
+            return "credit", (nbytes,)
+        case Msgs(msgs):
+            items = [(m.sender, m.groups, m.service, m.msg_type, m.payload, m.mid) for m in msgs]
+            return "msgs", (items,)
+        case ViewMsg(group, kind, gid, members, cause, vs_sets, changed):
+            return "view", (group, kind, gid, members, cause, vs_sets, changed)
+        case RejectMsg(req, op, group, reason):
+            return "reject", (req, op, group, reason)
+        case StatusReply(req, info):
+            return "status", (req, dict(info))
+        case AdminReply(req, ok, text):
+            return "admin", (req, ok, text)
+        case ErrorMsg(code, text):
+            return "error", (code, text)
+        case Closed(reason):
+            return "closed", (reason,)
+    raise ClientWireError(f"cannot encode {type(msg).__name__}: not a client-protocol message")
+
+
+def encode(msg: Request | Reply) -> bytes:
+    """Encode a request or a reply as ``[1, op, *fields]``; ``ClientWireError`` if impossible."""
+    op, values = _fields(msg)
+    try:
+        data: bytes = _PACKER.pack((CLIENT_PROTOCOL_VERSION, op, *values))
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ClientWireError(f"cannot encode {op}: {e}", frame=op) from e
+    return data
+
+
+# ---------------------------------------------------------------------------------- decoding
+
+
+class _Bad(Exception):
+    def __init__(self, field_name: str, problem: str) -> None:
+        super().__init__(problem)
+        self.field_name = field_name
+        self.problem = problem
+
+
+def _uint(v: object, name: str, hi: int = MAX_UINT) -> int:
+    if type(v) is not int or not 0 <= v <= hi:
+        raise _Bad(name, f"expected an integer in 0..{hi}, got {v!r:.40}")
+    return v
+
+
+def _str(v: object, name: str, *, empty: bool = True) -> str:
+    if type(v) is not str:
+        raise _Bad(name, f"expected str, got {type(v).__name__}")
+    if not empty and not v:
+        raise _Bad(name, "must not be empty")
+    return v
+
+
+def _opt_str(v: object, name: str) -> str | None:
+    return None if v is None else _str(v, name)
+
+
+def _bool(v: object, name: str) -> bool:
+    if type(v) is not bool:
+        raise _Bad(name, f"expected bool, got {type(v).__name__}")
+    return v
+
+
+def _bin(v: object, name: str) -> bytes:
+    if type(v) is not bytes:
+        raise _Bad(name, f"expected bin, got {type(v).__name__}")
+    return v
+
+
+def _strs(v: object, name: str, lo: int = 0, hi: int = MAX_UINT) -> tuple[str, ...]:
+    if type(v) is not tuple:
+        raise _Bad(name, f"expected array, got {type(v).__name__}")
+    if not lo <= len(v) <= hi:
+        raise _Bad(name, f"expected {lo}..{hi} entries, got {len(v)}")
+    return tuple(_str(x, f"{name}[{i}]", empty=False) for i, x in enumerate(v))
+
+
+def _status_value(v: object, depth: int) -> object:
+    if depth > MAX_STATUS_DEPTH:
+        raise _Bad("info", "nested too deeply")
+    if v is None or type(v) in (bool, int, float, str, bytes):
+        return v
+    if type(v) is tuple:
+        return [_status_value(x, depth + 1) for x in v]
+    if type(v) is dict:
+        return _status_map(v, depth + 1)
+    raise _Bad("info", f"unsupported value of type {type(v).__name__}")
+
+
+def _status_map(v: object, depth: int = 0) -> dict[str, object]:
+    if type(v) is not dict:
+        raise _Bad("info", f"expected map, got {type(v).__name__}")
+    out: dict[str, object] = {}
+    for k, x in v.items():
+        out[_str(k, "info key")] = _status_value(x, depth)
+    return out
+
+
+def _delivered(v: object, i: int) -> Delivered:
+    name = f"msgs[{i}]"
+    if type(v) is not tuple or len(v) != 6:
+        raise _Bad(name, "expected [sender, groups, service, msg_type, payload, mid]")
+    return Delivered(
+        _str(v[0], f"{name}.sender", empty=False),
+        _strs(v[1], f"{name}.groups", 1, MAX_GROUPS_PER_MESSAGE),
+        _uint(v[2], f"{name}.service", 0xFF),
+        _uint(v[3], f"{name}.msg_type", 0xFFFF),
+        _bin(v[4], f"{name}.payload"),
+        _str(v[5], f"{name}.mid"),
+    )
+
+
+def _msgs(v: object) -> Msgs:
+    if type(v) is not tuple:
+        raise _Bad("msgs", f"expected array, got {type(v).__name__}")
+    return Msgs(tuple(_delivered(x, i) for i, x in enumerate(v)))
+
+
+def _view(f: tuple[object, ...]) -> ViewMsg:
+    kind = _str(f[1], "kind")
+    if kind not in VIEW_KINDS:
+        raise _Bad("kind", f"unknown view kind {kind!r:.40}")
+    vs = f[5]
+    if type(vs) is not tuple:
+        raise _Bad("vs_sets", f"expected array, got {type(vs).__name__}")
+    return ViewMsg(
+        _str(f[0], "group", empty=False),
+        kind,
+        _str(f[2], "gid"),
+        _strs(f[3], "members"),
+        _str(f[4], "cause"),
+        tuple(_strs(s, f"vs_sets[{i}]") for i, s in enumerate(vs)),
+        _strs(f[6], "changed"),
+    )
+
+
+_T = TypeVar("_T")
+_Schema = dict[str, tuple[int, Callable[[tuple[object, ...]], _T]]]
+
+_REQUESTS: Final[_Schema[Request]] = {
+    "hello": (2, lambda f: Hello(_str(f[0], "name"), _bool(f[1], "want_membership"))),
+    "join": (2, lambda f: JoinReq(_uint(f[0], "req"), _str(f[1], "group"))),
+    "leave": (2, lambda f: LeaveReq(_uint(f[0], "req"), _str(f[1], "group"))),
+    "mcast": (
+        5,
+        lambda f: McastReq(
+            _uint(f[0], "req"),
+            _strs(f[1], "groups", 1, MAX_GROUPS_PER_MESSAGE),
+            _uint(f[2], "service", 0xFF),
+            _uint(f[3], "msg_type", 0xFFFF),
+            _bin(f[4], "payload"),
+        ),
+    ),
+    "consumed": (1, lambda f: Consumed(_uint(f[0], "bytes"))),
+    "status": (1, lambda f: StatusReq(_uint(f[0], "req"))),
+    "admin": (
+        3,
+        lambda f: AdminReq(
+            _uint(f[0], "req"),
+            _str(f[1], "command", empty=False),
+            _strs(f[2], "args", 0, MAX_ADMIN_ARGS),
+        ),
+    ),
+    "bye": (0, lambda f: Bye()),
+}
+
+_REPLIES: Final[_Schema[Reply]] = {
+    "welcome": (
+        3,
+        lambda f: Welcome(
+            _str(f[0], "private_name", empty=False),
+            _str(f[1], "daemon", empty=False),
+            _uint(f[2], "send_window"),
+        ),
+    ),
+    "credit": (1, lambda f: CreditGrant(_uint(f[0], "bytes"))),
+    "msgs": (1, lambda f: _msgs(f[0])),
+    "view": (7, _view),
+    "reject": (
+        4,
+        lambda f: RejectMsg(
+            _uint(f[0], "req"), _str(f[1], "op"), _opt_str(f[2], "group"), _str(f[3], "reason")
+        ),
+    ),
+    "status": (2, lambda f: StatusReply(_uint(f[0], "req"), _status_map(f[1]))),
+    "admin": (3, lambda f: AdminReply(_uint(f[0], "req"), _bool(f[1], "ok"), _str(f[2], "text"))),
+    "error": (2, lambda f: ErrorMsg(_str(f[0], "code"), _str(f[1], "text"))),
+    "closed": (1, lambda f: Closed(_str(f[0], "reason"))),
+}
+
+_UNPACK_ERRORS: Final = (
+    ValueError,
+    TypeError,
+    OverflowError,
+    RecursionError,
+    IndexError,
+    KeyError,
+    BufferError,
+    msgpack.UnpackException,
+)
+
+
+def _decode(data: object, schema: _Schema[_T], max_size: int, max_payload: int) -> _T:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ClientWireError(f"expected bytes, got {type(data).__name__}")
+    size = memoryview(data).nbytes
+    if size == 0:
+        raise ClientWireError("empty message")
+    if size > max_size:
+        raise ClientWireError(f"message of {size} bytes exceeds {max_size}")
+    try:
+        obj = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=False,
+            max_str_len=MAX_STR_BYTES,
+            max_bin_len=max_payload,
+            max_array_len=size,
+            max_map_len=size,
+            max_ext_len=0,
+        )
+    except _UNPACK_ERRORS as e:
+        raise ClientWireError(f"malformed msgpack ({type(e).__name__}: {e})") from e
+    if type(obj) is not tuple or len(obj) < 2:
+        raise ClientWireError("message is not an array [version, op, *fields]")
+    version, op = obj[0], obj[1]
+    if type(version) is not int or version != CLIENT_PROTOCOL_VERSION:
+        raise ClientWireError(f"unsupported client protocol version {version!r:.40}")
+    entry = schema.get(op) if type(op) is str else None
+    if entry is None:
+        raise ClientWireError(f"unknown op {op!r:.40}")
+    arity, build = entry
+    if len(obj) - 2 != arity:
+        raise ClientWireError(f"{op} has {len(obj) - 2} fields, expected {arity}", frame=op)
+    try:
+        return build(obj[2:])
+    except _Bad as e:
+        raise ClientWireError(
+            f"{op}.{e.field_name}: {e.problem}", frame=op, field=e.field_name
+        ) from None
+
+
+def decode_request(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_size: int = DEFAULT_MAX_REQUEST,
+    max_payload: int = DEFAULT_MAX_PAYLOAD,
+) -> Request:
+    """Decode and validate one client -> daemon message; raise only ``ClientWireError``."""
+    return _decode(data, _REQUESTS, max_size, max_payload)
+
+
+def decode_reply(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_size: int = DEFAULT_MAX_REPLY,
+    max_payload: int = DEFAULT_MAX_PAYLOAD,
+) -> Reply:
+    """Decode and validate one daemon -> client message; raise only ``ClientWireError``."""
+    return _decode(data, _REPLIES, max_size, max_payload)

@@ -1,0 +1,143 @@
+"""The client-protocol codec: round trips, strict validation, garbage -> only ClientWireError."""
+
+from __future__ import annotations
+
+import contextlib
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from groupcomm.wire import WireError
+from groupcomm.wire.client import (
+    AdminReply,
+    AdminReq,
+    Bye,
+    ClientWireError,
+    Closed,
+    Consumed,
+    CreditGrant,
+    Delivered,
+    ErrorMsg,
+    Hello,
+    JoinReq,
+    LeaveReq,
+    McastReq,
+    Msgs,
+    RejectMsg,
+    Reply,
+    Request,
+    StatusReply,
+    StatusReq,
+    ViewMsg,
+    Welcome,
+    decode_reply,
+    decode_request,
+    encode,
+)
+
+REQUESTS: list[Request] = [
+    Hello("alice", True),
+    Hello("", False),
+    JoinReq(1, "chat"),
+    LeaveReq(2, "chat"),
+    McastReq(3, ("a", "#b#d1"), 0x10 | 0x40, 65535, b"\x00payload"),
+    Consumed(12345),
+    StatusReq(4),
+    AdminReq(5, "partition", ("d1", "d2")),
+    Bye(),
+]
+REPLIES: list[Reply] = [
+    Welcome("#alice#d1", "d1", 65536),
+    CreditGrant(100),
+    Msgs((Delivered("#a#d1", ("g",), 0x10, 0, b"x", "a|1|2"),)),
+    Msgs(()),
+    ViewMsg("g", "regular", "R1/g/1", ("#a#d1",), "JOIN", (("#a#d1",),), ("#a#d1",)),
+    ViewMsg("g", "transitional", "R1/g/1t", (), "", (), ()),
+    RejectMsg(3, "join", None, "no"),
+    StatusReply(6, {"view": "1.d1", "n": 3, "nested": {"l": [1, "x", None]}}),
+    AdminReply(5, True, "queued"),
+    ErrorMsg("malformed", "bad"),
+    Closed("slow consumer"),
+]
+
+
+@pytest.mark.parametrize("msg", REQUESTS, ids=lambda m: type(m).__name__)
+def test_request_round_trip(msg: Request) -> None:
+    assert decode_request(encode(msg)) == msg
+
+
+@pytest.mark.parametrize("msg", REPLIES, ids=lambda m: type(m).__name__)
+def test_reply_round_trip(msg: Reply) -> None:
+    assert decode_reply(encode(msg)) == msg
+
+
+def test_wire_format_is_version_op_fields() -> None:
+    assert msgpack.unpackb(encode(JoinReq(7, "g"))) == [1, "join", 7, "g"]
+    assert msgpack.unpackb(encode(Bye())) == [1, "bye"]
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        [2, "join", 1, "g"],  # version
+        [1, "nope"],  # op
+        [1, "join", 1],  # arity
+        [1, "join", -1, "g"],  # range
+        [1, "join", True, "g"],  # bool is not int
+        [1, "hello", "a", 1],  # int is not bool
+        [1, "mcast", 1, [], 16, 0, b""],  # no group
+        [1, "mcast", 1, ["g"] * 101, 16, 0, b""],  # too many groups
+        [1, "mcast", 1, ["g"], 16, 70000, b""],  # msg_type
+        [1, "mcast", 1, ["g"], 16, 0, "text"],  # payload must be bin
+        [1, "admin", 1, "heal", "x"],  # args must be an array
+        "hello",
+        {"op": "hello"},
+    ],
+)
+def test_invalid_requests_raise_client_wire_error(obj: object) -> None:
+    with pytest.raises(ClientWireError):
+        decode_request(msgpack.packb(obj, use_bin_type=True))
+
+
+def test_bounds() -> None:
+    with pytest.raises(ClientWireError, match="exceeds"):
+        decode_request(encode(McastReq(1, ("g",), 16, 0, b"x" * 100)), max_size=50)
+    with pytest.raises(ClientWireError):
+        decode_request(encode(McastReq(1, ("g",), 16, 0, b"x" * 100)), max_payload=10)
+    with pytest.raises(ClientWireError):
+        decode_request(msgpack.packb([1, "join", 1, "g" * 5000]))
+    assert issubclass(ClientWireError, WireError)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=200))
+def test_garbage_bytes_raise_only_client_wire_error(data: bytes) -> None:
+    for decode in (decode_request, decode_reply):
+        with contextlib.suppress(ClientWireError):
+            decode(data)
+
+
+_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.text(max_size=8)
+    | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=5),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["hello", "join", "mcast", "admin", "msgs", "view", "status", "x"]), _values)
+def test_well_formed_msgpack_with_wrong_fields(op: str, fields: object) -> None:
+    args = fields if isinstance(fields, list) else [fields]
+    try:
+        data = msgpack.packb([1, op, *args], use_bin_type=True)
+    except (OverflowError, ValueError):
+        return
+    for decode in (decode_request, decode_reply):
+        with contextlib.suppress(ClientWireError):
+            decode(data)

@@ -1,0 +1,191 @@
+"""The session layer against a fake core: names, flow control windows, slow consumers."""
+
+from __future__ import annotations
+
+import pytest
+
+from groupcomm.core.commands import (
+    CloseSession,
+    Credit,
+    DeliverMembership,
+    DeliverMessage,
+    RejectRequest,
+)
+from groupcomm.core.events import (
+    Event,
+    JoinRequested,
+    MulticastRequested,
+    SessionClosed,
+    SessionOpened,
+)
+from groupcomm.daemon.sessions import (
+    SLOW_CONSUMER,
+    WINDOW_EXCEEDED,
+    Ended,
+    Granted,
+    OpenRefused,
+    Refused,
+    SessionLayer,
+)
+from tests.client.harness import ListLog
+
+Cmd = DeliverMessage | DeliverMembership | RejectRequest | CloseSession | Credit
+
+
+class FakeCore:
+    """Stamps every multicast at once (Credit) and delivers it to ``members``."""
+
+    def __init__(self, members: list[str]) -> None:
+        self.members = members
+        self.seen: list[Event] = []
+
+    def handle(self, events: list[Event]) -> list[Cmd]:
+        out: list[Cmd] = []
+        for e in events:
+            self.seen.append(e)
+            if isinstance(e, MulticastRequested):
+                out.append(Credit(conn=e.conn, payload_bytes=len(e.payload)))
+                out.extend(
+                    DeliverMessage(
+                        conn=m,
+                        sender=e.conn,
+                        groups=e.groups,
+                        service=e.service,
+                        msg_type=e.msg_type,
+                        payload=e.payload,
+                        mid="m",
+                    )
+                    for m in self.members
+                )
+        return out
+
+
+def layer(**kw: int) -> SessionLayer:
+    args = {"send_window": 1000, "slow_consumer_bytes": 5000, "idle_timeout_ms": 1000}
+    args.update(kw)
+    return SessionLayer("d1", log=ListLog(), **args)
+
+
+def test_names() -> None:
+    s = layer()
+    assert s.open("alice", True, 0).conn == "#alice#d1"
+    assert s.open("", True, 0).conn == "#r1#d1"
+    assert s.open("", True, 0).conn == "#r2#d1"
+    with pytest.raises(OpenRefused, match="in use"):
+        s.open("alice", True, 0)
+    for bad in ("a" * 21, "a b", "é", "#x"):
+        with pytest.raises(OpenRefused, match=r"1\.\.20"):
+            s.open(bad, True, 0)
+    assert s.open("a" * 20, True, 0).conn == f"#{'a' * 20}#d1"
+    assert s.take_events() == [
+        SessionOpened(conn=c) for c in ("#alice#d1", "#r1#d1", "#r2#d1", f"#{'a' * 20}#d1")
+    ]
+    assert s.counters["refused"] == 5
+
+
+def test_send_window_and_credit() -> None:
+    s = layer()
+    conn = s.open("a", True, 0).conn
+    s.take_events()
+    s.multicast(conn, 1, ("g",), 0x10, 0, b"x" * 600, 1)
+    s.multicast(conn, 2, ("g",), 0x10, 0, b"x" * 600, 1)  # 1200 > 1000: refused
+    assert s.take_notices() == [
+        Refused(conn, 2, "mcast", None, WINDOW_EXCEEDED),
+        Granted(conn, 600),  # the refused bytes go back to the client
+    ]
+    events = s.take_events()
+    assert len(events) == 1 and s.sessions[conn].in_flight == 600
+    s.apply(Credit(conn=conn, payload_bytes=600))
+    assert s.take_notices() == [Granted(conn, 600)] and s.sessions[conn].in_flight == 0
+    s.multicast(conn, 3, ("g",), 0x10, 0, b"x" * 5000, 2)  # larger than the window, alone: ok
+    assert s.sessions[conn].in_flight == 5000 and s.take_notices() == []
+
+
+def test_invalid_multicast_and_group_ops_are_refused_by_request() -> None:
+    s = layer()
+    conn = s.open("a", True, 0).conn
+    s.take_events()
+    s.multicast(conn, 1, ("g",), 0x30, 0, b"ab", 0)
+    s.multicast(conn, 2, ("g", "g"), 0x10, 0, b"", 0)
+    s.join(conn, 3, "#p#d1", 0)
+    s.leave(conn, 4, "bad group", 0)
+    s.join(conn, 5, "ok", 0)
+    notices = s.take_notices()
+    assert [(n.req, n.op) for n in notices if isinstance(n, Refused)] == [
+        (1, "mcast"),
+        (2, "mcast"),
+        (3, "join"),
+        (4, "leave"),
+    ]
+    assert Granted(conn, 2) in notices
+    assert s.take_events() == [JoinRequested(conn=conn, group="ok")]
+
+
+def test_core_reject_names_the_request_and_returns_the_window() -> None:
+    s = layer()
+    conn = s.open("a", True, 0).conn
+    s.multicast(conn, 9, ("g",), 0x10, 0, b"abc", 0)
+    s.join(conn, 10, "g", 0)
+    s.apply(RejectRequest(conn=conn, op="multicast", group=None, reason="core says no"))
+    s.apply(RejectRequest(conn=conn, op="join", group="g", reason="nope"))
+    assert s.take_notices() == [
+        Refused(conn, 9, "mcast", None, "core says no"),
+        Granted(conn, 3),
+        Refused(conn, 10, "join", "g", "nope"),
+    ]
+    assert s.sessions[conn].in_flight == 0
+
+
+def test_slow_consumer_is_closed_and_fed_to_the_core() -> None:
+    s = layer()
+    slow = s.open("slow", True, 0).conn
+    fast = s.open("fast", True, 0).conn
+    core = FakeCore([slow, fast])
+    core.handle(s.take_events())
+    for i in range(12):
+        s.multicast(fast, i, ("g",), 0x10, 0, b"x" * 500, i)
+        for cmd in core.handle(s.take_events()):
+            s.apply(cmd)
+        s.consumed(fast, 500, i)  # fast keeps up, slow never consumes
+        notices = s.take_notices()
+        if slow not in s.sessions:
+            break
+    assert i == 10  # 11 x 500 > 5000
+    assert Ended(slow, SLOW_CONSUMER) in notices
+    assert not any(isinstance(n, DeliverMessage) and n.conn == slow for n in notices)
+    assert s.take_events() == [SessionClosed(conn=slow)]
+    assert s.counters["slow_consumers"] == 1 and fast in s.sessions
+    log = s.log
+    assert isinstance(log, ListLog) and any(e == "slow_consumer" for _, e, _ in log.records)
+    # commands for the closed session are ignored
+    s.apply(Credit(conn=slow, payload_bytes=10))
+    assert s.take_notices() == []
+
+
+def test_membership_filter_idle_expiry_and_close_session() -> None:
+    s = layer()
+    quiet = s.open("quiet", False, 0).conn
+    chatty = s.open("chatty", True, 0).conn
+    view = DeliverMembership(
+        conn=quiet,
+        group="g",
+        kind="regular",
+        gid="x",
+        members=(quiet,),
+        cause="JOIN",
+        vs_sets=(),
+        changed=(),
+    )
+    s.apply(view)
+    assert s.take_notices() == []  # no membership wanted
+    s.touch(chatty, 900)
+    assert s.expire(1500) == [quiet]
+    assert [e for e in s.take_events() if isinstance(e, SessionClosed)] == [
+        SessionClosed(conn=quiet)
+    ]
+    s.apply(CloseSession(conn=chatty, reason="policy"))
+    assert s.take_notices() == [
+        Ended(quiet, "client vanished (idle timeout)"),
+        Ended(chatty, "policy"),
+    ]
+    assert s.sessions == {}

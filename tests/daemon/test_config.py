@@ -1,0 +1,203 @@
+"""groupcomm.config: defaults, a full file, validation errors that name the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from groupcomm.config import (
+    DEFAULT_CLIENT_ENDPOINTS,
+    ConfigError,
+    DaemonConfig,
+    PeerConfig,
+    ProtocolConfig,
+    core_config,
+    load_config,
+)
+from groupcomm.core.config import CoreConfig
+
+FULL = """
+[daemon]
+name = "d2"
+client_endpoints = ["tcp://10.0.0.2:4803"]
+log_json = true
+log_level = "debug"
+trace = "/var/log/groupcomm/d2.jsonl"
+allow_admin = true
+slow_consumer_bytes = 1000000
+session_send_window = 65536
+
+[[peers]]
+name = "d1"
+host = "10.0.0.1"
+data_port = 5000
+control_port = 5001
+
+[[peers]]
+name = "d2"
+host = "10.0.0.2"
+
+[protocol]
+heartbeat_ms = 50
+suspect_timeout_ms = 500
+flush_timeout_ms = 300
+install_timeout_ms = 600
+gather_timeout_ms = 200
+tick_ms = 5
+window_msgs = 1000
+window_bytes = 100000
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "cluster.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_zero_config_defaults() -> None:
+    cfg = load_config(None)
+    assert cfg.name == "d1"
+    assert cfg.client_endpoints == DEFAULT_CLIENT_ENDPOINTS
+    assert cfg.peers == (
+        PeerConfig(name="d1", host="127.0.0.1", data_port=4810, control_port=4811),
+    )
+    assert cfg.me.data_endpoint == "tcp://127.0.0.1:4810"
+    assert cfg.allow_admin is True  # loopback-only cluster
+    assert cfg.log_json is False and cfg.trace == ""
+    assert cfg.slow_consumer_bytes == 8 << 20 and cfg.session_send_window == 1 << 20
+    core = CoreConfig(name="x", incarnation=0, peers=("x",))
+    assert cfg.protocol.heartbeat_ms == core.heartbeat_ms
+    assert cfg.protocol.suspect_timeout_ms == core.suspect_timeout_ms
+    assert cfg.protocol.window_bytes == core.window_bytes
+
+
+def test_name_override_without_file_is_a_singleton_of_that_name() -> None:
+    cfg = load_config(None, name="d7", log_json=True, trace="t.jsonl")
+    assert cfg.name == "d7" and cfg.peer_names == ("d7",)
+    assert cfg.log_json and cfg.trace == "t.jsonl"
+
+
+def test_full_file(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, FULL))
+    assert cfg == DaemonConfig(
+        name="d2",
+        client_endpoints=("tcp://10.0.0.2:4803",),
+        log_json=True,
+        log_level="debug",
+        trace="/var/log/groupcomm/d2.jsonl",
+        allow_admin=True,
+        slow_consumer_bytes=1_000_000,
+        session_send_window=65536,
+        peers=(
+            PeerConfig(name="d1", host="10.0.0.1", data_port=5000, control_port=5001),
+            PeerConfig(name="d2", host="10.0.0.2", data_port=4810, control_port=4811),
+        ),
+        protocol=ProtocolConfig(
+            heartbeat_ms=50,
+            suspect_timeout_ms=500,
+            flush_timeout_ms=300,
+            install_timeout_ms=600,
+            gather_timeout_ms=200,
+            tick_ms=5,
+            window_msgs=1000,
+            window_bytes=100000,
+        ),
+        source=str(tmp_path / "cluster.toml"),
+    )
+    # command-line overrides win over the file
+    over = load_config(write(tmp_path, FULL), name="d1", log_json=False)
+    assert over.name == "d1" and not over.log_json
+
+
+def test_allow_admin_defaults_off_when_a_peer_is_remote(tmp_path: Path) -> None:
+    text = FULL.replace("allow_admin = true\n", "")
+    assert load_config(write(tmp_path, text)).allow_admin is False
+
+
+def test_core_config() -> None:
+    cfg = load_config(None)
+    core = core_config(cfg, incarnation=42, trace_messages=True)
+    assert core.name == "d1" and core.incarnation == 42 and core.peers == ("d1",)
+    assert core.trace_messages and core.heartbeat_ms == cfg.protocol.heartbeat_ms
+    a = core_config(cfg).incarnation
+    assert a > 1_600_000_000_000  # wall-clock milliseconds: a restart is a new incarnation
+
+
+def test_fingerprint_is_sorted_protocol_settings() -> None:
+    fp = ProtocolConfig().fingerprint()
+    assert [k for k, _ in fp] == sorted(k for k, _ in fp)
+    assert len(fp) == 8
+    assert ProtocolConfig(heartbeat_ms=41).fingerprint() != fp
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[protocol]\nheartbeat_ms = -3\n",
+            "[protocol] heartbeat_ms must be a positive integer, got -3",
+        ),
+        ("[protocol]\ntick_ms = 0\n", "[protocol] tick_ms must be a positive integer, got 0"),
+        ("[protocol]\nwindow_msgs = 1.5\n", "[protocol] window_msgs must be a positive integer"),
+        ("[protocol]\nflush_timeout_ms = true\n", "[protocol] flush_timeout_ms must be a positive"),
+        (
+            "[protocol]\nheartbeat_ms = 300\n",
+            "[protocol] suspect_timeout_ms must exceed heartbeat_ms, got 250 <= 300",
+        ),
+        ("[protocol]\nheartbeat = 30\n", "[protocol] unknown key 'heartbeat'"),
+        ("[daemon]\nnmae = 'd1'\n", "[daemon] unknown key 'nmae'"),
+        ("[deamon]\nname = 'd1'\n", "unknown key 'deamon'"),
+        ("[daemon]\nlog_json = 'yes'\n", "[daemon] log_json must be true or false, got 'yes'"),
+        ("[daemon]\nallow_admin = 1\n", "[daemon] allow_admin must be true or false, got 1"),
+        ("[daemon]\ntrace = 3\n", "[daemon] trace must be a string, got 3"),
+        ("[daemon]\nlog_level = 'loud'\n", "[daemon] log_level must be one of"),
+        ("[daemon]\nname = 'a:b'\n", "[daemon] name must be 1..64 characters without ':'"),
+        ("[daemon]\nname = ''\n", "[daemon] name must be 1..64 characters"),
+        ("[daemon]\nslow_consumer_bytes = 0\n", "[daemon] slow_consumer_bytes must be a positive"),
+        ("[daemon]\nsession_send_window = -1\n", "[daemon] session_send_window must be a positive"),
+        ("[daemon]\nclient_endpoints = 'tcp://x:1'\n", "[daemon] client_endpoints must be a list"),
+        ("[daemon]\nclient_endpoints = ['udp://x:1']\n", "[daemon] client_endpoints: 'udp://x:1'"),
+        ("protocol = 3\n", "protocol must be a table, got 3"),
+        ("peers = []\n", "peers must be a non-empty array of tables"),
+        ("[[peers]]\nhost = '127.0.0.1'\n", "[[peers]] #1 name is required"),
+        ("[[peers]]\nname = 'd1'\nport = 3\n", "[[peers]] #1 unknown key 'port'"),
+        ("[[peers]]\nname = 'd1'\ndata_port = 70000\n", "[[peers]] d1: data_port must be a port"),
+        (
+            "[[peers]]\nname = 'd1'\ncontrol_port = 'x'\n",
+            "[[peers]] d1: control_port must be a port",
+        ),
+        ("[[peers]]\nname = 'd1'\nhost = ''\n", "[[peers]] d1: host must not be empty"),
+        ("[[peers]]\nname = 'd1'\n[[peers]]\nname = 'd1'\n", "[[peers]] d1: name is listed twice"),
+        (
+            "[[peers]]\nname = 'd1'\n[[peers]]\nname = 'd2'\n",
+            "[[peers]] d2: data_port 4810 on 127.0.0.1 is already used by d1 (data_port)",
+        ),
+        (
+            "[[peers]]\nname = 'd1'\ndata_port = 5000\ncontrol_port = 5000\n",
+            "[[peers]] d1: control_port 5000 on 127.0.0.1 is already used by d1 (data_port)",
+        ),
+        (
+            "[[peers]]\nname = 'd2'\n",
+            "this daemon 'd1' is not among [[peers]] (d2)",
+        ),
+        ("[daemon\n", "invalid TOML"),
+    ],
+)
+def test_validation_errors_name_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: "), str(info.value)
+    assert message in str(info.value), str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.toml: cannot read"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_bad_name_override() -> None:
+    with pytest.raises(ConfigError, match="--name must be"):
+        load_config(None, name="a#b")
