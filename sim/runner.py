@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from groupcomm.core.commands import (
-    CloseSession,
     Command,
     DeliverMembership,
     DeliverMessage,
     Note,
-    RejectRequest,
     SendFrame,
     SetTimer,
 )
@@ -35,12 +33,12 @@ from groupcomm.core.events import (
 )
 from groupcomm.core.frames import Frame
 from groupcomm.core.ids import make_token
-from groupcomm.core.node import SERVICE_NAMES, Node
+from groupcomm.core.node import Node
+from groupcomm.core.tracing import trace_event
 from groupcomm.wire.errors import WireError
 from groupcomm.wire.peer import decode_frame, encode_frame
 from sim.options import SimOptions
 
-TRACED_NOTES = frozenset(("install", "send", "deliver"))
 # Notes that a correct protocol never produces from correct peers: each one fails the run.
 SUSPICIOUS_NOTES = frozenset(("frame_error", "install_rejected"))
 
@@ -139,50 +137,16 @@ class Simulation:
                 self.send(daemon.name, cmd.targets, cmd.frame)
             elif isinstance(cmd, SetTimer):
                 self._set_timer(daemon, cmd)
-            elif isinstance(cmd, DeliverMessage):
-                self.record(
-                    "cdeliver",
-                    p=cmd.conn,
-                    d=token,
-                    mid=cmd.mid,
-                    svc=SERVICE_NAMES[cmd.service & 0x3F],
-                    groups=list(cmd.groups),
-                    sender=cmd.sender,
-                )
-                if self.on_deliver is not None:
+            else:
+                event = trace_event(token, cmd)
+                if event is not None:
+                    self.trace.append({"t": self.now, **event})
+                if isinstance(cmd, DeliverMessage) and self.on_deliver is not None:
                     self.on_deliver(daemon.name, cmd)
-            elif isinstance(cmd, DeliverMembership):
-                self._record_view(token, cmd)
-                if self.on_membership is not None:
+                elif isinstance(cmd, DeliverMembership) and self.on_membership is not None:
                     self.on_membership(daemon.name, cmd)
-            elif isinstance(cmd, Note):
-                if cmd.event in TRACED_NOTES:
-                    self.record(cmd.event, **cmd.fields)
-                elif cmd.event in SUSPICIOUS_NOTES:
+                elif isinstance(cmd, Note) and cmd.event in SUSPICIOUS_NOTES:
                     self.anomalies.append(f"{self.now} ms {cmd.event} {cmd.fields}")
-            elif isinstance(cmd, RejectRequest):
-                self.record(
-                    "reject", p=cmd.conn, d=token, op=cmd.op, group=cmd.group, reason=cmd.reason
-                )
-            elif isinstance(cmd, CloseSession):
-                self.record("close", p=cmd.conn, d=token)
-
-    def _record_view(self, token: str, cmd: DeliverMembership) -> None:
-        fields: dict[str, Any] = {
-            "p": cmd.conn,
-            "d": token,
-            "group": cmd.group,
-            "kind": cmd.kind,
-            "gid": cmd.gid,
-        }
-        if cmd.kind == "regular":
-            fields["members"] = list(cmd.members)
-            fields["vs_sets"] = [list(s) for s in cmd.vs_sets]
-        if cmd.kind != "transitional":
-            fields["cause"] = cmd.cause
-        if cmd.changed:
-            fields["changed"] = list(cmd.changed)
-        self.record("gview", **fields)
 
     def _set_timer(self, daemon: SimDaemon, cmd: SetTimer) -> None:
         version = daemon.timer_versions.get(cmd.name, 0) + 1

@@ -50,9 +50,9 @@ from groupcomm.core.frames import (
 )
 from groupcomm.core.groups import GroupTable
 from groupcomm.core.ids import ViewId, make_token, message_id, regular_conf_id, token_name
-from groupcomm.core.service import SELF_DISCARD, Kind, Service
+from groupcomm.core.service import SELF_DISCARD, Kind
+from groupcomm.core.tracing import SERVICE_NAMES
 
-SERVICE_NAMES = {int(s): s.name for s in Service}
 TICK = "tick"
 
 

@@ -67,6 +67,11 @@ def on_session_event(
 def _check_group_op(node: Node, conn: str, group: str) -> str:
     if conn not in node.groups.local:
         return "no such session"
+    return group_op_problem(group)
+
+
+def group_op_problem(group: str) -> str:
+    """Why a join/leave of ``group`` is refused, or "" (shared with the session layer)."""
     if is_private_name(group):
         return "private names cannot be joined or left"  # SP-PRIV
     return validate_group_name(group) or ""
@@ -92,22 +97,36 @@ def on_multicast(node: Node, event: MulticastRequested, out: list[Command]) -> N
 def _check_multicast(node: Node, event: MulticastRequested) -> str:
     if event.conn not in node.groups.local:
         return "no such session"
-    if not event.groups:
+    return multicast_problem(
+        event.groups,
+        event.service,
+        event.msg_type,
+        len(event.payload),
+        node.cfg.max_message_bytes,
+    )
+
+
+def multicast_problem(
+    groups: tuple[str, ...], service: int, msg_type: int, size: int, max_bytes: int
+) -> str:
+    """Why a multicast is refused, or "" (shared with the session layer, which must name the
+    refused request and give its window back)."""
+    if not groups:
         return "no destination group"
-    if len(event.groups) > MAX_GROUPS_PER_MESSAGE:
+    if len(groups) > MAX_GROUPS_PER_MESSAGE:
         return f"more than {MAX_GROUPS_PER_MESSAGE} destination groups"  # SP-MULTI
-    if len(set(event.groups)) != len(event.groups):
+    if len(set(groups)) != len(groups):
         return "duplicate destination group"
-    for group in event.groups:
+    for group in groups:
         why = validate_group_name(group)  # private names obey the same bounds (wire limits)
         if why:
             return why
-    if event.service & ~(0x3F | SELF_DISCARD) or event.service & 0x3F not in VALID_SERVICES:
-        return f"invalid service {event.service:#x}: exactly one service level is required"
-    if not 0 <= event.msg_type <= 0xFFFF:
+    if service & ~(0x3F | SELF_DISCARD) or service & 0x3F not in VALID_SERVICES:
+        return f"invalid service {service:#x}: exactly one service level is required"
+    if not 0 <= msg_type <= 0xFFFF:
         return "msg_type must be in 0..65535"
-    if len(event.payload) > node.cfg.max_message_bytes:
-        return f"message of {len(event.payload)} bytes exceeds {node.cfg.max_message_bytes}"
+    if size > max_bytes:
+        return f"message of {size} bytes exceeds {max_bytes}"
     return ""
 
 

@@ -45,17 +45,9 @@ from groupcomm.core.events import (
     SessionClosed,
     SessionOpened,
 )
-from groupcomm.core.service import (
-    MAX_GROUPS_PER_MESSAGE,
-    SELF_DISCARD,
-    SERVICE_MASK,
-    Service,
-    is_private_name,
-    validate_group_name,
-)
+from groupcomm.core.requests import group_op_problem, multicast_problem
 
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,20}")
-VALID_SERVICES = frozenset(int(s) for s in Service)
 SLOW_CONSUMER = "slow consumer"
 IDLE = "client vanished (idle timeout)"
 WINDOW_EXCEEDED = "send window exceeded"
@@ -217,10 +209,7 @@ class SessionLayer:
         session = self._live(conn, now_ms)
         if session is None:
             return
-        if is_private_name(group):
-            why: str | None = "private names cannot be joined or left"
-        else:
-            why = validate_group_name(group)
+        why = group_op_problem(group)
         if why:
             self._refuse(conn, req, op, group, why)
             return
@@ -242,7 +231,7 @@ class SessionLayer:
         if session is None:
             return
         size = len(payload)
-        why = self._check_multicast(groups, service, msg_type, size)
+        why = multicast_problem(groups, service, msg_type, size, self.max_message_bytes)
         if not why and session.in_flight and session.in_flight + size > self.send_window:
             why = WINDOW_EXCEEDED
         if why:
@@ -257,29 +246,6 @@ class SessionLayer:
                 conn=conn, groups=groups, service=service, msg_type=msg_type, payload=payload
             )
         )
-
-    def _check_multicast(
-        self, groups: tuple[str, ...], service: int, msg_type: int, size: int
-    ) -> str | None:
-        """The core's own checks (``groupcomm.core.requests``), made here so that a refusal can
-        name the request and return its window."""
-        if not groups:
-            return "no destination group"
-        if len(groups) > MAX_GROUPS_PER_MESSAGE:
-            return f"more than {MAX_GROUPS_PER_MESSAGE} destination groups"
-        if len(set(groups)) != len(groups):
-            return "duplicate destination group"
-        for group in groups:
-            why = validate_group_name(group)
-            if why:
-                return why
-        if service & ~(SERVICE_MASK | SELF_DISCARD) or service & SERVICE_MASK not in VALID_SERVICES:
-            return f"invalid service {service:#x}: exactly one service level is required"
-        if not 0 <= msg_type <= 0xFFFF:
-            return "msg_type must be in 0..65535"
-        if size > self.max_message_bytes:
-            return f"message of {size} bytes exceeds {self.max_message_bytes}"
-        return None
 
     def consumed(self, conn: str, nbytes: int, now_ms: int) -> None:
         session = self._live(conn, now_ms)

@@ -1,9 +1,8 @@
 """``--trace FILE``: the daemon's observable history in the simulator's JSON Lines trace format.
 
 The format is ``docs/simulation.md`` section "Trace format"; the mapping from core commands to
-events is the simulator's (``sim/runner.py``): the ``install``, ``send`` and ``deliver`` notes
-become events with their fields, ``DeliverMessage`` is ``cdeliver``, ``DeliverMembership`` is
-``gview``, ``RejectRequest`` is ``reject``, session open/close are ``open``/``close``. ``t`` is
+events is shared with the simulator (``groupcomm.core.tracing``); session open/close are
+``open``/``close``. ``t`` is
 wall-clock milliseconds (never decreasing within one file), so the traces of several daemons
 merge by time: ``python -m sim.check_trace d1.jsonl d2.jsonl d3.jsonl``.
 
@@ -17,17 +16,8 @@ import json
 import time
 from typing import Any, TextIO
 
-from groupcomm.core.commands import (
-    CloseSession,
-    Command,
-    DeliverMembership,
-    DeliverMessage,
-    Note,
-    RejectRequest,
-)
-from groupcomm.core.node import SERVICE_NAMES
-
-TRACED_NOTES = frozenset(("install", "send", "deliver"))
+from groupcomm.core.commands import Command
+from groupcomm.core.tracing import trace_event
 
 
 def wall_ms() -> int:
@@ -57,41 +47,10 @@ class TraceWriter:
 
     def command(self, cmd: Command) -> None:
         """Record ``cmd`` if it is observable (others are ignored)."""
-        if isinstance(cmd, Note):
-            if cmd.event in TRACED_NOTES:
-                self.record(cmd.event, **cmd.fields)
-        elif isinstance(cmd, DeliverMessage):
-            self.record(
-                "cdeliver",
-                p=cmd.conn,
-                d=self.token,
-                mid=cmd.mid,
-                svc=SERVICE_NAMES[cmd.service & 0x3F],
-                groups=list(cmd.groups),
-                sender=cmd.sender,
-            )
-        elif isinstance(cmd, DeliverMembership):
-            fields: dict[str, Any] = {
-                "p": cmd.conn,
-                "d": self.token,
-                "group": cmd.group,
-                "kind": cmd.kind,
-                "gid": cmd.gid,
-            }
-            if cmd.kind == "regular":
-                fields["members"] = list(cmd.members)
-                fields["vs_sets"] = [list(s) for s in cmd.vs_sets]
-            if cmd.kind != "transitional":
-                fields["cause"] = cmd.cause
-            if cmd.changed:
-                fields["changed"] = list(cmd.changed)
-            self.record("gview", **fields)
-        elif isinstance(cmd, RejectRequest):
-            self.record(
-                "reject", p=cmd.conn, d=self.token, op=cmd.op, group=cmd.group, reason=cmd.reason
-            )
-        elif isinstance(cmd, CloseSession):
-            self.closed(cmd.conn)
+        event = trace_event(self.token, cmd)
+        if event is not None:
+            ev = str(event.pop("ev"))
+            self.record(ev, **event)
 
     def flush(self) -> None:
         if self._lines and self._file is not None:
