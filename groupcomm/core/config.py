@@ -1,4 +1,5 @@
-"""Protocol settings of one daemon. Daemons of one cluster must agree on ``fingerprint()``."""
+"""Protocol settings of one daemon (the daemon's ``[protocol]`` table, which every daemon of a
+cluster must share: ``groupcomm.config.ProtocolConfig.fingerprint``, checked by the transport)."""
 
 from __future__ import annotations
 
@@ -35,8 +36,3 @@ class CoreConfig:
                 raise ValueError(f"{f.name} must be a positive integer, got {value!r}")
         if self.suspect_timeout_ms <= self.heartbeat_ms:
             raise ValueError("suspect_timeout_ms must exceed heartbeat_ms")
-
-    def fingerprint(self) -> tuple[tuple[str, object], ...]:
-        """The settings every daemon of one cluster must share (the rest is per daemon)."""
-        shared = ("heartbeat_ms", "suspect_timeout_ms", "flush_timeout_ms", "install_timeout_ms")
-        return tuple((name, getattr(self, name)) for name in shared)
