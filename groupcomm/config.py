@@ -28,6 +28,7 @@ DEFAULT_DATA_PORT = 4810
 DEFAULT_CONTROL_PORT = 4811
 DEFAULT_SLOW_CONSUMER_BYTES = 8 << 20
 DEFAULT_SESSION_SEND_WINDOW = 1 << 20
+DEFAULT_SESSION_IDLE_MS = 60_000
 ENDPOINT_SCHEMES = ("tcp://", "ipc://", "inproc://")
 
 PROTOCOL_KEYS = (
@@ -93,6 +94,7 @@ class DaemonConfig:
     allow_admin: bool = True
     slow_consumer_bytes: int = DEFAULT_SLOW_CONSUMER_BYTES
     session_send_window: int = DEFAULT_SESSION_SEND_WINDOW
+    session_idle_ms: int = DEFAULT_SESSION_IDLE_MS
     peers: tuple[PeerConfig, ...] = (PeerConfig(name=DEFAULT_NAME),)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     source: str = "<defaults>"  # the file it was loaded from
@@ -184,6 +186,7 @@ def parse_config(
             "allow_admin",
             "slow_consumer_bytes",
             "session_send_window",
+            "session_idle_ms",
         ),
         "[daemon] ",
     )
@@ -201,6 +204,7 @@ def parse_config(
     allow_admin = v.boolean(daemon, "allow_admin", loopback)
     slow = v.positive(daemon, "slow_consumer_bytes", "[daemon] ", DEFAULT_SLOW_CONSUMER_BYTES)
     window = v.positive(daemon, "session_send_window", "[daemon] ", DEFAULT_SESSION_SEND_WINDOW)
+    idle = v.positive(daemon, "session_idle_ms", "[daemon] ", DEFAULT_SESSION_IDLE_MS)
     protocol = v.protocol(raw)
     return DaemonConfig(
         name=me,
@@ -211,6 +215,7 @@ def parse_config(
         allow_admin=allow_admin,
         slow_consumer_bytes=slow,
         session_send_window=window,
+        session_idle_ms=idle,
         peers=peers,
         protocol=protocol,
         source=source,

@@ -26,11 +26,20 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+def _toml(value: int | bool | str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 @dataclass
 class LocalCluster:
     workdir: Path
     names: tuple[str, ...] = ("d1", "d2", "d3")
     protocol: dict[str, int] = field(default_factory=dict)  # [protocol] overrides
+    daemon: dict[str, int | bool | str] = field(default_factory=dict)  # extra [daemon] keys
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     endpoints: dict[str, str] = field(default_factory=dict)
     traces: list[Path] = field(default_factory=list)
@@ -52,9 +61,10 @@ class LocalCluster:
         trace = self.workdir / f"{name}.{run}.trace.jsonl"
         config = self.workdir / f"{name}.toml"
         protocol = "".join(f"{k} = {v}\n" for k, v in sorted(self.protocol.items()))
+        extra = "".join(f"{k} = {_toml(v)}\n" for k, v in sorted(self.daemon.items()))
         config.write_text(
             f'[daemon]\nname = "{name}"\nclient_endpoints = ["{self.endpoints[name]}"]\n'
-            f'trace = "{trace}"\nallow_admin = true\n\n{self._peers}'
+            f'trace = "{trace}"\nallow_admin = true\n{extra}\n{self._peers}'
             + (f"[protocol]\n{protocol}" if protocol else "")
         )
         log = (self.workdir / f"{name}.{run}.log").open("wb")

@@ -370,7 +370,12 @@ def load_traces(paths: Sequence[str | os.PathLike[str]]) -> Trace:
     for path in paths:
         with open(path, encoding="utf-8") as fh:
             per_file.append(parse_lines(fh, source=os.fspath(path)))
-    merged: Iterator[Event] = heapq.merge(*per_file, key=lambda e: e.t)
+    # Each file keeps its own order. Across files, at the same millisecond a send goes before
+    # other daemons' events: a delivery can never really precede its send, but clocks in ms
+    # cannot tell them apart.
+    merged: Iterator[Event] = heapq.merge(
+        *per_file, key=lambda e: (e.t, 0 if isinstance(e, Send) else 1)
+    )
     return Trace([replace(e, idx=i) for i, e in enumerate(merged)])
 
 

@@ -111,6 +111,9 @@ def _plain(value: object, depth: int = 0) -> object:
     return str(value)
 
 
+HARD_MAX_PAYLOAD = 16 << 20  # beyond this a request is malformed, not merely too large
+
+
 class NativeFrontEnd:
     """The native front-end. See the module docstring; implements ``frontend_api.FrontEnd``."""
 
@@ -234,10 +237,10 @@ class NativeFrontEnd:
             self._malformed(identity, f"expected one message part, got {len(frames) - 1}")
             return
         try:
+            # Decode up to a hard ceiling, not the message limit: an oversized multicast must
+            # reach the session layer, which refuses it by name and gives its window back.
             request = _decode_request(
-                frames[1],
-                max_size=self.max_message_bytes + 64 * 1024,
-                max_payload=self.max_message_bytes,
+                frames[1], max_size=HARD_MAX_PAYLOAD + 64 * 1024, max_payload=HARD_MAX_PAYLOAD
             )
         except ClientWireError as e:
             self._malformed(identity, str(e))

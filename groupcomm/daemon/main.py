@@ -42,6 +42,7 @@ def native_frontend(config: DaemonConfig, context: zmq.Context[Any]) -> FrontEnd
         config.session_send_window,
         config.slow_consumer_bytes,
         structlog.get_logger("groupcomm.frontend").bind(d=config.name),
+        idle_timeout_ms=config.session_idle_ms,
         allow_admin=config.allow_admin,
         context=context,
     )
