@@ -297,6 +297,7 @@ def apply_install(node: Node, install: Install, out: list[Command]) -> None:
             table.setdefault(group, {})[conn] = daemon
     node.view = install.view
     node.members = install.members
+    node.member_peers = tuple(token_name(m) for m in install.members if m != node.me)
     node.epoch = Epoch(node.view, node.members, node.me)
     node.own_delivered_seq = 0
     conf = regular_conf_id(node.view)

@@ -66,6 +66,7 @@ class Node:
         self.now = 0
         self.view = ViewId(0, self.me)
         self.members: tuple[str, ...] = (self.me,)
+        self.member_peers: tuple[str, ...] = ()  # names of the other members (send targets)
         self.epoch = Epoch(self.view, self.members, self.me)
         self.groups = GroupTable(self.me)
         self.pending: deque[Msg] = deque()
@@ -215,7 +216,7 @@ class Node:
         if self.phase != membership.OPERATIONAL:
             return
         epoch = self.epoch
-        peers = tuple(token_name(m) for m in self.members if m != self.me)
+        peers = self.member_peers
         if self.pending:
             self._stamp_pending(peers, out)
         if epoch.is_sequencer:
