@@ -379,6 +379,59 @@ def load_traces(paths: Sequence[str | os.PathLike[str]]) -> Trace:
     return Trace([replace(e, idx=i) for i, e in enumerate(merged)])
 
 
+# ------------------------------------------------------------------- connection identities
+
+
+def separate_reopened(events: Sequence[Event]) -> list[Event]:
+    """Give each life of a reused private name its own identity.
+
+    A private name opened again after its connection ended (it closed, or the new open is on
+    another daemon token, e.g. after a restart) names a *new* connection: ``p~2``, ``p~3``...
+    Every reference made after that open (``p``, ``sender``, view members) means the newest life,
+    so per-connection properties never mix two lives. An open of a name whose connection is
+    still live on the same daemon is left alone: that is a malformed trace (TRACE).
+    """
+    current: dict[str, str] = {}  # private name -> identity of its newest life
+    lives: dict[str, int] = {}
+    daemon_of: dict[str, str] = {}  # identity -> daemon token it was opened on
+    ended: set[str] = set()
+    out: list[Event] = []
+    for e in events:
+        if isinstance(e, Open):
+            ident = current.get(e.p)
+            if ident is not None and (ident in ended or daemon_of[ident] != e.d):
+                lives[e.p] = lives.get(e.p, 1) + 1
+                current[e.p] = f"{e.p}~{lives[e.p]}"
+            elif ident is None:
+                current[e.p] = e.p
+            daemon_of[current[e.p]] = e.d
+        if lives:
+            e = _renamed(e, current)
+        if isinstance(e, Close):
+            ended.add(e.p)
+        out.append(e)
+    return out
+
+
+def _renamed(e: Event, current: dict[str, str]) -> Event:
+    def name(p: str) -> str:
+        return current.get(p, p)
+
+    if isinstance(e, GView):
+        return replace(
+            e,
+            p=name(e.p),
+            members=tuple(map(name, e.members)),
+            vs_sets=tuple(tuple(map(name, vs)) for vs in e.vs_sets),
+            changed=tuple(map(name, e.changed)),
+        )
+    if isinstance(e, CDeliver):
+        return replace(e, p=name(e.p), sender=name(e.sender))
+    if isinstance(e, (Send, Open, Close, Reject)):
+        return replace(e, p=name(e.p))
+    return e
+
+
 # ---------------------------------------------------------------------------- indexed trace
 
 
@@ -389,7 +442,7 @@ class Trace:
     """
 
     def __init__(self, events: Sequence[Event]) -> None:
-        self.events: list[Event] = list(events)
+        self.events: list[Event] = separate_reopened(events)
         for i, e in enumerate(self.events):
             if e.idx != i:
                 raise TraceError(f"event {i} has idx {e.idx}; rebuild it with parse_lines")

@@ -58,19 +58,7 @@ def last_change(x: LiveClient) -> tuple[bool, RegularView]:
     "new_name",
     [
         "app2",
-        pytest.param(
-            "app",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "sim trace model keys connections by private name only: a client that "
-                    "reconnects with the same name to a restarted daemon (new incarnation) is "
-                    "reported by check_trace as 'connection #app#d3 opened twice' / 'has an "
-                    "event on daemon d3:<new incarnation>' (sim/trace.py), though the live "
-                    "behaviour is correct"
-                ),
-            ),
-        ),
+        "app",  # the same private name again: a new connection in the trace model
     ],
 )
 async def test_kill9_then_restart_and_merge(

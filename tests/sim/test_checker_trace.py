@@ -242,3 +242,50 @@ def test_indexes_and_configuration_queries() -> None:
     assert cur is not None and cur.conf == R2
     assert trace.end is not None and trace.stable is not None
     assert set(trace.closes) == {"#c2#d2:0"} and D1 not in trace.crashes
+
+
+def test_a_reused_private_name_is_a_new_connection() -> None:
+    # A client reconnects with the same private name to its restarted daemon: the second life
+    # is a separate connection, and later references to the name mean it.
+    from sim.trace import Close, GView, Open, load_trace
+
+    lines = [
+        {
+            "t": 0,
+            "ev": "install",
+            "d": "d1:0",
+            "conf": "R0.d1:0",
+            "kind": "regular",
+            "members": ["d1:0"],
+            "epoch": 0,
+        },
+        {"t": 1, "ev": "open", "p": "#a#d1", "d": "d1:0"},
+        {"t": 2, "ev": "close", "p": "#a#d1", "d": "d1:0"},
+        {
+            "t": 3,
+            "ev": "install",
+            "d": "d1:1",
+            "conf": "R0.d1:1",
+            "kind": "regular",
+            "members": ["d1:1"],
+            "epoch": 0,
+        },
+        {"t": 4, "ev": "open", "p": "#a#d1", "d": "d1:1"},
+        {
+            "t": 5,
+            "ev": "gview",
+            "p": "#a#d1",
+            "d": "d1:1",
+            "group": "g",
+            "kind": "regular",
+            "gid": "x/g/1",
+            "members": ["#a#d1"],
+            "cause": "JOIN",
+            "vs_sets": [["#a#d1"]],
+            "changed": ["#a#d1"],
+        },
+    ]
+    events = load_trace(lines).events
+    assert [e.p for e in events if isinstance(e, (Open, Close))] == ["#a#d1", "#a#d1", "#a#d1~2"]
+    view = next(e for e in events if isinstance(e, GView))
+    assert view.p == "#a#d1~2" and view.members == ("#a#d1~2",)
