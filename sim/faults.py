@@ -47,9 +47,14 @@ class Faults:
                 daemon.paused_until = sim.now + int(args[1])
                 sim.at(daemon.paused_until, lambda: sim.resume(daemon))
         elif plan.what == "loss":
-            base = sim.opt.loss
             sim.loss = float(args[0])
-            sim.at(sim.now + int(args[1]), lambda: setattr(sim, "loss", base))
+            sim.at(sim.now + int(args[1]), self._end_loss_burst)
+
+    def _end_loss_burst(self) -> None:
+        # Back to the run's base loss, unless the liveness phase began meanwhile: healing means
+        # no loss from then on (a late restore used to bring it back, e.g. seed 1032).
+        if not self.healed:
+            self.sim.loss = self.sim.opt.loss
 
     def _take_down(self, name: str, down_ms: int, clean: bool) -> None:
         sim = self.sim
