@@ -30,6 +30,15 @@ DEFAULT_SLOW_CONSUMER_BYTES = 8 << 20
 DEFAULT_SESSION_SEND_WINDOW = 1 << 20
 DEFAULT_SESSION_IDLE_MS = 60_000
 ENDPOINT_SCHEMES = ("tcp://", "ipc://", "inproc://")
+TRANSPORTS = ("tcp", "epgm")
+DEFAULT_EPGM_GROUP = "239.192.74.1"
+DEFAULT_EPGM_PORT = 7400
+# libzmq's defaults (ZMQ_RATE 100 kbit/s, ZMQ_RECOVERY_IVL 10 s) would cap the whole cluster at
+# ~12 KB/s of data while keeping 10 s of it for retransmission. 1 Gbit/s never limits a daemon
+# here (the CPU does first); 1 s of PGM recovery covers ordinary loss, and what falls outside it
+# is repaired over TCP by the protocol's NAKs anyway (docs/operations.md, "epgm").
+DEFAULT_EPGM_RATE_KBPS = 1_000_000
+DEFAULT_EPGM_RECOVERY_MS = 1_000
 
 PROTOCOL_KEYS = (
     "heartbeat_ms",
@@ -67,6 +76,23 @@ class PeerConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EpgmConfig:
+    """The ``[epgm]`` table: where and how fast data frames are multicast when
+    ``[daemon] transport = "epgm"``. ``group``, ``port`` and ``rate_kbps`` must be the same on every
+    daemon (they are part of the handshake); ``interface`` is this host's own."""
+
+    interface: str = ""  # an interface name (eth0) or this host's IPv4 address on it
+    group: str = DEFAULT_EPGM_GROUP
+    port: int = DEFAULT_EPGM_PORT
+    rate_kbps: int = DEFAULT_EPGM_RATE_KBPS
+    recovery_ms: int = DEFAULT_EPGM_RECOVERY_MS
+
+    @property
+    def endpoint(self) -> str:
+        return f"epgm://{self.interface};{self.group}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProtocolConfig:
     """The ``[protocol]`` table: settings every daemon of the cluster must share."""
 
@@ -95,6 +121,8 @@ class DaemonConfig:
     slow_consumer_bytes: int = DEFAULT_SLOW_CONSUMER_BYTES
     session_send_window: int = DEFAULT_SESSION_SEND_WINDOW
     session_idle_ms: int = DEFAULT_SESSION_IDLE_MS
+    transport: str = "tcp"  # the data plane: "tcp" (PUB/SUB mesh) or "epgm" (multicast)
+    epgm: EpgmConfig = field(default_factory=EpgmConfig)
     peers: tuple[PeerConfig, ...] = (PeerConfig(name=DEFAULT_NAME),)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     source: str = "<defaults>"  # the file it was loaded from
@@ -173,7 +201,7 @@ def parse_config(
     trace: str | None = None,
 ) -> DaemonConfig:
     v = _Validator(source)
-    v.unknown(raw, ("daemon", "peers", "protocol"), "")
+    v.unknown(raw, ("daemon", "peers", "protocol", "epgm"), "")
     daemon = v.table(raw, "daemon", "")
     v.unknown(
         daemon,
@@ -187,6 +215,7 @@ def parse_config(
             "slow_consumer_bytes",
             "session_send_window",
             "session_idle_ms",
+            "transport",
         ),
         "[daemon] ",
     )
@@ -206,6 +235,12 @@ def parse_config(
     window = v.positive(daemon, "session_send_window", "[daemon] ", DEFAULT_SESSION_SEND_WINDOW)
     idle = v.positive(daemon, "session_idle_ms", "[daemon] ", DEFAULT_SESSION_IDLE_MS)
     protocol = v.protocol(raw)
+    transport = v.string(daemon, "transport", "[daemon] ", "tcp")
+    if transport not in TRANSPORTS:
+        raise v.fail(
+            f"[daemon] transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}"
+        )
+    epgm = v.epgm(raw, required=transport == "epgm")
     return DaemonConfig(
         name=me,
         client_endpoints=endpoints,
@@ -216,6 +251,8 @@ def parse_config(
         slow_consumer_bytes=slow,
         session_send_window=window,
         session_idle_ms=idle,
+        transport=transport,
+        epgm=epgm,
         peers=peers,
         protocol=protocol,
         source=source,
@@ -339,6 +376,37 @@ class _Validator:
                 PeerConfig(name=pname, host=host, data_port=data_port, control_port=control_port)
             )
         return tuple(out)
+
+    def epgm(self, raw: Mapping[str, Any], *, required: bool) -> EpgmConfig:
+        t = self.table(raw, "epgm", "")
+        keys = ("interface", "group", "port", "rate_kbps", "recovery_ms")
+        self.unknown(t, keys, "[epgm] ")
+        interface = self.string(t, "interface", "[epgm] ", "")
+        if required and not interface:
+            raise self.fail(
+                '[epgm] interface is required with transport = "epgm" '
+                "(this host's interface name, e.g. eth0, or its IPv4 address on that interface)"
+            )
+        if any(c in interface for c in ";:/ ") or not interface.isprintable():
+            raise self.fail(
+                f"[epgm] interface must be an interface name or IPv4 address: {interface!r}"
+            )
+        group = self.string(t, "group", "[epgm] ", DEFAULT_EPGM_GROUP)
+        try:
+            addr = ipaddress.IPv4Address(group)
+        except ValueError:
+            addr = None
+        if addr is None or not addr.is_multicast:
+            raise self.fail(
+                f"[epgm] group must be an IPv4 multicast address (224.0.0.0/4), got {group!r}"
+            )
+        return EpgmConfig(
+            interface=interface,
+            group=group,
+            port=self.port(t, "port", "[epgm] ", DEFAULT_EPGM_PORT),
+            rate_kbps=self.positive(t, "rate_kbps", "[epgm] ", DEFAULT_EPGM_RATE_KBPS),
+            recovery_ms=self.positive(t, "recovery_ms", "[epgm] ", DEFAULT_EPGM_RECOVERY_MS),
+        )
 
     def protocol(self, raw: Mapping[str, Any]) -> ProtocolConfig:
         t = self.table(raw, "protocol", "")

@@ -1,7 +1,12 @@
-"""A local cluster of real daemon processes on loopback, for the demo, tests and benchmarks.
+"""A local cluster of real daemon processes, for the demo, tests and benchmarks.
 
 Writes one TOML config per daemon (free ports, ipc client endpoint, trace file, admin allowed),
 starts ``python -m groupcomm.daemon`` processes, and can SIGTERM, kill -9 and restart them.
+By default every daemon is on loopback. To put daemons on distinct hosts of a namespace LAN
+(``groupcomm.netlan``), give each its ``[[peers]]`` address and a command prefix that runs it
+there (``ip netns exec <ns>``), or use ``LocalCluster.on_hosts``; client endpoints stay ``ipc://``
+files in the workdir, because unix sockets work across network namespaces, so the test process
+in the root namespace is the client of every daemon.
 """
 
 from __future__ import annotations
@@ -10,8 +15,10 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 
 def free_ports(count: int) -> list[int]:
@@ -34,6 +41,17 @@ def _toml(value: int | bool | str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+class Host(Protocol):
+    """Where a daemon runs: its address and the command prefix that runs a process there
+    (``groupcomm.netlan.LanHost`` is one)."""
+
+    @property
+    def ip(self) -> str: ...
+
+    @property
+    def exec_prefix(self) -> list[str]: ...
+
+
 @dataclass
 class LocalCluster:
     workdir: Path
@@ -44,11 +62,38 @@ class LocalCluster:
     endpoints: dict[str, str] = field(default_factory=dict)
     traces: list[Path] = field(default_factory=list)
     restarts: dict[str, int] = field(default_factory=dict)
+    # Per daemon, all optional: its [[peers]] host (default 127.0.0.1), the argv run in front
+    # of its python (e.g. ["ip", "netns", "exec", ns]), and whole TOML tables appended to its
+    # config (e.g. its own [epgm] table).
+    peer_host: dict[str, str] = field(default_factory=dict)
+    command_prefix: dict[str, list[str]] = field(default_factory=dict)
+    extra_toml: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def on_hosts(
+        cls,
+        workdir: Path,
+        hosts: Mapping[str, Host],
+        *,
+        protocol: Mapping[str, int] | None = None,
+        daemon: Mapping[str, int | bool | str] | None = None,
+        extra_toml: Mapping[str, str] | None = None,
+    ) -> LocalCluster:
+        """One daemon per host, named by the mapping's keys (``{"d1": lan.hosts[0], ...}``)."""
+        return cls(
+            workdir,
+            tuple(hosts),
+            protocol=dict(protocol or {}),
+            daemon=dict(daemon or {}),
+            peer_host={n: h.ip for n, h in hosts.items()},
+            command_prefix={n: list(h.exec_prefix) for n, h in hosts.items()},
+            extra_toml=dict(extra_toml or {}),
+        )
 
     def start(self) -> None:
         ports = free_ports(2 * len(self.names))
         self._peers = "".join(
-            f'[[peers]]\nname = "{n}"\nhost = "127.0.0.1"\n'
+            f"[[peers]]\nname = {_toml(n)}\nhost = {_toml(self.peer_host.get(n, '127.0.0.1'))}\n"
             f"data_port = {ports[2 * i]}\ncontrol_port = {ports[2 * i + 1]}\n\n"
             for i, n in enumerate(self.names)
         )
@@ -65,11 +110,15 @@ class LocalCluster:
         config.write_text(
             f'[daemon]\nname = "{name}"\nclient_endpoints = ["{self.endpoints[name]}"]\n'
             f'trace = "{trace}"\nallow_admin = true\n{extra}\n{self._peers}'
-            + (f"[protocol]\n{protocol}" if protocol else "")
+            + (f"[protocol]\n{protocol}\n" if protocol else "")
+            + self.extra_toml.get(name, "")
         )
         log = (self.workdir / f"{name}.{run}.log").open("wb")
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "groupcomm.daemon", "--config", str(config)],
+            [
+                *self.command_prefix.get(name, []),
+                *(sys.executable, "-m", "groupcomm.daemon", "--config", str(config)),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -24,6 +24,7 @@ import zmq
 from groupcomm.config import ConfigError, DaemonConfig, load_config
 from groupcomm.core.ids import make_token
 from groupcomm.daemon.driver import Driver
+from groupcomm.daemon.fanout import TransportUnavailable
 from groupcomm.daemon.frontend_api import FrontEnd
 from groupcomm.daemon.trace import TraceWriter
 from groupcomm.daemon.transport import ZmqTransport
@@ -78,11 +79,17 @@ def run_daemon(
     try:
         try:
             transport = ZmqTransport(config, context=ctx)
+        except TransportUnavailable as exc:
+            log.error("transport_unavailable", transport=config.transport, msg=str(exc))
+            print(f"groupcomm daemon: {exc}", file=sys.stderr)
+            return 1
         except zmq.ZMQError as exc:
+            data = config.epgm.endpoint if config.transport == "epgm" else config.me.data_endpoint
             log.error(
                 "transport_failed",
                 error=str(exc),
-                data=config.me.data_endpoint,
+                transport=config.transport,
+                data=data,
                 control=config.me.control_endpoint,
             )
             return 1

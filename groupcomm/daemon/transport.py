@@ -1,20 +1,23 @@
 """The peer transport: how encoded frames travel between daemons.
 
 The driver sees only ``DataPlane`` (send a frame to some daemons, receive ready frames, block and
-heal links), so another data plane (PGM/epgm multicast) can be added without touching the core or
-the driver. ``ZmqTransport`` is the TCP implementation:
+heal links), so the core and the driver do not know which data plane runs. ``ZmqTransport`` has
+two parts:
 
-- **data plane**: a PUB socket bound on ``tcp://host:data_port``; a SUB socket connected to every
-  other peer's data port. Used when a frame goes to every other configured peer (heartbeats,
-  data and ordering in a full view): one send, fanned out by ZeroMQ.
+- **fan-out** (``groupcomm.daemon.fanout``): one send reaching every other configured peer —
+  heartbeats, data and ordering in a full view, ``Leave``. Either a TCP PUB/SUB mesh
+  (``transport = "tcp"``) or PGM multicast (``transport = "epgm"``), where a frame leaves the
+  host once whatever the cluster size.
 - **control mesh**: a ROUTER bound on ``control_port`` and one DEALER per peer connected to that
-  peer's ROUTER (identity = own name), for frames to some peers only (NAK answers, Propose,
-  Flush, Install, data in a partial view).
+  peer's ROUTER (identity = own name), always TCP, for frames to some peers only (NAK answers and
+  repairs, Propose, Flush, Install, data in a partial view or while a link is blocked).
 
-Every message is multipart: ``[b"F", sender name, fingerprint hash, frame]`` or the handshake
-``[b"H", sender name, JSON protocol settings]`` (sent to every peer over the mesh every second).
-A frame whose fingerprint hash is not ours is refused, and the hello tells which settings differ,
-logged once per peer and fingerprint: ``refusing d2: suspect_timeout_ms 250 here, 500 there``.
+Every message is ``[b"F", sender name, fingerprint hash, frame]`` or the handshake
+``[b"H", sender name, JSON settings]`` (sent to every peer over the mesh every second). The
+settings are the ``[protocol]`` table plus the fan-out's description, so a daemon on another data
+plane or multicast group is refused by name like one with other timeouts. A frame whose
+fingerprint hash is not ours is refused, and the hello tells which settings differ, logged once
+per peer and fingerprint: ``refusing d2: suspect_timeout_ms 250 here, 500 there``.
 
 Sends never block: on a full queue (``zmq.Again``) the frame is dropped and counted; the protocol
 repairs loss. Undecodable frames, frames from unknown or refused peers are counted and logged at
@@ -34,7 +37,8 @@ import structlog
 import zmq
 
 from groupcomm.config import DaemonConfig, PeerConfig
-from groupcomm.core.frames import Frame
+from groupcomm.core.frames import Data, Frame, Ordered
+from groupcomm.daemon.fanout import Fanout, make_fanout
 from groupcomm.wire.errors import WireError
 from groupcomm.wire.peer import DEFAULT_MAX_FRAME_SIZE, decode_frame, encode_frame
 
@@ -43,8 +47,6 @@ KIND_HELLO = b"H"
 HELLO_INTERVAL_S = 1.0
 HELLO_RETRY_S = 0.05
 LOG_INTERVAL_S = 60.0
-PUB_HWM = 20_000
-SUB_HWM = 20_000
 DEALER_HWM = 2_000
 ROUTER_HWM = 20_000
 MAX_HELLO_BYTES = 4096
@@ -86,7 +88,7 @@ class DataPlane(Protocol):
         ...
 
 
-def fingerprint_hash(settings: tuple[tuple[str, int], ...]) -> bytes:
+def fingerprint_hash(settings: tuple[tuple[str, int | str], ...]) -> bytes:
     blob = json.dumps(sorted(settings), separators=(",", ":")).encode()
     return hashlib.blake2b(blob, digest_size=8).digest()
 
@@ -108,6 +110,7 @@ class PeerStats:
     frames_out: int = 0
     dropped_out: int = 0  # send queue full, or link blocked
     dropped_in: int = 0  # link blocked
+    bytes_out: int = 0  # bytes handed to the mesh (fan-out bytes are counted once, in totals)
     bad: int = 0  # undecodable
     refused: int = 0  # protocol settings differ
     hellos: int = 0
@@ -128,9 +131,6 @@ class ZmqTransport:
         self._name_b = config.name.encode()
         self.others: tuple[str, ...] = tuple(sorted(p for p in config.peer_names if p != self.name))
         self._others_set = frozenset(self.others)
-        self.settings = dict(config.protocol.fingerprint())
-        self.fp = fingerprint_hash(config.protocol.fingerprint())
-        self._hello = [KIND_HELLO, self._name_b, json.dumps(self.settings).encode()]
         self.clock = clock
         self.log = structlog.get_logger("groupcomm.transport").bind(d=self.name)
         self._own_ctx = context is None
@@ -144,6 +144,9 @@ class ZmqTransport:
             "frames_refused": 0,
             "frames_unknown": 0,
             "encode_errors": 0,
+            "bytes_fanout": 0,  # bytes handed to the fan-out (one copy per send)
+            "bytes_mesh": 0,  # bytes handed to the TCP control mesh
+            "own_echo": 0,  # our own multicast looped back (ignored)
         }
         self._blocked: set[str] = set()
         self._refused_logged: set[tuple[str, bytes]] = set()
@@ -152,24 +155,31 @@ class ZmqTransport:
         self._hello_due: dict[str, float] = {}
         self._closed = False
 
-        self.pub = self._socket(zmq.PUB)
-        self.pub.setsockopt(zmq.SNDHWM, PUB_HWM)
-        self.pub.bind(self.me.data_endpoint)
-        self.router = self._socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.RCVHWM, ROUTER_HWM)
-        self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        self.router.setsockopt(zmq.MAXMSGSIZE, DEFAULT_MAX_FRAME_SIZE + 4096)
-        self.router.bind(self.me.control_endpoint)
-        self.sub = self._socket(zmq.SUB)
-        self.sub.setsockopt(zmq.RCVHWM, SUB_HWM)
-        self.sub.setsockopt(zmq.MAXMSGSIZE, DEFAULT_MAX_FRAME_SIZE + 4096)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.fanout: Fanout = make_fanout(config, self.ctx)
+        self.sub = self.fanout.socket
+        # A reliable multicast (PGM) delivers a source's packets in order, so one lost packet
+        # holds back everything after it until PGM repairs it (hundreds of ms at 5-20 % loss).
+        # Heartbeats and the view-change round must not wait behind that or daemons suspect each
+        # other (L2): over epgm only Data and Ordered use the fan-out; the rest goes over TCP.
+        self._fanout_all = self.fanout.carries_control
+        settings: dict[str, int | str] = dict(config.protocol.fingerprint())
+        settings["data_plane"] = self.fanout.description
+        self.settings: dict[str, Any] = settings
+        self.fp = fingerprint_hash(tuple(sorted(settings.items())))
+        self._hello = [KIND_HELLO, self._name_b, json.dumps(self.settings).encode()]
         self.dealers: dict[str, zmq.Socket[bytes]] = {}
-        for p in config.peers:
-            if p.name == self.name:
-                continue
-            self.sub.connect(p.data_endpoint)
-            self.dealers[p.name] = self._dealer(p)
+        try:
+            self.router = self._socket(zmq.ROUTER)
+            self.router.setsockopt(zmq.RCVHWM, ROUTER_HWM)
+            self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+            self.router.setsockopt(zmq.MAXMSGSIZE, DEFAULT_MAX_FRAME_SIZE + 4096)
+            self.router.bind(self.me.control_endpoint)
+            for p in config.peers:
+                if p.name != self.name:
+                    self.dealers[p.name] = self._dealer(p)
+        except zmq.ZMQError:
+            self.fanout.close(0)
+            raise
 
     def _socket(self, kind: int) -> zmq.Socket[bytes]:
         s = self.ctx.socket(kind)
@@ -201,12 +211,16 @@ class ZmqTransport:
             self._warn("*", "encode", "cannot encode frame", error=str(exc))
             return
         parts = [KIND_FRAME, self._name_b, self.fp, data]
-        if not self._blocked and (
-            targets == self.others
-            or (len(targets) == len(self.others) and set(targets) == self._others_set)
+        if (
+            not self._blocked
+            and (self._fanout_all or isinstance(frame, Data | Ordered))
+            and (
+                targets == self.others
+                or (len(targets) == len(self.others) and set(targets) == self._others_set)
+            )
         ):
-            # Every other peer: one PUB send. PUB drops silently at its HWM (never Again).
-            self.pub.send_multipart(parts, zmq.NOBLOCK, copy=len(data) < 65536)
+            # Every other peer: one fan-out send (drops silently at its HWM, never Again).
+            self.counters["bytes_fanout"] += self.fanout.send(parts)
             self.counters["frames_sent"] += len(self.others)
             for name in self.others:
                 self.peer[name].frames_out += 1
@@ -225,21 +239,31 @@ class ZmqTransport:
                 stats.dropped_out += 1
                 self.counters["frames_dropped"] += 1
             else:
+                size = len(data) + len(self._name_b) + 9
                 stats.frames_out += 1
+                stats.bytes_out += size
                 self.counters["frames_sent"] += 1
+                self.counters["bytes_mesh"] += size
 
     def receive(self, limit: int) -> list[Frame]:
         out: list[Frame] = []
         per_socket = max(1, limit // 2)
-        for sock, routed in ((self.sub, False), (self.router, True)):
-            for _ in range(per_socket):
-                try:
-                    parts = sock.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                frame = self._accept(parts[1:] if routed else parts)
-                if frame is not None:
-                    out.append(frame)
+        for _ in range(per_socket):
+            try:
+                parts = self.fanout.recv()
+            except zmq.Again:
+                break
+            frame = self._accept(parts)
+            if frame is not None:
+                out.append(frame)
+        for _ in range(per_socket):
+            try:
+                parts = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            frame = self._accept(parts[1:])
+            if frame is not None:
+                out.append(frame)
         return out
 
     def tick(self) -> None:
@@ -274,6 +298,7 @@ class ZmqTransport:
     def stats(self) -> dict[str, Any]:
         return {
             **self.counters,
+            "data_plane": self.fanout.description,
             "blocked": sorted(self._blocked),
             "peers": {name: asdict(s) for name, s in sorted(self.peer.items())},
         }
@@ -282,7 +307,8 @@ class ZmqTransport:
         if self._closed:
             return
         self._closed = True
-        for s in (self.pub, self.sub, self.router, *self.dealers.values()):
+        self.fanout.close(linger_ms)
+        for s in (self.router, *self.dealers.values()):
             s.close(linger=linger_ms)
         if self._own_ctx:
             self.ctx.term()
@@ -300,6 +326,9 @@ class ZmqTransport:
             name = "?"
         stats = self.peer.get(name)
         if stats is None:
+            if name == self.name:  # multicast looped back to its sender
+                self.counters["own_echo"] += 1
+                return None
             self.counters["frames_unknown"] += 1
             self._warn("?", "unknown", "message from an unknown peer", peer=name[:80])
             return None

@@ -183,6 +183,14 @@ def test_fingerprint_is_sorted_protocol_settings() -> None:
             "this daemon 'd1' is not among [[peers]] (d2)",
         ),
         ("[daemon\n", "invalid TOML"),
+        ("[daemon]\ntransport = 'pgm'\n", "[daemon] transport must be one of tcp, epgm, got 'pgm'"),
+        ("[daemon]\ntransport = 'epgm'\n", "[epgm] interface is required with transport"),
+        ("[epgm]\ninterface = 'eth0;x'\n", "[epgm] interface must be an interface name"),
+        ("[epgm]\ngroup = '10.0.0.1'\n", "[epgm] group must be an IPv4 multicast address"),
+        ("[epgm]\ngroup = 'x'\n", "[epgm] group must be an IPv4 multicast address"),
+        ("[epgm]\nport = 0\n", "[epgm] port must be a port number"),
+        ("[epgm]\nrate_kbps = 0\n", "[epgm] rate_kbps must be a positive integer"),
+        ("[epgm]\nrecovery = 5\n", "[epgm] unknown key 'recovery'"),
     ],
 )
 def test_validation_errors_name_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
@@ -201,3 +209,19 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_bad_name_override() -> None:
     with pytest.raises(ConfigError, match="--name must be"):
         load_config(None, name="a#b")
+
+
+def test_epgm_table(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[daemon]\ntransport = 'epgm'\n[epgm]\ninterface = '10.1.2.3'\ngroup = '239.1.2.3'\n"
+        "port = 6000\nrate_kbps = 50000\nrecovery_ms = 300\n",
+    )
+    cfg = load_config(path)
+    assert cfg.transport == "epgm"
+    assert cfg.epgm.endpoint == "epgm://10.1.2.3;239.1.2.3:6000"
+    assert (cfg.epgm.rate_kbps, cfg.epgm.recovery_ms) == (50000, 300)
+    default = load_config(write(tmp_path, "[daemon]\nname = 'd1'\n"))
+    assert default.transport == "tcp"
+    # Deliberately far above libzmq's own defaults (100 kbit/s, 10 s), see config.py.
+    assert default.epgm.rate_kbps == 1_000_000 and default.epgm.recovery_ms == 1_000
