@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+from collections import deque
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -47,6 +48,7 @@ from groupcomm.wire.client import (
     Hello,
     JoinReq,
     LeaveReq,
+    McastBatchReq,
     McastReq,
     Msgs,
     RejectMsg,
@@ -63,6 +65,7 @@ from groupcomm.wire.client import (
 DEFAULT_IPC_ENDPOINT = "ipc:///tmp/groupcomm-4803.sock"
 DEFAULT_TCP_ENDPOINT = "tcp://127.0.0.1:4803"
 CONSUMED_BATCH = 16 * 1024  # report consumed bytes at least this often (and before waiting)
+BATCH_MAX_MESSAGES = 1024  # payloads per ``mcastb`` request sent by ``multicast_many``
 
 
 class GroupcommError(Exception):
@@ -121,7 +124,11 @@ class Connection:
         self._unreported = 0
         self._reqs = itertools.count(1)
         self._sock: zmq.asyncio.Socket | None = None
-        self._queue: asyncio.Queue[Event | _End] = asyncio.Queue()
+        # Delivered events in order. A deque plus one wake-up flag instead of an asyncio.Queue:
+        # a ``msgs`` batch of hundreds of messages is appended in one call and wakes the reader
+        # once (the per-item Queue bookkeeping was a large share of the client's CPU).
+        self._events: deque[Event | _End] = deque()
+        self._arrived = asyncio.Event()
         self._window = asyncio.Condition()
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -235,17 +242,7 @@ class Connection:
         id (a refusal arrives as ``Rejected`` with this id)."""
         targets = (groups,) if isinstance(groups, str) else tuple(groups)
         payload = bytes(payload)
-        size = len(payload)
-        async with self._window:
-            await self._window.wait_for(
-                lambda: (
-                    self._closed is not None
-                    or self._in_flight == 0
-                    or self._in_flight + size <= self._send_window
-                )
-            )
-            self._check_open()
-            self._in_flight += size
+        await self._reserve(len(payload))
         svc = int(service) | (SELF_DISCARD if self_discard else 0)
         req = next(self._reqs)
         await self._send(McastReq(req, targets, svc, msg_type, payload))
@@ -262,6 +259,41 @@ class Connection:
         """``multicast`` of ``msgpack.packb(obj)``; receivers use ``Message.unpack()``."""
         payload: bytes = msgpack.packb(obj, use_bin_type=True)
         return await self.multicast(groups, payload, service, msg_type, self_discard)
+
+    async def multicast_many(
+        self,
+        groups: str | Sequence[str],
+        payloads: Sequence[bytes],
+        service: Service = Service.AGREED,
+        msg_type: int = 0,
+        self_discard: bool = False,
+    ) -> list[int]:
+        """``multicast`` of every payload, in order, in as few requests as the send window
+        allows (one ``mcastb`` per up to ``BATCH_MAX_MESSAGES`` payloads). The same guarantees
+        and flow control as one ``multicast`` per payload, at a fraction of the CPU per message;
+        returns the request ids, one per payload."""
+        targets = (groups,) if isinstance(groups, str) else tuple(groups)
+        svc = int(service) | (SELF_DISCARD if self_discard else 0)
+        reqs: list[int] = []
+        start = 0
+        while start < len(payloads):
+            # The largest prefix within the window (at least one payload: an oversized one is
+            # sent alone once nothing is in flight, like ``multicast``, and refused by name).
+            chunk: list[bytes] = []
+            size = 0
+            for payload in itertools.islice(payloads, start, start + BATCH_MAX_MESSAGES):
+                if chunk and size + len(payload) > self._send_window:
+                    break
+                chunk.append(bytes(payload))
+                size += len(payload)
+            await self._reserve(size)
+            first = next(self._reqs)
+            for _ in range(len(chunk) - 1):
+                next(self._reqs)
+            await self._send(McastBatchReq(first, targets, svc, msg_type, tuple(chunk)))
+            reqs.extend(range(first, first + len(chunk)))
+            start += len(chunk)
+        return reqs
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait until the daemon accepted every multicast sent so far (nothing in flight)."""
@@ -290,23 +322,42 @@ class Connection:
     async def receive(self, timeout: float | None = None) -> Event:
         """The next event. Raises ``ConnectionClosed`` once the session is over (and every
         event before that was taken), ``TimeoutError`` after ``timeout`` seconds."""
-        try:
-            item = self._queue.get_nowait()
-        except asyncio.QueueEmpty:
+        return (await self.receive_many(1, timeout))[0]
+
+    async def receive_many(self, limit: int = 4096, timeout: float | None = None) -> list[Event]:
+        """Every event that has arrived, up to ``limit`` (at least one: waits for it), in
+        order. The same stream as ``receive``, with one wake-up per batch instead of one per
+        event. Raises like ``receive`` once the session is over and nothing is left."""
+        events = self._events
+        if not events:
             await self._report_consumed()  # about to wait: the daemon may send more
             if timeout is None:
-                item = await self._queue.get()
+                while not events:
+                    self._arrived.clear()
+                    await self._arrived.wait()
             else:
-                item = await asyncio.wait_for(self._queue.get(), timeout)
-        if isinstance(item, _End):
-            self._queue.put_nowait(item)  # keep raising
-            assert self._closed is not None
-            raise self._closed
-        if isinstance(item, Message):
-            self._unreported += len(item.payload)
+                async with asyncio.timeout(timeout):
+                    while not events:
+                        self._arrived.clear()
+                        await self._arrived.wait()
+        out: list[Event] = []
+        consumed = 0
+        while events and len(out) < limit:
+            item = events[0]
+            if isinstance(item, _End):
+                if out:
+                    break
+                assert self._closed is not None
+                raise self._closed  # the _End stays: keep raising
+            events.popleft()
+            if isinstance(item, Message):
+                consumed += len(item.payload)
+            out.append(item)
+        if consumed:
+            self._unreported += consumed
             if self._unreported >= CONSUMED_BATCH:
                 await self._report_consumed()
-        return item
+        return out
 
     def __aiter__(self) -> Connection:
         return self
@@ -326,6 +377,20 @@ class Connection:
             raise self._closed
         if self._sock is None:
             raise ConnectionClosed("not open")
+
+    async def _reserve(self, size: int) -> None:
+        """Wait until ``size`` more payload bytes fit the send window (or nothing is in
+        flight: an oversized message goes alone and the daemon refuses it by name)."""
+        async with self._window:
+            await self._window.wait_for(
+                lambda: (
+                    self._closed is not None
+                    or self._in_flight == 0
+                    or self._in_flight + size <= self._send_window
+                )
+            )
+            self._check_open()
+            self._in_flight += size
 
     async def _send(self, request: Request) -> None:
         if self._sock is None:
@@ -369,30 +434,33 @@ class Connection:
             await self._on_reply(reply)
 
     async def _on_reply(self, reply: Reply) -> None:
-        queue = self._queue
+        events = self._events
         match reply:
             case Msgs(msgs=msgs):
-                for m in msgs:
-                    queue.put_nowait(
-                        Message(m.sender, m.groups, m.service, m.msg_type, m.payload, m.mid)
-                    )
+                # Same fields in the same order: one tuple copy per message.
+                events.extend(map(Message._make, msgs))
+                self._arrived.set()
             case ViewMsg(kind="regular") as v:
                 index = (
                     v.members.index(self._private_name) if self._private_name in v.members else -1
                 )
-                queue.put_nowait(
+                events.append(
                     RegularView(v.group, v.gid, v.members, v.cause, v.vs_sets, v.changed, index)
                 )
+                self._arrived.set()
             case ViewMsg(kind="transitional", group=group, gid=gid):
-                queue.put_nowait(TransitionalView(group, gid))
+                events.append(TransitionalView(group, gid))
+                self._arrived.set()
             case ViewMsg(group=group):
-                queue.put_nowait(SelfLeave(group))
+                events.append(SelfLeave(group))
+                self._arrived.set()
             case CreditGrant(nbytes=n):
                 async with self._window:
                     self._in_flight = max(0, self._in_flight - n)
                     self._window.notify_all()
             case RejectMsg(req=req, op=op, group=group, reason=reason):
-                queue.put_nowait(Rejected(req, op, group, reason))
+                events.append(Rejected(req, op, group, reason))
+                self._arrived.set()
             case StatusReply(req=req) | AdminReply(req=req):
                 future = self._pending.get(req)
                 if future is not None and not future.done():
@@ -415,7 +483,8 @@ class Connection:
         if self._closed is not None:
             return
         self._closed = closed
-        self._queue.put_nowait(_End())
+        self._events.append(_End())
+        self._arrived.set()
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(closed)

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
 from groupcomm.core.service import SELF_DISCARD, SERVICE_MASK, Service
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """A delivered multicast. ``sender`` is the sending connection's private name, ``groups``
-    the destination groups as sent, ``mid`` a cluster-unique message id."""
+    the destination groups as sent, ``mid`` a cluster-unique message id.
+
+    Immutable like the other events; a NamedTuple rather than a frozen dataclass because one is
+    built per delivered message and that is about 2.5x cheaper."""
 
     sender: str
     groups: tuple[str, ...]

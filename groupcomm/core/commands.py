@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from groupcomm.core.frames import Frame
 
@@ -21,8 +22,11 @@ class SetTimer:
     at_ms: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeliverMessage:
+class DeliverMessage(NamedTuple):
+    """One delivered message for one local connection: the hottest command (one per message
+    per recipient), so a NamedTuple, immutable like the rest and about 2.5x cheaper to build
+    than a frozen dataclass. Build it with keywords like the others."""
+
     conn: str  # local receiving connection
     sender: str  # sending connection's private name
     groups: tuple[str, ...]

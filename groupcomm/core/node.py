@@ -67,6 +67,8 @@ class Node:
         self.view = ViewId(0, self.me)
         self.members: tuple[str, ...] = (self.me,)
         self.member_peers: tuple[str, ...] = ()  # names of the other members (send targets)
+        self._mid_view: ViewId | None = None  # the view the cached message-id prefixes are for
+        self._mid_prefix: dict[str, str] = {}  # sender token -> "sender|view|"
         self.epoch = Epoch(self.view, self.members, self.me)
         self.groups = GroupTable(self.me)
         self.pending: deque[Msg] = deque()
@@ -289,7 +291,13 @@ class Node:
         kind = msg.kind
         if kind == Kind.DATA:
             self.counters["delivered"] += 1
-            mid = message_id(sender, view, seq)
+            prefix = self._mid_prefix.get(sender)
+            if prefix is None or self._mid_view != view:
+                if self._mid_view != view:
+                    self._mid_prefix.clear()
+                    self._mid_view = view
+                prefix = self._mid_prefix[sender] = message_id(sender, view, 0)[:-1]
+            mid = prefix + str(seq)  # == message_id(sender, view, seq), without str(view) each time
             if self.cfg.trace_messages:
                 svc = SERVICE_NAMES[msg.service & 0x3F]
                 out.append(

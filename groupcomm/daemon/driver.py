@@ -227,11 +227,16 @@ class Driver:
         commands = self.node.handle_batch(now, events)
         frontend = self.frontend
         for cmd in commands:
-            if isinstance(cmd, SendFrame):
+            if type(cmd) is DeliverMessage:  # by far the most frequent command
+                if frontend is not None:
+                    frontend.execute(cmd)
+                if trace is not None:
+                    trace.command(cmd)
+            elif isinstance(cmd, SendFrame):
                 self.transport.send(cmd.targets, cmd.frame)
             elif isinstance(cmd, SetTimer):
                 self.timers[cmd.name] = cmd.at_ms
-            elif isinstance(cmd, DeliverMessage | DeliverMembership | RejectRequest):
+            elif isinstance(cmd, DeliverMembership | RejectRequest):
                 if frontend is not None:
                     frontend.execute(cmd)
                 if trace is not None:

@@ -45,13 +45,13 @@ from groupcomm.wire.client import (
     Closed,
     Consumed,
     CreditGrant,
-    Delivered,
+    DeliveredEntry,
     ErrorMsg,
     Hello,
     JoinReq,
     LeaveReq,
+    McastBatchReq,
     McastReq,
-    Msgs,
     RejectMsg,
     Reply,
     StatusReply,
@@ -59,6 +59,7 @@ from groupcomm.wire.client import (
     ViewMsg,
     Welcome,
     encode,
+    encode_msgs,
 )
 from groupcomm.wire.client import (
     decode_request as _decode_request,
@@ -185,7 +186,12 @@ class NativeFrontEnd:
     def take_events(self, now_ms: int, limit: int) -> list[Event]:
         self._drain_wake()
         now = self._clock()
+        # ``limit`` bounds the core events of one turn, not the requests: one ``mcastb`` holds
+        # up to thousands of multicasts, and a turn that long delays heartbeats (L2).
+        layer = self.layer
         for _ in range(max(0, limit)):
+            if layer.event_count() >= limit:
+                break
             try:
                 frames = self.router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
@@ -284,6 +290,11 @@ class NativeFrontEnd:
                 layer.leave(conn, req, group, now)
             case McastReq(req=req, groups=groups, service=svc, msg_type=mt, payload=payload):
                 layer.multicast(conn, req, groups, svc, mt, payload, now)
+            case McastBatchReq(first_req=req, groups=groups, service=svc, msg_type=mt):
+                # Exactly as that many ``mcast`` requests: each is checked, refused or accepted
+                # on its own and keeps its own request id.
+                for i, payload in enumerate(request.payloads):
+                    layer.multicast(conn, req + i, groups, svc, mt, payload, now)
             case Consumed(nbytes=n):
                 layer.consumed(conn, n, now)
             case Bye():
@@ -322,21 +333,20 @@ class NativeFrontEnd:
             self._send(identity, encode(reply))
 
     def _send_notices(self, conn: str, identity: bytes, notices: list[Notice]) -> None:
-        batch: list[Delivered] = []
+        batch: list[DeliveredEntry] = []
         credit = 0
-        out: list[Reply] = []
+        out: list[Reply | bytes] = []  # bytes: an encoded ``msgs`` batch
 
         def cut() -> None:
             if batch:
-                out.append(Msgs(tuple(batch)))
+                out.append(encode_msgs(batch))
                 batch.clear()
 
         for n in notices:
+            if type(n) is DeliverMessage:  # the hot path: one per delivered message
+                batch.append((n.sender, n.groups, n.service, n.msg_type, n.payload, n.mid))
+                continue
             match n:
-                case DeliverMessage():
-                    batch.append(
-                        Delivered(n.sender, n.groups, n.service, n.msg_type, n.payload, n.mid)
-                    )
                 case Granted(nbytes=nbytes):
                     credit += nbytes
                 case DeliverMembership():
@@ -354,7 +364,8 @@ class NativeFrontEnd:
         if credit:
             out.insert(0, CreditGrant(credit))
         for reply in out:
-            if not self._send(identity, encode(reply)):
+            data = reply if isinstance(reply, bytes) else encode(reply)
+            if not self._send(identity, data):
                 if conn in self.layer.sessions:
                     self.layer.close(conn, "client unreachable", notify=False)
                 self._forget(conn)

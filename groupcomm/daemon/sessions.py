@@ -169,6 +169,10 @@ class SessionLayer:
     def has_events(self) -> bool:
         return bool(self._events)
 
+    def event_count(self) -> int:
+        """Core events waiting to be taken (a batched request adds many at once)."""
+        return len(self._events)
+
     # ---------------------------------------------------------------- requests
     def private_name(self, name: str) -> str:
         return f"#{name}#{self.daemon_name}"
@@ -294,19 +298,13 @@ class SessionLayer:
         session = self.sessions.get(command.conn)
         if session is None:
             return  # closed meanwhile: the core may still credit or deliver in this turn
+        if type(command) is DeliverMessage:  # the hot path, one per delivered message
+            self._notices.append(command)
+            session.unconsumed += len(command.payload)
+            if session.unconsumed > self.slow_consumer_bytes:
+                self._slow_consumer(session)
+            return
         match command:
-            case DeliverMessage():
-                self._notices.append(command)
-                session.unconsumed += len(command.payload)
-                if session.unconsumed > self.slow_consumer_bytes:
-                    self.counters["slow_consumers"] += 1
-                    self.log.warning(
-                        "slow_consumer",
-                        conn=session.conn,
-                        unconsumed=session.unconsumed,
-                        limit=self.slow_consumer_bytes,
-                    )
-                    self.close(session.conn, SLOW_CONSUMER)
             case DeliverMembership():
                 if session.want_membership:
                     self._notices.append(command)
@@ -319,6 +317,16 @@ class SessionLayer:
                 self._core_reject(session, _CORE_OPS.get(op, op), group, reason)
             case CloseSession(reason=reason):
                 self.close(session.conn, reason)
+
+    def _slow_consumer(self, session: Session) -> None:
+        self.counters["slow_consumers"] += 1
+        self.log.warning(
+            "slow_consumer",
+            conn=session.conn,
+            unconsumed=session.unconsumed,
+            limit=self.slow_consumer_bytes,
+        )
+        self.close(session.conn, SLOW_CONSUMER)
 
     def _core_reject(self, session: Session, op: str, group: str | None, reason: str) -> None:
         """The core refused a request we forwarded this turn (our own checks should have caught

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import Final, NamedTuple, TypeVar
 
 import msgpack
 
@@ -30,6 +30,7 @@ DEFAULT_MAX_PAYLOAD: Final = 1 << 20
 DEFAULT_MAX_REQUEST: Final = DEFAULT_MAX_PAYLOAD + 64 * 1024
 DEFAULT_MAX_REPLY: Final = 64 << 20  # a ``msgs`` batch may hold many messages
 MAX_STATUS_DEPTH: Final = 8
+MAX_BATCH: Final = 65_536  # payloads in one ``mcastb``
 
 
 class ClientWireError(WireError):
@@ -69,6 +70,18 @@ class McastReq:
 
 
 @dataclass(frozen=True, slots=True)
+class McastBatchReq:
+    """Several multicasts with the same destination and service, in order; request ids
+    ``first_req``, ``first_req + 1``, ... (one per payload)."""
+
+    first_req: int
+    groups: tuple[str, ...]
+    service: int
+    msg_type: int
+    payloads: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Consumed:
     nbytes: int
 
@@ -90,7 +103,9 @@ class Bye:
     pass
 
 
-Request = Hello | JoinReq | LeaveReq | McastReq | Consumed | StatusReq | AdminReq | Bye
+Request = (
+    Hello | JoinReq | LeaveReq | McastReq | McastBatchReq | Consumed | StatusReq | AdminReq | Bye
+)
 
 # ----------------------------------------------------------------------------------- replies
 
@@ -107,9 +122,8 @@ class CreditGrant:
     nbytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    """One entry of a ``msgs`` batch."""
+class Delivered(NamedTuple):
+    """One entry of a ``msgs`` batch (a NamedTuple: one is built per delivered message)."""
 
     sender: str
     groups: tuple[str, ...]
@@ -196,6 +210,8 @@ def _fields(msg: Request | Reply) -> tuple[str, tuple[object, ...]]:
             return "leave", (req, group)
         case McastReq(req, groups, service, msg_type, payload):
             return "mcast", (req, list(groups), service, msg_type, payload)
+        case McastBatchReq(first_req, groups, service, msg_type, payloads):
+            return "mcastb", (first_req, list(groups), service, msg_type, list(payloads))
         case Consumed(nbytes):
             return "consumed", (nbytes,)
         case StatusReq(req):
@@ -224,6 +240,19 @@ def _fields(msg: Request | Reply) -> tuple[str, tuple[object, ...]]:
         case Closed(reason):
             return "closed", (reason,)
     raise ClientWireError(f"cannot encode {type(msg).__name__}: not a client-protocol message")
+
+
+DeliveredEntry = tuple[str, tuple[str, ...], int, int, bytes, str]  # as in a ``msgs`` array
+
+
+def encode_msgs(entries: list[DeliveredEntry]) -> bytes:
+    """``encode(Msgs(...))`` from ready ``(sender, groups, service, msg_type, payload, mid)``
+    tuples: the daemon's per-message hot path skips building ``Delivered`` objects."""
+    try:
+        data: bytes = _PACKER.pack((CLIENT_PROTOCOL_VERSION, "msgs", entries))
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ClientWireError(f"cannot encode msgs: {e}", frame="msgs") from e
+    return data
 
 
 def encode(msg: Request | Reply) -> bytes:
@@ -284,6 +313,17 @@ def _strs(v: object, name: str, lo: int = 0, hi: int = MAX_UINT) -> tuple[str, .
     return tuple(_str(x, f"{name}[{i}]", empty=False) for i, x in enumerate(v))
 
 
+def _bins(v: object, name: str) -> tuple[bytes, ...]:
+    if type(v) is not tuple:
+        raise _Bad(name, f"expected array, got {type(v).__name__}")
+    if not 1 <= len(v) <= MAX_BATCH:
+        raise _Bad(name, f"expected 1..{MAX_BATCH} entries, got {len(v)}")
+    for i, x in enumerate(v):
+        if type(x) is not bytes:
+            raise _Bad(f"{name}[{i}]", f"expected bin, got {type(x).__name__}")
+    return v
+
+
 def _status_value(v: object, depth: int) -> object:
     if depth > MAX_STATUS_DEPTH:
         raise _Bad("info", "nested too deeply")
@@ -306,6 +346,29 @@ def _status_map(v: object, depth: int = 0) -> dict[str, object]:
 
 
 def _delivered(v: object, i: int) -> Delivered:
+    # Fast path for a well-formed entry (one per delivered message); the checks below it only
+    # run to name what is wrong.
+    if type(v) is tuple and len(v) == 6:
+        sender, groups, service, msg_type, payload, mid = v
+        if (
+            type(sender) is str
+            and sender
+            and type(groups) is tuple
+            and (
+                (len(groups) == 1 and type(groups[0]) is str and groups[0])
+                or (
+                    1 <= len(groups) <= MAX_GROUPS_PER_MESSAGE
+                    and all(type(g) is str and g for g in groups)
+                )
+            )
+            and type(service) is int
+            and 0 <= service <= 0xFF
+            and type(msg_type) is int
+            and 0 <= msg_type <= 0xFFFF
+            and type(payload) is bytes
+            and type(mid) is str
+        ):
+            return Delivered(sender, groups, service, msg_type, payload, mid)
     name = f"msgs[{i}]"
     if type(v) is not tuple or len(v) != 6:
         raise _Bad(name, "expected [sender, groups, service, msg_type, payload, mid]")
@@ -358,6 +421,16 @@ _REQUESTS: Final[_Schema[Request]] = {
             _uint(f[2], "service", 0xFF),
             _uint(f[3], "msg_type", 0xFFFF),
             _bin(f[4], "payload"),
+        ),
+    ),
+    "mcastb": (
+        5,
+        lambda f: McastBatchReq(
+            _uint(f[0], "first_req"),
+            _strs(f[1], "groups", 1, MAX_GROUPS_PER_MESSAGE),
+            _uint(f[2], "service", 0xFF),
+            _uint(f[3], "msg_type", 0xFFFF),
+            _bins(f[4], "payloads"),
         ),
     ),
     "consumed": (1, lambda f: Consumed(_uint(f[0], "bytes"))),

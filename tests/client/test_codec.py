@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import msgpack
 import pytest
@@ -23,6 +24,7 @@ from groupcomm.wire.client import (
     Hello,
     JoinReq,
     LeaveReq,
+    McastBatchReq,
     McastReq,
     Msgs,
     RejectMsg,
@@ -43,6 +45,7 @@ REQUESTS: list[Request] = [
     JoinReq(1, "chat"),
     LeaveReq(2, "chat"),
     McastReq(3, ("a", "#b#d1"), 0x10 | 0x40, 65535, b"\x00payload"),
+    McastBatchReq(7, ("a",), 0x10, 0, (b"one", b"", b"three")),
     Consumed(12345),
     StatusReq(4),
     AdminReq(5, "partition", ("d1", "d2")),
@@ -131,7 +134,10 @@ _values = st.recursive(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(["hello", "join", "mcast", "admin", "msgs", "view", "status", "x"]), _values)
+@given(
+    st.sampled_from(["hello", "join", "mcast", "mcastb", "admin", "msgs", "view", "status", "x"]),
+    _values,
+)
 def test_well_formed_msgpack_with_wrong_fields(op: str, fields: object) -> None:
     args = fields if isinstance(fields, list) else [fields]
     try:
@@ -141,3 +147,17 @@ def test_well_formed_msgpack_with_wrong_fields(op: str, fields: object) -> None:
     for decode in (decode_request, decode_reply):
         with contextlib.suppress(ClientWireError):
             decode(data)
+
+
+@pytest.mark.parametrize(
+    ("payloads", "problem"),
+    [
+        ([], "mcastb.payloads: expected 1..65536 entries, got 0"),
+        ([b"x", "text"], "mcastb.payloads[1]: expected bin, got str"),
+        (b"x", "mcastb.payloads: expected array, got bytes"),
+    ],
+)
+def test_batch_payloads_are_checked_one_by_one(payloads: object, problem: str) -> None:
+    data = msgpack.packb([1, "mcastb", 1, ["g"], 0x10, 0, payloads], use_bin_type=True)
+    with pytest.raises(ClientWireError, match=re.escape(problem)):
+        decode_request(data)

@@ -144,6 +144,50 @@ async def test_send_window_waits_for_credit() -> None:
     await asyncio.wait_for(body(), T)
 
 
+async def test_multicast_many_is_many_multicasts() -> None:
+    """A batch keeps order, request ids, flow control and per-message refusals."""
+
+    async def body() -> None:
+        async with mini_daemon(send_window=2000) as d, connect(d.endpoint, "a") as a:
+            await joined(a, "g")
+            payloads = [bytes([i]) * 300 for i in range(50)]
+            reqs = await a.multicast_many("g", payloads)
+            assert len(reqs) == 50 and reqs == list(range(reqs[0], reqs[0] + 50))
+            got: list[Message] = []
+            while len(got) < 50:
+                got.extend(e for e in await a.receive_many(timeout=5) if isinstance(e, Message))
+            assert [m.payload for m in got] == payloads
+            # A bad service refuses every message of the batch by its own request id, and the
+            # bytes come back to the window.
+            bad = await a.multicast_many("g", [b"x", b"y"], Service.AGREED | Service.SAFE)  # type: ignore[arg-type]
+            refused = [await next_of(a, Rejected) for _ in bad]
+            assert [r.req for r in refused] == bad
+            await a.multicast_many("g", [b"after"])
+            assert (await next_of(a, Message)).payload == b"after"
+            assert d.fe.layer.sessions["#a#d1"].in_flight == 0
+
+    await asyncio.wait_for(body(), T)
+
+
+async def test_receive_many_returns_everything_that_arrived_in_order() -> None:
+    async def body() -> None:
+        async with mini_daemon() as d, connect(d.endpoint, "a") as a:
+            await joined(a, "g")
+            for i in range(20):
+                await a.multicast("g", b"%d" % i)
+            await a.drain(5)
+            got: list[bytes] = []
+            while len(got) < 20:
+                batch = await a.receive_many(limit=7, timeout=5)
+                assert 1 <= len(batch) <= 7
+                got.extend(e.payload for e in batch if isinstance(e, Message))
+            assert got == [b"%d" % i for i in range(20)]
+            with pytest.raises(TimeoutError):
+                await a.receive_many(timeout=0.05)
+
+    await asyncio.wait_for(body(), T)
+
+
 async def test_malformed_bytes_get_error_and_daemon_keeps_working() -> None:
     async def body() -> None:
         async with mini_daemon() as d, connect(d.endpoint, "good") as good:
