@@ -25,7 +25,9 @@ class SetTimer:
 class DeliverMessage(NamedTuple):
     """One delivered message for one local connection: the hottest command (one per message
     per recipient), so a NamedTuple, immutable like the rest and about 2.5x cheaper to build
-    than a frozen dataclass. Build it with keywords like the others."""
+    than a frozen dataclass. The fields after ``conn`` are, in order, one entry of the client
+    protocol's ``msgs`` array (``protocol/client.md``), so a front-end can slice instead of
+    copying field by field."""
 
     conn: str  # local receiving connection
     sender: str  # sending connection's private name

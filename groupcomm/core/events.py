@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from groupcomm.core.frames import Frame
 
@@ -44,8 +45,10 @@ class LeaveRequested:
     group: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MulticastRequested:
+class MulticastRequested(NamedTuple):
+    """A client's multicast (one per message: a NamedTuple, immutable and cheaper to build
+    than a frozen dataclass)."""
+
     conn: str
     groups: tuple[str, ...]
     service: int  # Service | optional SELF_DISCARD

@@ -308,15 +308,11 @@ class Node:
             discard = msg.conn if msg.service & SELF_DISCARD else None
             for conn in self.groups.recipients(msg.groups):
                 if conn != discard:
+                    # Positional (conn, sender, groups, service, msg_type, payload, mid): the
+                    # hottest allocation of the daemon, keywords cost a third more.
                     out.append(
                         DeliverMessage(
-                            conn=conn,
-                            sender=msg.conn,
-                            groups=msg.groups,
-                            service=msg.service,
-                            msg_type=msg.msg_type,
-                            payload=msg.payload,
-                            mid=mid,
+                            conn, msg.conn, msg.groups, msg.service, msg.msg_type, msg.payload, mid
                         )
                     )
         elif kind == Kind.DISCONNECT:

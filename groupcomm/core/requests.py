@@ -8,6 +8,7 @@ invalid is rejected with a reason and changes nothing.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from groupcomm.core.commands import Command
@@ -111,6 +112,23 @@ def multicast_problem(
 ) -> str:
     """Why a multicast is refused, or "" (shared with the session layer, which must name the
     refused request and give its window back)."""
+    why = destinations_problem(groups)
+    if why:
+        return why
+    if service & ~(0x3F | SELF_DISCARD) or service & 0x3F not in VALID_SERVICES:
+        return f"invalid service {service:#x}: exactly one service level is required"
+    if not 0 <= msg_type <= 0xFFFF:
+        return "msg_type must be in 0..65535"
+    if size > max_bytes:
+        return f"message of {size} bytes exceeds {max_bytes}"
+    return ""
+
+
+@functools.lru_cache(maxsize=512)  # bounded: at most ~6 MB of hostile keys
+def destinations_problem(groups: tuple[str, ...]) -> str:
+    """Why ``groups`` is not a valid destination list, or "". Cached: a sender usually sends
+    many messages to the same few destinations, and this runs twice per multicast (session
+    layer and core)."""
     if not groups:
         return "no destination group"
     if len(groups) > MAX_GROUPS_PER_MESSAGE:
@@ -121,12 +139,6 @@ def multicast_problem(
         why = validate_group_name(group)  # private names obey the same bounds (wire limits)
         if why:
             return why
-    if service & ~(0x3F | SELF_DISCARD) or service & 0x3F not in VALID_SERVICES:
-        return f"invalid service {service:#x}: exactly one service level is required"
-    if not 0 <= msg_type <= 0xFFFF:
-        return "msg_type must be in 0..65535"
-    if size > max_bytes:
-        return f"message of {size} bytes exceeds {max_bytes}"
     return ""
 
 

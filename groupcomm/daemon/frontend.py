@@ -344,7 +344,8 @@ class NativeFrontEnd:
 
         for n in notices:
             if type(n) is DeliverMessage:  # the hot path: one per delivered message
-                batch.append((n.sender, n.groups, n.service, n.msg_type, n.payload, n.mid))
+                # DeliverMessage is (conn, *the msgs entry): the entry is a slice.
+                batch.append(n[1:])
                 continue
             match n:
                 case Granted(nbytes=nbytes):
