@@ -1,4 +1,5 @@
-"""The ``groupcomm`` command: ``daemon``, ``send``, ``tail``, ``status`` (and ``demo``)."""
+"""The ``groupcomm`` command: ``daemon``, ``send``, ``tail``, ``status`` (and ``demo``,
+``bench``)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start 3 daemons on loopback, show agreed order, a partition and a merge.",
     )
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, traces)")
+
+    p = sub.add_parser(
+        "bench",
+        help="benchmark a local cluster (throughput, latency, order, CPU)",
+        description="Start daemons and member processes, run the peer kit's workload and "
+        "report delivered msg/s, latency, loss, order and CPU (docs/performance.md).",
+    )
+    from groupcomm.benchmark.command import add_arguments as add_bench_arguments
+
+    add_bench_arguments(p)
     return parser
 
 
@@ -89,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from groupcomm.demo import main as demo_main
 
                 return demo_main(["--keep"] if args.keep else [])
+            case "bench":
+                from groupcomm.benchmark.command import main as bench_main
+
+                return bench_main(args)
             case _:
                 return 2
     except GroupcommError as e:

@@ -159,7 +159,11 @@ class Driver:
         self.log.info(
             "daemon_started",
             peers=list(self.config.peer_names),
-            data=self.config.me.data_endpoint,
+            data=(
+                self.config.epgm.endpoint
+                if self.config.transport == "epgm"
+                else self.config.me.data_endpoint
+            ),
             control=self.config.me.control_endpoint,
             trace=self.config.trace or None,
         )
