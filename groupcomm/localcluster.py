@@ -68,6 +68,9 @@ class LocalCluster:
     peer_host: dict[str, str] = field(default_factory=dict)
     command_prefix: dict[str, list[str]] = field(default_factory=dict)
     extra_toml: dict[str, str] = field(default_factory=dict)
+    # The per-message trace (checked by sim.check_trace in the tests) costs the daemons about a
+    # third of their throughput: benchmarks turn it off.
+    trace: bool = True
 
     @classmethod
     def on_hosts(
@@ -78,6 +81,7 @@ class LocalCluster:
         protocol: Mapping[str, int] | None = None,
         daemon: Mapping[str, int | bool | str] | None = None,
         extra_toml: Mapping[str, str] | None = None,
+        trace: bool = True,
     ) -> LocalCluster:
         """One daemon per host, named by the mapping's keys (``{"d1": lan.hosts[0], ...}``)."""
         return cls(
@@ -88,6 +92,7 @@ class LocalCluster:
             peer_host={n: h.ip for n, h in hosts.items()},
             command_prefix={n: list(h.exec_prefix) for n, h in hosts.items()},
             extra_toml=dict(extra_toml or {}),
+            trace=trace,
         )
 
     def start(self) -> None:
@@ -103,13 +108,13 @@ class LocalCluster:
 
     def _launch(self, name: str) -> None:
         run = self.restarts.get(name, 0)
-        trace = self.workdir / f"{name}.{run}.trace.jsonl"
+        trace = self.workdir / f"{name}.{run}.trace.jsonl" if self.trace else Path()
         config = self.workdir / f"{name}.toml"
         protocol = "".join(f"{k} = {v}\n" for k, v in sorted(self.protocol.items()))
         extra = "".join(f"{k} = {_toml(v)}\n" for k, v in sorted(self.daemon.items()))
         config.write_text(
             f'[daemon]\nname = "{name}"\nclient_endpoints = ["{self.endpoints[name]}"]\n'
-            f'trace = "{trace}"\nallow_admin = true\n{extra}\n{self._peers}'
+            f'trace = "{trace if self.trace else ""}"\nallow_admin = true\n{extra}\n{self._peers}'
             + (f"[protocol]\n{protocol}\n" if protocol else "")
             + self.extra_toml.get(name, "")
         )
@@ -122,7 +127,8 @@ class LocalCluster:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        self.traces.append(trace)
+        if self.trace:
+            self.traces.append(trace)
 
     def kill9(self, name: str) -> None:
         proc = self.procs[name]

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import time
 from collections import deque
 from collections.abc import Sequence
 from types import TracebackType
@@ -65,6 +66,7 @@ from groupcomm.wire.client import (
 DEFAULT_IPC_ENDPOINT = "ipc:///tmp/groupcomm-4803.sock"
 DEFAULT_TCP_ENDPOINT = "tcp://127.0.0.1:4803"
 CONSUMED_BATCH = 16 * 1024  # report consumed bytes at least this often (and before waiting)
+CONSUMED_INTERVAL_S = 0.005  # before waiting, report consumed bytes if this long has passed
 BATCH_MAX_MESSAGES = 1024  # payloads per ``mcastb`` request sent by ``multicast_many``
 
 
@@ -122,6 +124,7 @@ class Connection:
         self._send_window = 0
         self._in_flight = 0
         self._unreported = 0
+        self._reported_at = 0.0
         self._reqs = itertools.count(1)
         self._sock: zmq.asyncio.Socket | None = None
         # Delivered events in order. A deque plus one wake-up flag instead of an asyncio.Queue:
@@ -330,7 +333,10 @@ class Connection:
         event. Raises like ``receive`` once the session is over and nothing is left."""
         events = self._events
         if not events:
-            await self._report_consumed()  # about to wait: the daemon may send more
+            # About to wait: tell the daemon what we consumed, but at most every few ms (at
+            # low rates this ran once per message and was most of the client's CPU).
+            if time.monotonic() - self._reported_at >= CONSUMED_INTERVAL_S:
+                await self._report_consumed()
             if timeout is None:
                 while not events:
                     self._arrived.clear()
@@ -410,6 +416,7 @@ class Connection:
     async def _report_consumed(self) -> None:
         if self._unreported and self._closed is None and self._sock is not None:
             n, self._unreported = self._unreported, 0
+            self._reported_at = time.monotonic()
             await self._send(Consumed(n))
 
     async def _pinger(self) -> None:

@@ -95,7 +95,14 @@ class Driver:
         self.batch = batch
         self.log = structlog.get_logger("groupcomm.daemon").bind(d=self.token)
         self.timers: dict[str, int] = {}
-        self.counters: dict[str, int] = {"turns": 0, "events": 0, "client_events": 0}
+        self.counters: dict[str, int] = {
+            "turns": 0,
+            "events": 0,
+            "client_events": 0,
+            "turn_max_ms": 0,  # the longest turn: a turn longer than heartbeat_ms delays ours
+            "slow_turns": 0,  # turns longer than heartbeat_ms
+        }
+        self._slow_logged = 0.0
         self.view: dict[str, Any] = {"conf": "", "members": [self.token]}
         self.started_at = time.time()
         self._stop_requested = False
@@ -215,7 +222,23 @@ class Driver:
         if not events:
             return bool(ready)
         self._turn(events, now)
+        self._time_turn(now, len(events))
         return True
+
+    def _time_turn(self, started_ms: int, events: int) -> None:
+        """Count long turns: while one runs no heartbeat goes out, and peers suspect us after
+        ``suspect_timeout_ms`` (L2). Logged at most every 10 s, with the turn's size."""
+        took = monotonic_ms() - started_ms
+        if took > self.counters["turn_max_ms"]:
+            self.counters["turn_max_ms"] = took
+        if took > self.core.heartbeat_ms:
+            self.counters["slow_turns"] += 1
+            wall = time.monotonic()
+            if wall - self._slow_logged >= 10.0:
+                self._slow_logged = wall
+                self.log.warning(
+                    "slow_turn", ms=took, events=events, heartbeat_ms=self.core.heartbeat_ms
+                )
 
     def _turn(self, events: list[Event], now: int | None = None) -> None:
         now = monotonic_ms() if now is None else now

@@ -246,8 +246,12 @@ class ZmqTransport:
                 self.counters["bytes_mesh"] += size
 
     def receive(self, limit: int) -> list[Frame]:
+        """Up to ``limit`` frames, and at most ``limit * 4`` messages inside data frames: one
+        data frame carries up to hundreds of messages, and a turn must stay short enough for
+        our heartbeats to go out on time (L2; the driver counts ``slow_turns``)."""
         out: list[Frame] = []
         per_socket = max(1, limit // 2)
+        budget = limit * 4
         for _ in range(per_socket):
             try:
                 parts = self.fanout.recv()
@@ -256,6 +260,9 @@ class ZmqTransport:
             frame = self._accept(parts)
             if frame is not None:
                 out.append(frame)
+                budget -= len(frame.msgs) if type(frame) is Data else 1
+                if budget <= 0:
+                    return out
         for _ in range(per_socket):
             try:
                 parts = self.router.recv_multipart(zmq.NOBLOCK)
@@ -264,6 +271,9 @@ class ZmqTransport:
             frame = self._accept(parts[1:])
             if frame is not None:
                 out.append(frame)
+                budget -= len(frame.msgs) if type(frame) is Data else 1
+                if budget <= 0:
+                    return out
         return out
 
     def tick(self) -> None:

@@ -1,0 +1,13 @@
+"""``groupcomm bench``: measure a live cluster with the peer kit's workload.
+
+The workload is the one of the peer benchmark kit (``shared/peers``), so that our figures can be
+put next to corosync, Spread, Redis and raw pyzmq: member processes with a common start time, a
+16-byte header (sender, seq, send time) per message, throughput as the slowest receiver's rate
+in a fixed window, latency at a fixed offered rate. The modules: ``workload`` (parameters,
+placement, header), ``recorder`` (what a receiver counts), ``member`` / ``zmq_member`` (the
+member processes), ``startsync`` (the common start), ``members`` (the member processes as a
+group), ``placement`` (loopback or a namespace LAN), ``procstat`` (/proc sampling), ``stats``
+(pure statistics), ``analysis`` (member results -> one run record), ``runner`` (one run),
+``report`` (table, JSON, progress) and ``command`` (the CLI). ``docs/performance.md`` explains
+the fields.
+"""

@@ -1,0 +1,163 @@
+"""Member results + process samples -> one run record (the JSON line of ``groupcomm bench``).
+
+Here the workload's definitions become numbers: throughput is the *slowest* receiver's delivered
+msg/s in the window; loss is counted against what the senders say they sent, after the drain;
+latency is pooled over receivers; order is compared on the common stretch (``stats``). Client
+CPU per message divides a member's CPU in the window by the messages it sent plus those it
+delivered in the window. A run is ``ok`` when every member finished, nothing was lost (except
+for UNRELIABLE), and the order was the same where the service promises it (AGREED, SAFE).
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from groupcomm.benchmark.stats import check_stream, compare_orders, latency_summary, loss, rate
+from groupcomm.benchmark.workload import Workload
+
+ORDERED_SERVICES = ("agreed", "safe")
+
+
+@dataclass
+class RunInputs:
+    """What the runner collected for one run."""
+
+    system: str  # "groupcomm" or "zmq"
+    work: Workload
+    run: int
+    results: dict[int, dict[str, Any]]  # member id -> its result JSON (missing: no file)
+    keys: dict[int, array[int]]  # receiver id -> delivery order
+    exit_codes: dict[int, int | None]  # member id -> exit status (None: killed)
+    member_cpu_pct: dict[int, float | None] = field(default_factory=dict)
+    daemon_cpu_pct: list[float | None] = field(default_factory=list)
+    daemon_rss_mb: list[float] = field(default_factory=list)
+    foreign_cpu_pct: float = 0.0
+    foreign_top: list[tuple[str, float]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # found by the runner
+    placement: str = "loopback"
+    wire_bytes: int | None = None  # link-layer bytes all hosts sent in the window (LAN only)
+    daemon_trace: bool = False  # the daemons wrote their per-message trace
+    protocol: dict[str, int] = field(default_factory=dict)  # [protocol] overrides
+
+
+def _r(x: float | None, digits: int = 1) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def client_cpu(
+    work: Workload, results: Mapping[int, Mapping[str, Any]], cpu: Mapping[int, float | None]
+) -> dict[str, float | None]:
+    """Client CPU microseconds per message: per member, and averaged by role."""
+    per_member: dict[int, float] = {}
+    for mid, res in results.items():
+        pct = cpu.get(mid)
+        msgs = int(res.get("sent_win", 0)) + int(res.get("received_win", 0))
+        if pct is not None and msgs:
+            per_member[mid] = pct / 100.0 * work.window_s / msgs * 1e6
+    senders = [v for m, v in per_member.items() if results[m]["send"] and not results[m]["recv"]]
+    receivers = [v for m, v in per_member.items() if results[m]["recv"] and not results[m]["send"]]
+    both = [v for m, v in per_member.items() if results[m]["send"] and results[m]["recv"]]
+
+    def mean(xs: list[float]) -> float | None:
+        return round(sum(xs) / len(xs), 2) if xs else None
+
+    return {
+        "client_us_per_msg": mean(list(per_member.values())),
+        "client_us_per_sent": mean(senders),
+        "client_us_per_recv": mean(receivers),
+        "client_us_per_msg_io": mean(both),
+    }
+
+
+def summarize(inp: RunInputs) -> dict[str, Any]:
+    work = inp.work
+    problems = list(inp.problems)
+    specs = work.members()
+    for spec in specs:
+        res = inp.results.get(spec.id)
+        code = inp.exit_codes.get(spec.id)
+        if res is None:
+            problems.append(f"member {spec.id}: no result (exit {code})")
+        elif res.get("err"):
+            problems.append(f"member {spec.id}: {res['err']}")
+        elif code != 0:
+            problems.append(f"member {spec.id}: exit status {code}")
+    receivers = [s.id for s in specs if s.recv]
+    senders = [s.id for s in specs if s.send]
+    recv_res = {m: inp.results[m] for m in receivers if m in inp.results}
+    send_res = {m: inp.results[m] for m in senders if m in inp.results}
+    window = work.window_s
+    rates = [
+        rate(int(recv_res[m]["received_win"]) if m in recv_res else 0, window) for m in receivers
+    ]
+    sent_total = sum(int(r["sent"]) for r in send_res.values())
+    sent_win = sum(int(r["sent_win"]) for r in send_res.values())
+    checks = {m: check_stream(inp.keys[m]) for m in receivers if m in inp.keys}
+    losses = [loss(sent_total, checks[m].unique) if m in checks else 1.0 for m in receivers]
+    worst_loss = max(losses) if losses else 0.0
+    order = compare_orders([inp.keys[m] for m in receivers if m in inp.keys])
+    lat: list[int] = []
+    for r in recv_res.values():
+        lat.extend(r.get("lat_ns", []))
+    views = sum(int(r.get("views_during_run", 0)) for r in inp.results.values())
+    ordered = inp.system == "groupcomm"
+    if worst_loss > 0 and not (inp.system == "groupcomm" and work.service == "unreliable"):
+        problems.append(f"loss {worst_loss:.6f}")
+    if ordered and work.service in ORDERED_SERVICES and not order.same:
+        problems.append("receivers delivered different orders")
+    if views:
+        problems.append(f"{views} membership changes during the run")
+    rate_min = min(rates) if rates else 0.0
+    record: dict[str, Any] = {
+        "system": inp.system,
+        "mode": work.mode,
+        "kind": work.kind,
+        "size": work.size,
+        "service": work.service if ordered else "none",
+        "daemons": work.daemons if ordered else 0,
+        "members": len(specs),
+        "placement": inp.placement,
+        "run": inp.run,
+        "ok": not problems,
+        "problems": problems,
+        "deliver_rate_min": round(rate_min, 1),
+        "deliver_rate_mean": round(sum(rates) / len(rates), 1) if rates else 0.0,
+        "deliver_rates": [round(x, 1) for x in rates],
+        "mbytes_per_s": round(rate_min * work.size / 1e6, 3),
+        "send_rate": round(rate(sent_win, window), 1),
+        "sent_total": sent_total,
+        "loss": round(worst_loss, 6),
+        "duplicates": sum(c.duplicates for c in checks.values()),
+        "fifo_violations": sum(c.fifo_violations for c in checks.values()),
+        "order_same": order.same if ordered else None,
+        "order_identical": order.identical,
+        "order_common": order.common,
+        **latency_summary(lat),
+        "daemon_cpu_pct": [_r(x) for x in inp.daemon_cpu_pct],
+        "daemon_rss_mb": inp.daemon_rss_mb,
+        "member_cpu_pct": {str(k): _r(v) for k, v in sorted(inp.member_cpu_pct.items())},
+        **client_cpu(work, inp.results, inp.member_cpu_pct),
+        "run_cpu_pct": _r(
+            sum(x for x in (*inp.daemon_cpu_pct, *inp.member_cpu_pct.values()) if x is not None)
+        ),
+        "foreign_cpu_pct": _r(inp.foreign_cpu_pct),
+        "foreign_top": inp.foreign_top,
+        "wire_bytes_per_msg": (
+            round(inp.wire_bytes / sent_win, 1) if inp.wire_bytes is not None and sent_win else None
+        ),
+        "daemon_trace": inp.daemon_trace,
+        "protocol": inp.protocol,
+        "views_during_run": views,
+        "ready_s_max": _r(
+            max((float(r.get("ready_s", 0)) for r in inp.results.values()), default=0), 2
+        ),
+        "dur": work.dur,
+        "warm": work.warm,
+        "lat_rate": work.lat_rate if work.kind == "lat" else None,
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return record

@@ -1,0 +1,162 @@
+"""The ``groupcomm bench`` subcommand: options, the loop over runs, and the output.
+
+``groupcomm.cli`` only registers the subparser (``add_arguments``) and calls ``main``; all of
+the benchmark stays in this package. With ``--compare`` the groupcomm run and the zmq baseline
+run alternate, so that both see the same machine conditions as far as possible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from groupcomm.benchmark.report import (
+    ProgressLine,
+    json_line,
+    ratio,
+    ratio_line,
+    summary,
+    table,
+)
+from groupcomm.benchmark.runner import RunSpec, run_once
+from groupcomm.benchmark.workload import KINDS, MODES, SERVICES, Workload
+from groupcomm.config import PROTOCOL_KEYS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="all",
+        help="all: every member sends and "
+        "receives; one: 1 sender + 1 receiver per daemon (default all)",
+    )
+    p.add_argument("--size", type=int, default=100, metavar="BYTES", help="message size (100)")
+    p.add_argument("--service", choices=SERVICES, default="agreed", help="service level (agreed)")
+    p.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="tput",
+        help="tput: senders flood; lat: the group offers --lat-rate msg/s (tput)",
+    )
+    p.add_argument("--daemons", type=int, default=3, metavar="N", help="daemons (3)")
+    p.add_argument("--runs", type=int, default=3, metavar="K", help="runs per system (3)")
+    p.add_argument("--dur", type=float, default=7.0, metavar="S", help="send for S s (7)")
+    p.add_argument(
+        "--warm",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="the window starts S s after the start (1)",
+    )
+    p.add_argument(
+        "--drain",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="after --dur, wait at most S s for messages still in flight (5)",
+    )
+    p.add_argument(
+        "--lat-rate",
+        type=float,
+        default=1000.0,
+        metavar="R",
+        help="--kind lat: msg/s offered by the whole group (1000)",
+    )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--baseline",
+        choices=("zmq",),
+        help="run the raw pyzmq PUB/SUB baseline instead of groupcomm",
+    )
+    which.add_argument(
+        "--compare",
+        action="store_true",
+        help="run groupcomm and the zmq baseline alternately; print the ratio",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON line per run on stdout")
+    p.add_argument("--out", metavar="FILE", help="also append the JSON lines to FILE")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    p.add_argument("--keep", action="store_true", help="keep each run's work directory")
+    p.add_argument(
+        "--protocol",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=_protocol_setting,
+        help="a daemon [protocol] setting, e.g. suspect_timeout_ms=1000 (repeatable; "
+        "default: the daemons' defaults, docs/operations.md)",
+    )
+    p.add_argument(
+        "--netns",
+        action="store_true",
+        help="one network namespace per daemon on a bridge (needs root), members next to "
+        "their daemon; default: everything on loopback",
+    )
+
+
+def _protocol_setting(text: str) -> tuple[str, int]:
+    key, sep, value = text.partition("=")
+    if not sep or key not in PROTOCOL_KEYS or not value.isdigit() or int(value) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected KEY=POSITIVE_INT with KEY one of {', '.join(PROTOCOL_KEYS)}"
+        )
+    return key, int(value)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        work = Workload(
+            mode=args.mode,
+            size=args.size,
+            service=args.service,
+            kind=args.kind,
+            daemons=args.daemons,
+            dur=args.dur,
+            warm=args.warm,
+            drain=args.drain,
+            lat_rate=args.lat_rate,
+        )
+    except ValueError as e:
+        print(f"groupcomm bench: {e}", file=sys.stderr)
+        return 2
+    if args.runs < 1:
+        print("groupcomm bench: --runs must be at least 1", file=sys.stderr)
+        return 2
+    protocol = tuple(sorted(dict(args.protocol).items()))
+    systems = ["zmq"] if args.baseline else ["groupcomm", "zmq"] if args.compare else ["groupcomm"]
+    progress = ProgressLine(False if args.quiet else None)
+    records: list[dict[str, Any]] = []
+    try:
+        for run in range(args.runs):
+            for system in systems:
+                progress.prefix = f"{system} run {run + 1}/{args.runs}"
+                spec = RunSpec(
+                    work, system, run, keep=args.keep, netns=args.netns, protocol=protocol
+                )
+                record = run_once(spec, progress)
+                progress.clear()
+                records.append(record)
+                _emit(record, args)
+    finally:
+        progress.clear()
+    if args.compare and args.json:
+        ratios = {"compare": ratio(records), "mode": work.mode, "size": work.size}
+        print(json_line({**ratios, "service": work.service, "kind": work.kind}), flush=True)
+    if not args.json:
+        print(table(records))
+        if args.runs > 1 or args.compare:
+            print(summary(records))
+        if args.compare:
+            print(ratio_line(ratio(records)))
+    return 0 if all(r["ok"] for r in records) else 1
+
+
+def _emit(record: dict[str, Any], args: argparse.Namespace) -> None:
+    line = json_line(record)
+    if args.json:
+        print(line, flush=True)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(line + "\n")

@@ -1,0 +1,57 @@
+"""Table, ratio and progress line."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from groupcomm.benchmark.report import ProgressLine, ratio, ratio_line, summary, table
+
+
+def rec(system: str, rate: float, p50: float, run: int = 0) -> dict[str, Any]:
+    return {
+        "system": system,
+        "run": run,
+        "ok": True,
+        "problems": [],
+        "deliver_rate_min": rate,
+        "p50_us": p50,
+        "p99_us": 2 * p50,
+    }
+
+
+def test_ratio_of_medians() -> None:
+    records = [rec("groupcomm", 10_000, 400), rec("zmq", 300_000, 100), rec("zmq", 100_000, 300)]
+    r = ratio(records)
+    assert r["tput_ratio"] == 0.05  # 10k / median(300k, 100k) = 10k / 200k
+    assert r["p50_ratio"] == 2.0
+    assert "0.050x" in ratio_line(r)
+
+
+def test_table_and_summary_show_every_run_and_problem() -> None:
+    bad = rec("groupcomm", 1.0, 1.0, run=1) | {"ok": False, "problems": ["loss 0.5"]}
+    records = [rec("groupcomm", 12_345.6, 400.0), bad]
+    text = table(records)
+    assert "12,346" in text and "NO" in text and "loss 0.5" in text
+    assert "ok 1/2" in summary(records)
+
+
+def test_progress_line_overwrites_and_clears() -> None:
+    out = io.StringIO()
+    p = ProgressLine(True, out)
+    p.prefix = "run 1/3"
+    p("measuring 2.0/7 s")
+    p("x")
+    p.clear()
+    text = out.getvalue()
+    assert text.startswith("\rrun 1/3: measuring 2.0/7 s")
+    assert text.endswith("\r")
+
+
+def test_progress_line_silent_when_disabled() -> None:
+    out = io.StringIO()
+    p = ProgressLine(False, out)
+    p("anything")
+    p.clear()
+    assert out.getvalue() == ""
+    assert not ProgressLine(None, io.StringIO()).enabled  # not a terminal
