@@ -29,6 +29,7 @@ from groupcomm.core.commands import DeliverMembership, DeliverMessage
 from groupcomm.core.events import Event
 from groupcomm.daemon.frontend_api import SessionCommand
 from groupcomm.daemon.sessions import (
+    LAGGING_MS,
     Ended,
     Granted,
     Log,
@@ -127,6 +128,7 @@ class NativeFrontEnd:
         log: Log,
         *,
         idle_timeout_ms: int = 60_000,
+        lagging_ms: int = LAGGING_MS,
         max_message_bytes: int = 1 << 20,
         allow_admin: bool = False,
         context: zmq.Context[Any] | None = None,
@@ -141,6 +143,7 @@ class NativeFrontEnd:
             send_window=send_window,
             slow_consumer_bytes=slow_consumer_bytes,
             idle_timeout_ms=idle_timeout_ms,
+            lagging_ms=lagging_ms,
             max_message_bytes=max_message_bytes,
             log=log,
         )
@@ -197,8 +200,9 @@ class NativeFrontEnd:
             except zmq.Again:
                 break
             self._on_message(frames, now)
+        layer.release_parked()  # a consumed report may have ended a local consumer's lag
         self._send_direct()
-        return self.layer.take_events()
+        return layer.take_events()
 
     def execute(self, command: SessionCommand) -> None:
         self.layer.apply(command)

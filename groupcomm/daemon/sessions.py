@@ -62,6 +62,10 @@ class Log(Protocol):
     def warning(self, event: str, **kw: object) -> object: ...
 
 
+LAGGING_MS = 5_000  # a consumer more than half the slow-consumer limit behind for this long
+# is closed as a slow consumer (it holds back the local senders meanwhile)
+
+
 class NullLog:
     def info(self, event: str, **kw: object) -> object:
         return None
@@ -119,6 +123,10 @@ class Session:
     unconsumed: int = 0  # receive side: delivered payload bytes not yet consumed
     # Requests handed to the core since the last take_notices, to name core rejections.
     turn: deque[tuple[str, str | None, int, int]] = field(default_factory=deque)
+    # Multicasts held back while a local consumer lags (req, groups, service, msg_type,
+    # payload), in order; their bytes count against the send window like accepted ones.
+    parked: deque[tuple[int, tuple[str, ...], int, int, bytes]] = field(default_factory=deque)
+    parked_bytes: int = 0
     counters: dict[str, int] = field(default_factory=dict)
 
 
@@ -130,6 +138,7 @@ class SessionLayer:
         send_window: int,
         slow_consumer_bytes: int,
         idle_timeout_ms: int = 60_000,
+        lagging_ms: int = LAGGING_MS,
         max_message_bytes: int = 1 << 20,
         log: Log | None = None,
     ) -> None:
@@ -148,7 +157,14 @@ class SessionLayer:
             "refused": 0,
             "slow_consumers": 0,
             "idle_closed": 0,
+            "parked": 0,  # multicasts held back while a local consumer lagged
         }
+        # Sessions more than half of slow_consumer_bytes behind: while there is one, local
+        # multicasts wait (parked) instead of reaching the core, so a flood slows to what the
+        # local consumers take before any of them reaches the slow-consumer limit.
+        self._behind: dict[str, int | None] = {}  # conn -> when expire() first saw it behind
+        self._lag_limit = max(1, slow_consumer_bytes // 2)
+        self.lagging_ms = lagging_ms
         self._invented = 0
         self._events: list[Event] = []
         self._notices: list[Notice] = []
@@ -234,6 +250,41 @@ class SessionLayer:
         session = self._live(conn, now_ms)
         if session is None:
             return
+        if self._behind or session.parked:
+            size = len(payload)
+            held = session.in_flight + session.parked_bytes
+            if held and held + size > self.send_window:
+                self._refuse(conn, req, "mcast", None, WINDOW_EXCEEDED)
+                if size:
+                    self._notices.append(Granted(conn, size))
+                return
+            session.parked.append((req, groups, service, msg_type, payload))
+            session.parked_bytes += size
+            self.counters["parked"] += 1
+            return
+        self._accept_multicast(session, req, groups, service, msg_type, payload)
+
+    def release_parked(self) -> None:
+        """Hand parked multicasts to the core once no local consumer lags (in order)."""
+        if self._behind:
+            return
+        for session in self.sessions.values():
+            parked = session.parked
+            while parked and not self._behind:
+                req, groups, service, msg_type, payload = parked.popleft()
+                session.parked_bytes -= len(payload)
+                self._accept_multicast(session, req, groups, service, msg_type, payload)
+
+    def _accept_multicast(
+        self,
+        session: Session,
+        req: int,
+        groups: tuple[str, ...],
+        service: int,
+        msg_type: int,
+        payload: bytes,
+    ) -> None:
+        conn = session.conn
         size = len(payload)
         why = multicast_problem(groups, service, msg_type, size, self.max_message_bytes)
         if not why and session.in_flight and session.in_flight + size > self.send_window:
@@ -255,6 +306,8 @@ class SessionLayer:
         session = self._live(conn, now_ms)
         if session is not None:
             session.unconsumed = max(0, session.unconsumed - nbytes)
+            if session.unconsumed <= self._lag_limit:
+                self._behind.pop(conn, None)
 
     def close(self, conn: str, reason: str, *, notify: bool = True) -> bool:
         """Close a session (client said bye, vanished, or a policy applies). Feeds
@@ -263,6 +316,7 @@ class SessionLayer:
         if session is None:
             return False
         self.counters["closed"] += 1
+        self._behind.pop(conn, None)  # its parked multicasts go with it
         self._events.append(SessionClosed(conn=conn))
         # Anything still queued for this session is moot: "nothing more follows".
         self._notices = [n for n in self._notices if n.conn != conn]
@@ -278,6 +332,14 @@ class SessionLayer:
         for conn in gone:
             self.counters["idle_closed"] += 1
             self.close(conn, IDLE)
+        # A consumer that stays behind holds back every local sender: past LAGGING_MS it is
+        # closed as a slow consumer, as if it had reached the limit.
+        for conn, since in list(self._behind.items()):
+            if since is None:
+                self._behind[conn] = now_ms
+            elif now_ms - since >= self.lagging_ms and conn in self.sessions:
+                self._slow_consumer(self.sessions[conn])
+                gone.append(conn)
         return gone
 
     def _live(self, conn: str, now_ms: int) -> Session | None:
@@ -301,8 +363,10 @@ class SessionLayer:
         if type(command) is DeliverMessage:  # the hot path, one per delivered message
             self._notices.append(command)
             session.unconsumed += len(command.payload)
-            if session.unconsumed > self.slow_consumer_bytes:
-                self._slow_consumer(session)
+            if session.unconsumed > self._lag_limit:
+                self._behind.setdefault(session.conn, None)
+                if session.unconsumed > self.slow_consumer_bytes:
+                    self._slow_consumer(session)
             return
         match command:
             case DeliverMembership():

@@ -223,7 +223,8 @@ async def test_malformed_bytes_get_error_and_daemon_keeps_working() -> None:
 
 async def test_slow_consumer_is_closed_and_group_sees_disconnect() -> None:
     async def body() -> None:
-        async with mini_daemon(slow_consumer_bytes=8000) as d:
+        # lazy holds back reader's sends once 4000 B behind, and is closed 300 ms later.
+        async with mini_daemon(slow_consumer_bytes=8000, lagging_ms=300) as d:
             async with connect(d.endpoint, "reader") as r, connect(d.endpoint, "lazy") as lazy:
                 await joined(lazy, "g")
                 await joined(r, "g", members=2)

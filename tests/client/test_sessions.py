@@ -19,6 +19,7 @@ from groupcomm.core.events import (
     SessionOpened,
 )
 from groupcomm.daemon.sessions import (
+    LAGGING_MS,
     SLOW_CONSUMER,
     WINDOW_EXCEEDED,
     Ended,
@@ -136,16 +137,21 @@ def test_core_reject_names_the_request_and_returns_the_window() -> None:
     assert s.sessions[conn].in_flight == 0
 
 
+def remote_message(conn: str, payload: bytes) -> DeliverMessage:
+    """A message some other daemon's client sent, delivered to local ``conn``."""
+    return DeliverMessage(
+        conn=conn, sender="#r#d2", groups=("g",), service=0x10, msg_type=0, payload=payload, mid="m"
+    )
+
+
 def test_slow_consumer_is_closed_and_fed_to_the_core() -> None:
     s = layer()
     slow = s.open("slow", True, 0).conn
     fast = s.open("fast", True, 0).conn
-    core = FakeCore([slow, fast])
-    core.handle(s.take_events())
+    s.take_events()
     for i in range(12):
-        s.multicast(fast, i, ("g",), 0x10, 0, b"x" * 500, i)
-        for cmd in core.handle(s.take_events()):
-            s.apply(cmd)
+        for conn in (slow, fast):
+            s.apply(remote_message(conn, b"x" * 500))
         s.consumed(fast, 500, i)  # fast keeps up, slow never consumes
         notices = s.take_notices()
         if slow not in s.sessions:
@@ -189,3 +195,39 @@ def test_membership_filter_idle_expiry_and_close_session() -> None:
         Ended(chatty, "policy"),
     ]
     assert s.sessions == {}
+
+
+def test_local_senders_wait_while_a_local_consumer_lags() -> None:
+    """Past half the slow-consumer limit, local multicasts are parked (in order, counted in the
+    send window) until the consumer catches up; one that stays behind is closed."""
+    s = layer(send_window=2000, idle_timeout_ms=100_000)
+    slow = s.open("slow", True, 0).conn
+    sender = s.open("sender", True, 0).conn
+    core = FakeCore([slow])
+    core.handle(s.take_events())
+    for cmd in core.handle([]):
+        s.apply(cmd)
+    for _ in range(6):  # 3000 > 2500 behind
+        s.apply(remote_message(slow, b"x" * 500))
+    s.take_notices()
+    for req in (1, 2, 3):
+        s.multicast(sender, req, ("g",), 0x10, 0, b"y" * 500, 10)
+    assert s.take_events() == [] and s.counters["parked"] == 3
+    # The window still applies to what is parked: 3 x 500 held, 600 more would exceed 2000.
+    s.multicast(sender, 4, ("g",), 0x10, 0, b"z" * 600, 10)
+    assert Refused(sender, 4, "mcast", None, WINDOW_EXCEEDED) in s.take_notices()
+    s.consumed(slow, 1000, 20)  # caught up to 2000 behind: below the limit again
+    s.release_parked()
+    events = s.take_events()
+    assert [e.payload for e in events if isinstance(e, MulticastRequested)] == [b"y" * 500] * 3
+    # Behind again, and for good: closed after LAGGING_MS of expire() checks.
+    for _ in range(2):
+        s.apply(remote_message(slow, b"x" * 500))
+    s.multicast(sender, 5, ("g",), 0x10, 0, b"w", 30)
+    assert s.take_events() == []
+    s.expire(1_000)
+    assert slow in s.sessions
+    s.expire(1_000 + LAGGING_MS)
+    assert slow not in s.sessions and Ended(slow, SLOW_CONSUMER) in s.take_notices()
+    s.release_parked()
+    assert [e.payload for e in s.take_events() if isinstance(e, MulticastRequested)] == [b"w"]
