@@ -27,6 +27,9 @@ MAX_NAK_RUN = 4096  # longest run asked for in one NAK entry
 SERVICE_BITS = 0x3F
 
 
+URGENT_ARU_LEAD = 256  # receipt acks this far ahead of the last report go out at once
+
+
 class Epoch:
     """Message state of one regular view, seen from daemon ``me``."""
 
@@ -56,6 +59,13 @@ class Epoch:
         self.own_unstable_bytes = 0
         self.own_stable = 0  # how many of our messages are stable
         self.status_dirty = False
+        # Whether the change must go out this turn: our ordering ack for one of our own
+        # messages (the others deliver it only after that ack), a SAFE message waiting for
+        # stability, or a receipt ack far ahead of the last report (senders' windows wait on
+        # it). Other changes wait for the next tick (Node._pump): at low rates most status
+        # frames were such repeats, several per message per daemon.
+        self.status_urgent = False
+        self.reported_aru = 0
 
     # ----------------------------------------------------------------- sending
     def in_flight(self) -> int:
@@ -144,8 +154,11 @@ class Epoch:
     def _advance_ord_known(self) -> None:
         known = self.ord_known
         order = self.order
+        me = self.me
         while known + 1 in order:
             known += 1
+            if order[known][0] == me:
+                self.status_urgent = True
         if known != self.ord_known:
             self.ord_known = known
             self.ack_ord[self.me] = known
@@ -167,6 +180,8 @@ class Epoch:
             self.aru = aru
             self.ack_aru[self.me] = aru
             self.status_dirty = True
+            if aru - self.reported_aru >= URGENT_ARU_LEAD:
+                self.status_urgent = True
             stable = self.stable()
             if stable > self.ack_stable[self.me]:
                 self.ack_stable[self.me] = stable
@@ -215,6 +230,7 @@ class Epoch:
                 if stable < 0:
                     stable = self.safe_point()
                 if stable <= g:
+                    self.status_urgent = True  # stability reports are on SAFE's path
                     return
             g += 1
             self.delivered = g
@@ -331,6 +347,8 @@ class Epoch:
     # ------------------------------------------------------------------ status
     def status(self, max_epoch: int, proposal: ViewId | None) -> Status:
         self.status_dirty = False
+        self.status_urgent = False
+        self.reported_aru = self.aru
         return Status(
             view=self.view,
             sender=self.me,

@@ -76,6 +76,7 @@ class Node:
         self.stopped = False
         self.started = False
         self.last_heartbeat = -(10**9)
+        self.last_status = -(10**9)  # when we last built a Status (heartbeat or report)
         self.counters: dict[str, int] = {"delivered": 0, "retransmitted": 0, "naks": 0}
         # Membership state (owned by groupcomm.core.membership's functions).
         self.phase = membership.OPERATIONAL
@@ -210,6 +211,7 @@ class Node:
         membership.check_membership(self, out)
 
     def status(self) -> Status:
+        self.last_status = self.now
         return self.epoch.status(self.max_epoch, membership.accepted_view(self))
 
     # ------------------------------------------------------------------- pump
@@ -229,7 +231,11 @@ class Node:
         for _, sender, seq, msg in epoch.deliverable():
             self.deliver(sender, self.view, seq, msg, conf, out)
         epoch.collect_garbage()
-        if epoch.status_dirty and peers:
+        if (
+            epoch.status_dirty
+            and peers
+            and (epoch.status_urgent or self.now - self.last_status >= self.cfg.tick_ms)
+        ):
             out.append(SendFrame(targets=peers, frame=self.status()))
 
     def _stamp_pending(self, peers: tuple[str, ...], out: list[Command]) -> None:
