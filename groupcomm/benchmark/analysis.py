@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from groupcomm.benchmark.stats import check_stream, compare_orders, latency_summary, loss, rate
+from groupcomm.benchmark.wirecost import WireSample, no_wire_cost, originated_by_host, wire_cost
 from groupcomm.benchmark.workload import Workload
 
 ORDERED_SERVICES = ("agreed", "safe")
@@ -39,7 +40,9 @@ class RunInputs:
     foreign_top: list[tuple[str, float]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # found by the runner
     placement: str = "loopback"
-    wire_bytes: int | None = None  # link-layer bytes all hosts sent in the window (LAN only)
+    wire: tuple[WireSample, WireSample] | None = None  # traffic counters at w0, w1 (LAN only)
+    hosts: tuple[str, ...] = ()  # names of the hosts/daemons, in node order (wire figures)
+    transport: str = "tcp"  # the daemons' data plane (the baseline: its own TCP)
     daemon_trace: bool = False  # the daemons wrote their per-message trace
     protocol: dict[str, int] = field(default_factory=dict)  # [protocol] overrides
 
@@ -121,6 +124,8 @@ def summarize(inp: RunInputs) -> dict[str, Any]:
         "daemons": work.daemons if ordered else 0,
         "members": len(specs),
         "placement": inp.placement,
+        "transport": inp.transport,
+        "batch": work.send_batch(inp.system),
         "run": inp.run,
         "ok": not problems,
         "problems": problems,
@@ -146,9 +151,7 @@ def summarize(inp: RunInputs) -> dict[str, Any]:
         ),
         "foreign_cpu_pct": _r(inp.foreign_cpu_pct),
         "foreign_top": inp.foreign_top,
-        "wire_bytes_per_msg": (
-            round(inp.wire_bytes / sent_win, 1) if inp.wire_bytes is not None and sent_win else None
-        ),
+        **_wire(inp, send_res, recv_res),
         "daemon_trace": inp.daemon_trace,
         "protocol": inp.protocol,
         "views_during_run": views,
@@ -161,3 +164,22 @@ def summarize(inp: RunInputs) -> dict[str, Any]:
         "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     return record
+
+
+def _wire(
+    inp: RunInputs,
+    send_res: Mapping[int, Mapping[str, Any]],
+    recv_res: Mapping[int, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """Bytes on the wire per message (``wirecost``): per host by the messages its members
+    originated in the window, in total by the messages the group delivered in the window (the
+    mean over receivers: a message delivered to every receiver counts once)."""
+    work = inp.work
+    if inp.wire is None or len(inp.hosts) != work.daemons:
+        return no_wire_cost()
+    nodes = {m.id: m.node for m in work.members() if m.send}
+    sent = {m: int(r.get("sent_win", 0)) for m, r in send_res.items()}
+    originated = originated_by_host(nodes, sent, work.daemons)
+    got = [int(r.get("received_win", 0)) for r in recv_res.values()]
+    delivered = sum(got) / len(got) if got else 0.0
+    return wire_cost(*inp.wire, inp.hosts, originated, delivered, work.window_s)

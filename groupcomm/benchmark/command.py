@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import Any
 
+from groupcomm.benchmark.placement import TRANSPORTS, transport_problem
 from groupcomm.benchmark.report import (
     ProgressLine,
     json_line,
@@ -20,7 +21,7 @@ from groupcomm.benchmark.report import (
     table,
 )
 from groupcomm.benchmark.runner import RunSpec, run_once
-from groupcomm.benchmark.workload import KINDS, MODES, SERVICES, Workload
+from groupcomm.benchmark.workload import FLOOD_BATCH, KINDS, MODES, SERVICES, Workload
 from groupcomm.config import PROTOCOL_KEYS
 
 
@@ -84,7 +85,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        type=_protocol_setting,
+        type=protocol_setting,
         help="a daemon [protocol] setting, e.g. suspect_timeout_ms=1000 (repeatable; "
         "default: the daemons' defaults, docs/operations.md)",
     )
@@ -94,15 +95,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="one network namespace per daemon on a bridge (needs root), members next to "
         "their daemon; default: everything on loopback",
     )
+    p.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="tcp",
+        help="the daemons' data plane: tcp (ZeroMQ mesh, default) or epgm (PGM multicast; "
+        "needs --netns and a pyzmq with PGM)",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"--kind tput: messages per Connection.multicast_many call of a flooding sender "
+        f"({FLOOD_BATCH}); 1 = one Connection.multicast per message",
+    )
 
 
-def _protocol_setting(text: str) -> tuple[str, int]:
+def protocol_setting(text: str) -> tuple[str, int]:
     key, sep, value = text.partition("=")
     if not sep or key not in PROTOCOL_KEYS or not value.isdigit() or int(value) <= 0:
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected KEY=POSITIVE_INT with KEY one of {', '.join(PROTOCOL_KEYS)}"
         )
     return key, int(value)
+
+
+def usage_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with options argparse alone cannot check (None: nothing)."""
+    if args.runs < 1:
+        return "--runs must be at least 1"
+    if args.batch is not None and args.kind != "tput":
+        return "--batch applies to --kind tput only (paced senders send one message per call)"
+    return transport_problem(args.transport, args.netns)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -117,12 +142,14 @@ def main(args: argparse.Namespace) -> int:
             warm=args.warm,
             drain=args.drain,
             lat_rate=args.lat_rate,
+            batch=FLOOD_BATCH if args.batch is None else args.batch,
         )
     except ValueError as e:
         print(f"groupcomm bench: {e}", file=sys.stderr)
         return 2
-    if args.runs < 1:
-        print("groupcomm bench: --runs must be at least 1", file=sys.stderr)
+    problem = usage_problem(args)
+    if problem is not None:
+        print(f"groupcomm bench: {problem}", file=sys.stderr)
         return 2
     protocol = tuple(sorted(dict(args.protocol).items()))
     systems = ["zmq"] if args.baseline else ["groupcomm", "zmq"] if args.compare else ["groupcomm"]
@@ -133,7 +160,13 @@ def main(args: argparse.Namespace) -> int:
             for system in systems:
                 progress.prefix = f"{system} run {run + 1}/{args.runs}"
                 spec = RunSpec(
-                    work, system, run, keep=args.keep, netns=args.netns, protocol=protocol
+                    work,
+                    system,
+                    run,
+                    keep=args.keep,
+                    netns=args.netns,
+                    protocol=protocol,
+                    transport=args.transport,
                 )
                 record = run_once(spec, progress)
                 progress.clear()

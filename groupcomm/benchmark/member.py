@@ -2,12 +2,14 @@
 
 A separate process per sender/receiver, as in the peer kit, so that members run in parallel
 with the daemons and each other, and their CPU can be read per process. It uses the public
-client library only (``Connection.multicast``, ``Connection.receive``): the figures are what an
-application gets. A flooding sender never sleeps; the library's send window (credit from the
-daemon) is the only flow control.
+client library only (``Connection.multicast``/``multicast_many``, ``Connection.receive_many``):
+the figures are what an application gets. A flooding sender never sleeps; the library's send
+window (credit from the daemon) is the only flow control. It sends ``--batch`` messages per
+``multicast_many`` call, or with ``--batch 1`` one ``multicast`` per message (the one-message
+API, for comparison with systems that send one message per call).
 
-The hot loops are the three small functions ``flood_loop``, ``paced_loop`` and
-``receive_loop``, to be switched to batched APIs later without touching the rest. Everything
+The hot loops are the four small functions ``flood_loop``, ``flood_loop_single``,
+``paced_loop`` and ``receive_loop``. Everything
 else (connect, join, the start handshake, the end marker, the result file) happens outside the
 measurement window.
 """
@@ -32,12 +34,12 @@ from groupcomm.benchmark.workload import (
     padding,
     plan_from_args,
 )
+from groupcomm.benchmark.workload import FLOOD_BATCH as FLOOD_BATCH  # the default of --batch
 from groupcomm.client.connection import Connection, ConnectionClosed, GroupcommError, connect
 from groupcomm.client.events import Message, RegularView
 from groupcomm.core.service import Service
 
 CONNECT_TIMEOUT_S = 15.0  # the daemons may still be forming their view
-FLOOD_BATCH = 100  # messages per multicast_many call in a flood (--kind tput)
 VIEW_TIMEOUT_S = 30.0  # until a receiver sees every receiver in the group
 START_TIMEOUT_S = 120.0  # until the orchestrator hands out the start time
 
@@ -50,21 +52,46 @@ async def flood_loop(
     window: tuple[int, int],
     end_ns: int,
     counter: SendCounter,
+    size: int = FLOOD_BATCH,
 ) -> None:
-    """Multicast as fast as the send window allows until ``end_ns``."""
+    """Multicast as fast as the send window allows until ``end_ns``, ``size`` messages per
+    ``multicast_many`` call."""
     mono = time.monotonic_ns
     pack = HEADER.pack
     mcast_many = conn.multicast_many
     w0, w1 = window
     seq = in_window = 0
-    # FLOOD_BATCH messages per call, each stamped when built: the batch is one request to the
+    # ``size`` messages per call, each stamped when built: the batch is one request to the
     # daemon (``mcastb``), as a feed that has many messages at hand would send them.
     while (now := mono()) < end_ns:
-        batch = [pack(me, seq + i, now) + pad for i in range(FLOOD_BATCH)]
+        batch = [pack(me, seq + i, now) + pad for i in range(size)]
         await mcast_many(GROUP, batch, service)
-        seq += FLOOD_BATCH
+        seq += size
         if w0 <= now < w1:
-            in_window += FLOOD_BATCH
+            in_window += size
+    counter.sent, counter.in_window = seq, in_window
+
+
+async def flood_loop_single(
+    conn: Connection,
+    service: Service,
+    me: int,
+    pad: bytes,
+    window: tuple[int, int],
+    end_ns: int,
+    counter: SendCounter,
+) -> None:
+    """``flood_loop`` with one ``Connection.multicast`` per message (``--batch 1``)."""
+    mono = time.monotonic_ns
+    pack = HEADER.pack
+    mcast = conn.multicast
+    w0, w1 = window
+    seq = in_window = 0
+    while (now := mono()) < end_ns:
+        await mcast(GROUP, pack(me, seq, now) + pad, service)
+        seq += 1
+        if w0 <= now < w1:
+            in_window += 1
     counter.sent, counter.in_window = seq, in_window
 
 
@@ -154,8 +181,10 @@ async def _send_phase(conn: Connection, plan: MemberPlan, start_ns: int, c: Send
         await paced_loop(
             conn, service, plan.id, pad, window, (start_ns, 1e9 / plan.rate, end_ns), c
         )
+    elif plan.batch == 1:
+        await flood_loop_single(conn, service, plan.id, pad, window, end_ns, c)
     else:
-        await flood_loop(conn, service, plan.id, pad, window, end_ns, c)
+        await flood_loop(conn, service, plan.id, pad, window, end_ns, c, plan.batch)
     # the end marker travels behind the data (one total order); never unreliable
     marker = Service.RELIABLE if service == Service.UNRELIABLE else service
     await conn.multicast(GROUP, HEADER.pack(plan.id, END_SEQ, c.sent) + pad, marker)

@@ -3,7 +3,9 @@
 
 Formatting only: the numbers are computed in ``analysis``. Table columns: ``deliver/s`` is
 ``deliver_rate_min`` (the slowest receiver), ``client us`` is ``client_us_per_msg``,
-``foreign%`` the CPU other processes used during the window (docs/performance.md).
+``foreign%`` the CPU other processes used during the window, ``wire B/msg`` the bytes each
+daemon's host sent per message (``wire_out_bytes_per_msg``, ``--netns`` only; see
+docs/performance.md).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("daemon CPU %", "daemon_cpu_pct", 14),
     ("daemon MB", "daemon_rss_mb", 14),
     ("client us", "client_us_per_msg", 9),
+    ("wire B/msg", "wire_out_bytes_per_msg", 17),
     ("foreign%", "foreign_cpu_pct", 8),
     ("ok", "ok", 3),
 )

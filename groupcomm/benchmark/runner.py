@@ -4,8 +4,8 @@ run, collection, analysis.
 
 Every run gets a fresh placement, cluster and members, so runs are independent and a daemon's
 peak RSS (VmHWM) belongs to that run. The orchestrator itself only sleeps and reads ``/proc``
-while the members run: CPU (and, on a LAN, wire bytes) at the window's edges, RSS every
-``MEM_EVERY_S``.
+while the members run: CPU (and, on a LAN, every host's traffic counters) at the window's edges,
+RSS every ``MEM_EVERY_S``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from groupcomm.benchmark.members import MemberError, MemberGroup
 from groupcomm.benchmark.placement import Placement, make_placement
 from groupcomm.benchmark.procstat import CpuWindow, PeakMemory
 from groupcomm.benchmark.recorder import read_keys
-from groupcomm.benchmark.workload import Workload, member_plan
+from groupcomm.benchmark.wirecost import WireSample
+from groupcomm.benchmark.workload import Workload, member_plan, zmq_window
 from groupcomm.client.connection import GroupcommError, query_status
 from groupcomm.localcluster import LocalCluster, free_ports
 
@@ -48,6 +49,12 @@ class RunSpec:
     keep: bool = False  # keep the work directory (logs, member results)
     netns: bool = False  # one namespace host per daemon instead of loopback
     protocol: tuple[tuple[str, int], ...] = ()  # daemons' [protocol] overrides
+    transport: str = "tcp"  # the daemons' data plane: "tcp" (mesh) or "epgm" (needs netns)
+
+    @property
+    def record_transport(self) -> str:
+        """What the record's ``transport`` says: the baseline is always PUB/SUB over TCP."""
+        return self.transport if self.system == "groupcomm" else "tcp"
 
 
 def run_once(spec: RunSpec, progress: Progress) -> dict[str, Any]:
@@ -84,6 +91,10 @@ def failed(spec: RunSpec, reason: str) -> dict[str, Any]:
         "size": work.size,
         "service": work.service if spec.system == "groupcomm" else "none",
         "placement": "netns" if spec.netns else "loopback",
+        "transport": spec.record_transport,
+        "batch": work.send_batch(spec.system),
+        "daemons": work.daemons if spec.system == "groupcomm" else 0,
+        "members": len(work.members()),
         "run": spec.run,
         "ok": False,
         "problems": [reason],
@@ -93,6 +104,10 @@ def failed(spec: RunSpec, reason: str) -> dict[str, Any]:
         "p99_us": None,
         "order_same": None,
         "loss": None,
+        "send_rate": None,
+        "daemon_rss_mb": [],
+        "dur": work.dur,
+        "lat_rate": work.lat_rate if work.kind == "lat" else None,
         "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -105,7 +120,7 @@ def _run_groupcomm(
 ) -> dict[str, Any]:
     work = spec.work
     names = tuple(f"d{i + 1}" for i in range(work.daemons))
-    cluster = place.cluster(workdir, names, dict(spec.protocol))
+    cluster = place.cluster(workdir, names, dict(spec.protocol), spec.transport)
     progress("starting daemons")
     group = MemberGroup(workdir)
     cluster.start()
@@ -117,7 +132,7 @@ def _run_groupcomm(
             argv = [sys.executable, "-m", "groupcomm.benchmark.member", *plan.to_argv()]
             group.spawn(m.id, [*place.prefix(m.node), *argv, "--endpoint", endpoint])
         daemon_pids = {name: cluster.procs[name].pid for name in names}
-        inputs = _timed(spec, place, group, daemon_pids, workdir, progress)
+        inputs = _timed(spec, place, group, daemon_pids, workdir, progress, names)
         inputs.daemon_trace = bool(cluster.traces)
         inputs.protocol = dict(spec.protocol)
         inputs.problems += _daemon_problems(cluster, names)
@@ -171,18 +186,21 @@ def _run_zmq(spec: RunSpec, place: Placement, workdir: Path, progress: Progress)
     ports = free_ports(2 * len(senders))
     pub = {m.id: f"tcp://{place.ip(m.node)}:{ports[2 * i]}" for i, m in enumerate(senders)}
     pull = {m.id: f"tcp://{place.ip(m.node)}:{ports[2 * i + 1]}" for i, m in enumerate(senders)}
+    window, ack_every = zmq_window(work.size)
     group = MemberGroup(workdir)
     try:
         for m in members:
             plan = member_plan(m, work, str(workdir / f"m{m.id}.json"))
             argv = [sys.executable, "-m", "groupcomm.benchmark.zmq_member", *plan.to_argv()]
+            argv += ["--window", str(window), "--ack-every", str(ack_every)]
             if m.send:
                 argv += ["--bind", pub[m.id], "--ack-bind", pull[m.id]]
             if m.recv:
                 argv += ["--connect", ",".join(pub.values())]
                 argv += ["--ack-connect", ",".join(f"{sid}={ep}" for sid, ep in pull.items())]
             group.spawn(m.id, [*place.prefix(m.node), *argv])
-        return summarize(_timed(spec, place, group, {}, workdir, progress))
+        hosts = tuple(f"h{i + 1}" for i in range(work.daemons))
+        return summarize(_timed(spec, place, group, {}, workdir, progress, hosts))
     finally:
         group.kill()
 
@@ -197,8 +215,10 @@ def _timed(
     daemon_pids: dict[str, int],
     workdir: Path,
     progress: Progress,
+    hosts: tuple[str, ...],
 ) -> RunInputs:
-    """Start the members together, sample while they run, collect what they wrote."""
+    """Start the members together, sample while they run, collect what they wrote. ``hosts``
+    names the nodes (the daemons' names) in the wire figures."""
     work = spec.work
     problems: list[str] = []
     progress("waiting for members to join")
@@ -208,7 +228,7 @@ def _timed(
     memory = PeakMemory(dict(daemon_pids))
     cpu_pct: dict[str, float | None] = {}
     foreign, top = 0.0, list[tuple[str, float]]()
-    wire: list[int | None] = []
+    wire: list[WireSample | None] = []
     try:
         group.wait_ready(READY_TIMEOUT_S)
     except MemberError as e:
@@ -225,11 +245,11 @@ def _timed(
             memory.sample()
             if not began and now >= w0:
                 cpu.begin(now)
-                wire.append(place.wire_bytes())
+                wire.append(_wire_sample(place, problems))
                 began = True
             elif began and not ended and now >= w1:
                 cpu_pct, foreign, top = cpu.end(now)
-                wire.append(place.wire_bytes())
+                wire.append(_wire_sample(place, problems))
                 ended = True
             progress(_phase(now, start / 1e9, work))
             nxt = now + MEM_EVERY_S
@@ -257,14 +277,19 @@ def _timed(
         foreign_top=top,
         problems=problems,
         placement=place.name,
-        wire_bytes=_difference(wire),
+        wire=(wire[0], wire[1]) if len(wire) == 2 and wire[0] and wire[1] else None,
+        hosts=hosts,
+        transport=spec.record_transport,
     )
 
 
-def _difference(samples: list[int | None]) -> int | None:
-    if len(samples) == 2 and samples[0] is not None and samples[1] is not None:
-        return samples[1] - samples[0]
-    return None
+def _wire_sample(place: Placement, problems: list[str]) -> WireSample | None:
+    """The hosts' traffic counters; a failed read costs the wire figures, not the run."""
+    try:
+        return place.wire_sample()
+    except (RuntimeError, OSError) as e:
+        problems.append(f"reading the traffic counters failed: {e}")
+        return None
 
 
 def _phase(now: float, start: float, work: Workload) -> str:

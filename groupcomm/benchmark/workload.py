@@ -27,6 +27,10 @@ KINDS = ("tput", "lat")
 SERVICES = ("unreliable", "reliable", "fifo", "causal", "agreed", "safe")
 GROUP = "bench"
 TPUT_LAT_STRIDE = 64  # in throughput runs, every 64th message of a sender is a latency sample
+# Messages per ``Connection.multicast_many`` call of a flooding groupcomm sender (``--batch``);
+# 1 = one ``Connection.multicast`` per message, the one-message API (as CPG's one message per
+# call). Paced senders (``--kind lat``) and the zmq baseline always send one message per call.
+FLOOD_BATCH = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,7 @@ class Workload:
     warm: float = 1.0
     drain: float = 5.0
     lat_rate: float = 1000.0
+    batch: int = FLOOD_BATCH  # messages per send call of a flooding groupcomm sender
 
     def __post_init__(self) -> None:
         if self.mode not in MODES or self.kind not in KINDS or self.service not in SERVICES:
@@ -62,6 +67,8 @@ class Workload:
             raise ValueError("need daemons >= 1, 0 <= warm < dur, drain >= 0")
         if self.lat_rate <= 0:
             raise ValueError("lat_rate must be positive")
+        if self.batch < 1:
+            raise ValueError("batch must be at least 1")
 
     @property
     def window_s(self) -> float:
@@ -89,6 +96,28 @@ class Workload:
     def lat_stride(self) -> int:
         return 1 if self.kind == "lat" else TPUT_LAT_STRIDE
 
+    def send_batch(self, system: str) -> int:
+        """Messages per send call a sender of ``system`` actually makes: ``batch`` for a
+        flooding groupcomm sender, else 1 (paced sends, and the baseline's one message per
+        frame)."""
+        return self.batch if system == "groupcomm" and self.kind == "tput" else 1
+
+
+# The zmq baseline's flow control (``zmq_member``): a sender stays at most this many messages
+# ahead of its slowest receiver (the peer kit's 20,000), and at most this many bytes: at 100 kB
+# per message 20,000 messages would be 2 GB queued per sender.
+ZMQ_WINDOW_MSGS = 20_000
+ZMQ_WINDOW_BYTES = 32 << 20
+ZMQ_ACK_EVERY = 256
+
+
+def zmq_window(size: int) -> tuple[int, int]:
+    """The baseline's ``(window, ack_every)`` for ``size``-byte messages: the kit's 20,000 and
+    256 up to 1,677 bytes, then ``ZMQ_WINDOW_BYTES`` worth of messages (at least 16), with a
+    progress ack every quarter window at most, so the sender never waits for a whole window."""
+    window = max(16, min(ZMQ_WINDOW_MSGS, ZMQ_WINDOW_BYTES // max(1, size)))
+    return window, max(1, min(ZMQ_ACK_EVERY, window // 4))
+
 
 def padding(size: int) -> bytes:
     return b"\0" * max(0, size - HEADER.size)
@@ -115,6 +144,7 @@ class MemberPlan:
     warm: float
     drain: float
     lat_stride: int
+    batch: int  # messages per multicast call when flooding (1: Connection.multicast)
     out: str  # result JSON path; the delivery order goes to ``out`` + ".keys"
 
     def to_argv(self) -> list[str]:
@@ -140,6 +170,7 @@ def member_plan(spec: MemberSpec, work: Workload, out: str) -> MemberPlan:
         warm=work.warm,
         drain=work.drain,
         lat_stride=work.lat_stride(),
+        batch=work.batch,
         out=out,
     )
 
@@ -157,6 +188,7 @@ def add_member_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warm", type=float, default=1.0)
     parser.add_argument("--drain", type=float, default=5.0)
     parser.add_argument("--lat-stride", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=FLOOD_BATCH)
     parser.add_argument("--out", required=True)
 
 
@@ -174,5 +206,6 @@ def plan_from_args(ns: argparse.Namespace) -> MemberPlan:
         warm=ns.warm,
         drain=ns.drain,
         lat_stride=max(1, ns.lat_stride),
+        batch=max(1, ns.batch),
         out=ns.out,
     )
