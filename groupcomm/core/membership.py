@@ -312,6 +312,7 @@ def apply_install(node: Node, install: Install, out: list[Command]) -> None:
         if member != node.me and (known is None or known.token == member):
             node.heard[name] = Heard(node.now, member, node.view, None)
     node.phase = OPERATIONAL
+    node.installed_at = node.now
     node.accepted = None
     node.proposing = None
     node.mismatch_since.clear()

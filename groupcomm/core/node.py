@@ -77,6 +77,7 @@ class Node:
         self.started = False
         self.last_heartbeat = -(10**9)
         self.last_status = -(10**9)  # when we last built a Status (heartbeat or report)
+        self.installed_at = 0  # when the current view was installed
         self.counters: dict[str, int] = {"delivered": 0, "retransmitted": 0, "naks": 0}
         # Membership state (owned by groupcomm.core.membership's functions).
         self.phase = membership.OPERATIONAL
@@ -234,7 +235,13 @@ class Node:
         if (
             epoch.status_dirty
             and peers
-            and (epoch.status_urgent or self.now - self.last_status >= self.cfg.tick_ms)
+            and (
+                epoch.status_urgent
+                or self.now - self.last_status >= self.cfg.tick_ms
+                # Right after an install every report goes out at once: deferring them there
+                # slowed merges in the simulator (more rounds before the views settle, L3).
+                or self.now - self.installed_at < self.cfg.suspect_timeout_ms
+            )
         ):
             out.append(SendFrame(targets=peers, frame=self.status()))
 
