@@ -6,8 +6,11 @@ put next to corosync, Spread, Redis and raw pyzmq: member processes with a commo
 in a fixed window, latency at a fixed offered rate. The modules: ``workload`` (parameters,
 placement, header), ``recorder`` (what a receiver counts), ``member`` / ``zmq_member`` (the
 member processes), ``startsync`` (the common start), ``members`` (the member processes as a
-group), ``placement`` (loopback or a namespace LAN), ``procstat`` (/proc sampling), ``stats``
-(pure statistics), ``analysis`` (member results -> one run record), ``runner`` (one run),
-``report`` (table, JSON, progress) and ``command`` (the CLI). ``docs/performance.md`` explains
-the fields.
+group), ``placement`` (loopback or a namespace LAN, TCP mesh or epgm), ``procstat`` (/proc
+sampling), ``wirecost`` (bytes on the wire per message and daemon), ``stats`` (pure
+statistics), ``analysis`` (member results -> one run record), ``runner`` (one run), ``report``
+(table, JSON, progress) and ``command`` (the CLI). The grid sweep for the published tables is
+``sweep`` (``python -m groupcomm.benchmark.sweep``), with ``sweepgrid`` (its runs and time
+estimate), ``sweepreport`` (markdown tables, latency knee, memory bound) and ``plot`` (the
+optional matplotlib plot). ``docs/performance.md`` explains the fields.
 """

@@ -284,7 +284,8 @@ def _timed(
 
 
 def _wire_sample(place: Placement, problems: list[str]) -> WireSample | None:
-    """The hosts' traffic counters; a failed read costs the wire figures, not the run."""
+    """The hosts' traffic counters. A failed read does not stop the run; it loses the wire
+    figures and is reported in ``problems`` (a run measured incompletely is not ``ok``)."""
     try:
         return place.wire_sample()
     except (RuntimeError, OSError) as e:

@@ -7,6 +7,7 @@ from array import array
 from typing import Any
 
 from groupcomm.benchmark.analysis import RunInputs, summarize
+from groupcomm.benchmark.wirecost import HostBytes, WireSample
 from groupcomm.benchmark.workload import Workload
 
 
@@ -98,3 +99,26 @@ def test_zmq_baseline_has_no_order_claim() -> None:
     inp.system = "zmq"
     r = summarize(inp)
     assert r["order_same"] is None and r["service"] == "none" and r["ok"]
+
+
+def test_record_says_transport_and_batch_and_has_no_wire_figures_on_loopback() -> None:
+    r = summarize(one_mode("agreed", [FULL, FULL, FULL]))
+    assert (r["transport"], r["batch"]) == ("tcp", 100)
+    assert r["wire_per_daemon"] is None and r["wire_out_bytes_per_msg"] is None
+
+
+def test_wire_figures_per_daemon_in_mode_one() -> None:
+    inp = one_mode("agreed", [FULL, FULL, FULL])  # the sender sent 2 in the window
+    inp.hosts = ("d1", "d2", "d3")
+    zero = HostBytes(0, {})
+    inp.wire = (
+        WireSample(0.0, (zero, zero, zero)),
+        WireSample(2.0, (HostBytes(300, {"mcast": 260}), HostBytes(0, {"tcp": 40}), zero)),
+    )
+    r = summarize(inp)
+    per = r["wire_per_daemon"]
+    assert per["d1"]["per"] == "sent" and per["d1"]["bytes_per_sent_msg"] == 130.0
+    # receivers delivered 10, 20, 30 in the window: 20 messages delivered on average
+    assert per["d2"]["per"] == "delivered" and per["d2"]["tcp"] == 2.0
+    assert r["wire_out_bytes_per_msg"] == [130.0, 2.0, 0.0]
+    assert r["wire_total_bytes_per_delivered_msg"] == 15.0

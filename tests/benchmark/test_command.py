@@ -33,3 +33,20 @@ def test_bad_workload_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["bench", "--size", "8"]) == 2
     assert "at least 16 bytes" in capsys.readouterr().err
     assert main(["bench", "--runs", "0"]) == 2
+
+
+def test_transport_and_batch_defaults() -> None:
+    args = build_parser().parse_args(["bench"])
+    assert (args.transport, args.batch) == ("tcp", None)
+    assert build_parser().parse_args(["bench", "--batch", "1"]).batch == 1
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--transport", "udp"])
+
+
+def test_epgm_needs_netns_and_batch_needs_a_flood(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--transport", "epgm"]) == 2
+    assert "needs --netns" in capsys.readouterr().err
+    assert main(["bench", "--kind", "lat", "--batch", "10"]) == 2
+    assert "--kind tput only" in capsys.readouterr().err
+    assert main(["bench", "--batch", "0"]) == 2
+    assert "batch must be at least 1" in capsys.readouterr().err

@@ -7,11 +7,14 @@ import argparse
 import pytest
 
 from groupcomm.benchmark.workload import (
+    FLOOD_BATCH,
+    ZMQ_WINDOW_BYTES,
     MemberSpec,
     Workload,
     add_member_arguments,
     member_plan,
     plan_from_args,
+    zmq_window,
 )
 
 
@@ -52,3 +55,21 @@ def test_member_plan_survives_its_command_line() -> None:
     parser = argparse.ArgumentParser()
     add_member_arguments(parser)
     assert plan_from_args(parser.parse_args(plan.to_argv())) == plan
+
+
+def test_batch_is_what_a_flooding_groupcomm_sender_uses() -> None:
+    w = Workload(batch=1)
+    assert member_plan(w.members()[0], w, "/tmp/x.json").batch == 1
+    assert Workload().send_batch("groupcomm") == FLOOD_BATCH == 100
+    assert Workload(batch=7).send_batch("zmq") == 1  # one message per frame
+    assert Workload(kind="lat", batch=7).send_batch("groupcomm") == 1  # paced: one per call
+    with pytest.raises(ValueError):
+        Workload(batch=0)
+
+
+def test_zmq_window_is_the_kits_up_to_a_byte_bound() -> None:
+    assert zmq_window(100) == (20_000, 256)
+    window, ack_every = zmq_window(100_000)
+    assert window * 100_000 <= ZMQ_WINDOW_BYTES and window < 20_000
+    assert 0 < ack_every <= window // 4
+    assert zmq_window(10**9) == (16, 4)
