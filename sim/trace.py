@@ -12,7 +12,6 @@ read traces recorded by any implementation.
 
 from __future__ import annotations
 
-import heapq
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -370,13 +369,37 @@ def load_traces(paths: Sequence[str | os.PathLike[str]]) -> Trace:
     for path in paths:
         with open(path, encoding="utf-8") as fh:
             per_file.append(parse_lines(fh, source=os.fspath(path)))
-    # Each file keeps its own order. Across files, at the same millisecond a send goes before
-    # other daemons' events: a delivery can never really precede its send, but clocks in ms
-    # cannot tell them apart.
-    merged: Iterator[Event] = heapq.merge(
-        *per_file, key=lambda e: (e.t, 0 if isinstance(e, Send) else 1)
-    )
-    return Trace([replace(e, idx=i) for i, e in enumerate(merged)])
+    return Trace([replace(e, idx=i) for i, e in enumerate(_merge(per_file))])
+
+
+def _merge(per_file: Sequence[Sequence[Event]]) -> Iterator[Event]:
+    """The files' events by ``t``, each file keeping its own order. Across files, at the same
+    millisecond, a send goes first, then an event that does not receive a message whose send is
+    still waiting in some file: a delivery can never really precede its send, but clocks in ms
+    cannot tell them apart. (``(t, sends first)`` is no merge key: one daemon's file may hold a
+    delivery and then a send in the same millisecond.) A delivery whose send comes later still
+    goes first when nothing else can, so a real violation stays visible."""
+    pending = {e.mid for events in per_file for e in events if isinstance(e, Send)}
+
+    def rank(e: Event) -> int:
+        if isinstance(e, Send):
+            return 0
+        mid = getattr(e, "mid", None)
+        return 2 if isinstance(mid, str) and mid in pending else 1
+
+    pos = [0] * len(per_file)
+    while True:
+        live = [i for i, events in enumerate(per_file) if pos[i] < len(events)]
+        if not live:
+            return
+        t = min(per_file[i][pos[i]].t for i in live)
+        tied = [i for i in live if per_file[i][pos[i]].t == t]
+        i = min(tied, key=lambda i: rank(per_file[i][pos[i]]))
+        e = per_file[i][pos[i]]
+        pos[i] += 1
+        if isinstance(e, Send):
+            pending.discard(e.mid)
+        yield e
 
 
 # ------------------------------------------------------------------- connection identities

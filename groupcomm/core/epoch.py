@@ -45,6 +45,9 @@ class Epoch:
         self.order: dict[int, tuple[str, int]] = {}  # gseq -> (sender, seq), retained part
         self.ord_known = 0  # contiguous ordering prefix held
         self.ordered_hint = 0  # highest gseq known to exist
+        # seen_seq and ordered_hint as of the previous missing(): only older gaps are NAKed
+        self.nak_seen: dict[str, int] = dict.fromkeys(members, 0)
+        self.nak_hint = 0
         self.aru = 0  # contiguous prefix with ordering *and* payload
         self.delivered = 0
         self.gc_upto = 0
@@ -257,12 +260,18 @@ class Epoch:
 
     # ------------------------------------------------------------------ repair
     def missing(self) -> Nak | None:
-        """What we lack: data runs per sender and ordering gseqs (NAK-based repair)."""
+        """What we lack: data runs per sender and ordering gseqs (NAK-based repair).
+
+        Called once per tick. A gap is asked for only once it was already known at the previous
+        call: what a Status or an Ordered frame reveals may still be on its way by another path
+        (over epgm the Status travels over TCP, the data over PGM, and the Status routinely
+        arrives first), and asking at once would repeat the whole burst over TCP."""
         data: list[tuple[str, int, int]] = []
         for sender in self.members:
             if sender == self.me:
                 continue
-            top = self.seen_seq[sender]
+            top = min(self.seen_seq[sender], self.nak_seen[sender])
+            self.nak_seen[sender] = self.seen_seq[sender]
             low = self.contig[sender]
             if top > low:
                 store = self.recv[sender]
@@ -275,7 +284,8 @@ class Epoch:
                     last += 1
                 data.append((sender, first, last))
         order_from = self.ord_known + 1
-        order_to = self.ordered_hint
+        order_to = min(self.ordered_hint, self.nak_hint)
+        self.nak_hint = self.ordered_hint
         if not data and order_to < order_from:
             return None
         return Nak(
