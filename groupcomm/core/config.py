@@ -13,7 +13,10 @@ class CoreConfig:
     peers: tuple[str, ...]  # names of every daemon that may belong to the cluster (self included)
     tick_ms: int = 10  # the one periodic timer: heartbeats, repair, deadlines
     heartbeat_ms: int = 40
-    suspect_timeout_ms: int = 250  # silence after which a member is suspected
+    # Silence after which a member is suspected. 1 s, not less: on a loaded machine a daemon
+    # starved of CPU for a few hundred ms (a busy 2-core host, a GC pause) is not a crash, and a
+    # false suspicion costs a view change (L2). corosync's default token timeout is 3 s.
+    suspect_timeout_ms: int = 1000
     flush_timeout_ms: int = 200  # proposer waits this long for Flush reports
     install_timeout_ms: int = 400  # a member waits this long for Install after flushing
     gather_timeout_ms: int = 150  # wait for someone else's proposal before proposing ourselves

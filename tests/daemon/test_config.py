@@ -143,8 +143,8 @@ def test_fingerprint_is_sorted_protocol_settings() -> None:
         ("[protocol]\nwindow_msgs = 1.5\n", "[protocol] window_msgs must be a positive integer"),
         ("[protocol]\nflush_timeout_ms = true\n", "[protocol] flush_timeout_ms must be a positive"),
         (
-            "[protocol]\nheartbeat_ms = 300\n",
-            "[protocol] suspect_timeout_ms must exceed heartbeat_ms, got 250 <= 300",
+            "[protocol]\nheartbeat_ms = 1200\n",
+            "[protocol] suspect_timeout_ms must exceed heartbeat_ms, got 1000 <= 1200",
         ),
         ("[protocol]\nheartbeat = 30\n", "[protocol] unknown key 'heartbeat'"),
         ("[daemon]\nnmae = 'd1'\n", "[daemon] unknown key 'nmae'"),

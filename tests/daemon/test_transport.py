@@ -184,8 +184,8 @@ def test_fingerprint_mismatch_is_refused_naming_the_setting(ctx: zmq.Context[Any
     refused = [e for e in logs if e["event"] == "peer_refused"]
     messages = sorted(e["msg"] for e in refused)
     assert messages == [
-        "refusing d1: suspect_timeout_ms 500 here, 250 there",
-        "refusing d2: suspect_timeout_ms 250 here, 500 there",
+        "refusing d1: suspect_timeout_ms 500 here, 1000 there",
+        "refusing d2: suspect_timeout_ms 1000 here, 500 there",
     ]
     assert all(e["log_level"] == "error" for e in refused)
     t1.close()
