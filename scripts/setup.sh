@@ -107,7 +107,7 @@ fi
 stamp=.venv/.groupcomm-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     "$VPY" -m pip install --quiet --upgrade pip
-    PYZMQ_NO_BUNDLE=1 "$VPY" -m pip install --quiet "${pip_source[@]}" -e '.[test]'
+    PYZMQ_NO_BUNDLE=1 "$VPY" -m pip install --quiet "${pip_source[@]}" -e '.[test,bench]'
     touch "$stamp"
 fi
 
