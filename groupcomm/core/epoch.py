@@ -16,6 +16,7 @@ Delivery rule in the regular view (see protocol/ordering.md):
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import repeat
 
 from groupcomm.core.frames import Data, GlobalRange, Msg, Nak, Ordered, OrderRange, Status
 from groupcomm.core.ids import ViewId
@@ -119,15 +120,26 @@ class Epoch:
         floor = max(self.gc_upto, self.ord_known)
         if gseq > self.ord_known + MAX_AHEAD:
             return  # far beyond anything plausible: a bogus frame, not a gap to repair
+        # Every gseq in ``order`` is at most ``ordered_hint`` (raised below after each frame), and
+        # this frame's own entries lie below ``gseq``: past ``fresh`` nothing can be there yet.
+        fresh = max(floor, self.ordered_hint)
         for sender, first_seq, count in frame.ranges:
+            # Not a member of this view, or absurd: ignore the rest, but keep ordered_hint above
+            # what was taken (the invariant ``fresh`` relies on).
             if sender not in self.recv or not 0 < count <= MAX_AHEAD:
-                return  # not a member of this view, or absurd: ignore the rest
+                break
             if gseq + count > frame.first_gseq + MAX_AHEAD:
-                return
-            for seq in range(first_seq, first_seq + count):
-                if gseq > floor and gseq not in order:
-                    order[gseq] = (sender, seq)
-                gseq += 1
+                break
+            if gseq > fresh:  # the usual case: all new, one C-level update
+                seqs = range(first_seq, first_seq + count)
+                entries = zip(repeat(sender, count), seqs, strict=True)
+                order.update(zip(range(gseq, gseq + count), entries, strict=True))
+                gseq += count
+            else:  # a repair or a duplicate: the first order heard for a gseq stands
+                for seq in range(first_seq, first_seq + count):
+                    if gseq > floor and gseq not in order:
+                        order[gseq] = (sender, seq)
+                    gseq += 1
             if self.seen_seq[sender] < first_seq + count - 1 <= self.contig[sender] + MAX_AHEAD:
                 self.seen_seq[sender] = first_seq + count - 1
         if gseq - 1 > self.ordered_hint:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import sys
 import time
@@ -32,6 +33,8 @@ from groupcomm.logconfig import configure_logging
 
 # frontend_factory(config, context) -> FrontEnd
 FrontEndFactory = Callable[..., FrontEnd]
+
+GC_THRESHOLD = 100_000  # allocations between young-generation collections (default 700)
 
 
 def native_frontend(config: DaemonConfig, context: zmq.Context[Any]) -> FrontEnd:
@@ -116,6 +119,7 @@ def run_daemon(
         )
         transport = None  # the driver owns and closes it now
         frontend = None
+        tune_gc()
         return asyncio.run(driver.run())
     finally:
         if transport is not None:
@@ -123,6 +127,18 @@ def run_daemon(
         if frontend is not None:
             frontend.close()
         ctx.destroy(linger=0)
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector rare: the daemon's per-message objects (messages,
+    order entries, delivery commands) are acyclic and freed by reference counting, but each
+    allocation counts towards a collection, and with the default threshold (700) a flood ran a
+    young-generation collection every few hundred messages, and older ones that walk every
+    retained message (docs/performance.md, "Profiles"). What start-up built is frozen out of
+    every collection."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 50, 1000)
 
 
 def build_parser(prog: str = "python -m groupcomm.daemon") -> argparse.ArgumentParser:

@@ -368,7 +368,7 @@ def _delivered(v: object, i: int) -> Delivered:
             and type(payload) is bytes
             and type(mid) is str
         ):
-            return Delivered(sender, groups, service, msg_type, payload, mid)
+            return _new_tuple(Delivered, v)  # v holds the fields in order: no field-wise copy
     name = f"msgs[{i}]"
     if type(v) is not tuple or len(v) != 6:
         raise _Bad(name, "expected [sender, groups, service, msg_type, payload, mid]")
@@ -407,6 +407,7 @@ def _view(f: tuple[object, ...]) -> ViewMsg:
 
 
 _T = TypeVar("_T")
+_new_tuple: Final = tuple.__new__  # a NamedTuple from a tuple of its fields, in C
 _Schema = dict[str, tuple[int, Callable[[tuple[object, ...]], _T]]]
 
 _REQUESTS: Final[_Schema[Request]] = {
