@@ -50,6 +50,9 @@ class Epoch:
         self.nak_seen: dict[str, int] = dict.fromkeys(members, 0)
         self.nak_hint = 0
         self.aru = 0  # contiguous prefix with ordering *and* payload
+        # A local consumer lags (Node.on_backlog): receipt is acknowledged (ack_aru of our own,
+        # Status.aru) only up to what we delivered, so every sender's window fills (section 7).
+        self.held = False
         self.delivered = 0
         self.gc_upto = 0
         self.ack_ord: dict[str, int] = dict.fromkeys(members, 0)
@@ -193,13 +196,30 @@ class Epoch:
             aru += 1
         if aru != self.aru:
             self.aru = aru
-            self.ack_aru[self.me] = aru
-            self.status_dirty = True
-            if aru - self.reported_aru >= URGENT_ARU_LEAD:
-                self.status_urgent = True
-            stable = self.stable()
-            if stable > self.ack_stable[self.me]:
-                self.ack_stable[self.me] = stable
+            self._acknowledge()
+
+    def _acknowledge(self) -> None:
+        """Raise our own receipt ack to ``aru`` (to what we delivered while held)."""
+        me = self.me
+        acked = min(self.aru, self.delivered) if self.held else self.aru
+        if acked <= self.ack_aru[me]:
+            return
+        self.ack_aru[me] = acked
+        self.status_dirty = True
+        if acked - self.reported_aru >= URGENT_ARU_LEAD:
+            self.status_urgent = True
+        stable = self.stable()
+        if stable > self.ack_stable[me]:
+            self.ack_stable[me] = stable
+
+    def hold(self, held: bool) -> None:
+        """Start or end holding back receipt acks (``held``); ending one reports at once."""
+        if held == self.held:
+            return
+        self.held = held
+        if not held:
+            self.status_urgent = True  # the senders wait for exactly this ack
+            self._acknowledge()
 
     # --------------------------------------------------------------- sequencer
     def sequence(self) -> Ordered | None:
@@ -370,7 +390,7 @@ class Epoch:
     def status(self, max_epoch: int, proposal: ViewId | None) -> Status:
         self.status_dirty = False
         self.status_urgent = False
-        self.reported_aru = self.aru
+        self.reported_aru = self.ack_aru[self.me]
         return Status(
             view=self.view,
             sender=self.me,
@@ -379,7 +399,7 @@ class Epoch:
             sent_seq=self.next_seq - 1,
             ordered_upto=self.next_gseq - 1 if self.is_sequencer else 0,
             ord_known=self.ord_known,
-            aru=self.aru,
+            aru=self.ack_aru[self.me],
             stable=self.ack_stable[self.me],
         )
 

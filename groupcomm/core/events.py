@@ -57,6 +57,16 @@ class MulticastRequested(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BacklogChanged:
+    """A local client fell behind consuming its deliveries (``lagging``), or no client lags any
+    more. While one lags the daemon delivers nothing and acknowledges receipt only of what it
+    delivered: every sender's window fills, and the group slows to what the slowest client
+    consumes instead of that client being closed as a slow consumer (protocol/ordering.md 7)."""
+
+    lagging: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ShutdownRequested:
     """Clean shutdown: announce Leave so peers react at once (no timeout)."""
 
@@ -70,5 +80,6 @@ Event = (
     | JoinRequested
     | LeaveRequested
     | MulticastRequested
+    | BacklogChanged
     | ShutdownRequested
 )

@@ -299,6 +299,7 @@ def apply_install(node: Node, install: Install, out: list[Command]) -> None:
     node.members = install.members
     node.member_peers = tuple(token_name(m) for m in install.members if m != node.me)
     node.epoch = Epoch(node.view, node.members, node.me)
+    node.epoch.hold(node.held)
     node.own_delivered_seq = 0
     conf = regular_conf_id(node.view)
     node.groups.set_conf(conf)

@@ -25,6 +25,7 @@ from groupcomm.core.commands import (
 from groupcomm.core.config import CoreConfig
 from groupcomm.core.epoch import Epoch
 from groupcomm.core.events import (
+    BacklogChanged,
     Event,
     FrameReceived,
     JoinRequested,
@@ -54,6 +55,7 @@ from groupcomm.core.service import SELF_DISCARD, Kind
 from groupcomm.core.tracing import SERVICE_NAMES
 
 TICK = "tick"
+DELIVER_BUDGET = 1 << 20  # payload bytes delivered per pump at most
 _new_tuple = tuple.__new__  # NamedTuple construction without its Python-level __new__
 
 
@@ -74,6 +76,7 @@ class Node:
         self.groups = GroupTable(self.me)
         self.pending: deque[Msg] = deque()
         self.own_delivered_seq = 0
+        self.held = False  # a local client lags (BacklogChanged): deliver and ack nothing more
         self.stopped = False
         self.started = False
         self.last_heartbeat = -(10**9)
@@ -140,6 +143,9 @@ class Node:
                 requests.on_multicast(self, event, out)
             case Started():
                 self._start(out)
+            case BacklogChanged(lagging=lagging):
+                self.held = lagging
+                self.epoch.hold(lagging)
             case ShutdownRequested():
                 self._shutdown(out)
             case _:
@@ -229,9 +235,17 @@ class Node:
             ordered = epoch.sequence()
             if ordered is not None and peers:
                 out.append(SendFrame(targets=peers, frame=ordered))
-        conf = regular_conf_id(self.view)
-        for _, sender, seq, msg in epoch.deliverable():
-            self.deliver(sender, self.view, seq, msg, conf, out)
+        if not self.held:  # a local client lags: deliver nothing more until it caught up
+            conf = regular_conf_id(self.view)
+            # At most DELIVER_BUDGET payload bytes per pump (the rest at the next event or
+            # tick): a client's backlog then overshoots the point where it makes the driver
+            # hold (BacklogChanged) by at most that much, not by every sender's window.
+            budget = DELIVER_BUDGET
+            for _, sender, seq, msg in epoch.deliverable():
+                self.deliver(sender, self.view, seq, msg, conf, out)
+                budget -= len(msg.payload)
+                if budget <= 0:
+                    break
         epoch.collect_garbage()
         if (
             epoch.status_dirty

@@ -35,6 +35,7 @@ from groupcomm.core.commands import (
     SetTimer,
 )
 from groupcomm.core.events import (
+    BacklogChanged,
     Event,
     FrameReceived,
     SessionClosed,
@@ -101,7 +102,9 @@ class Driver:
             "client_events": 0,
             "turn_max_ms": 0,  # the longest turn: a turn longer than heartbeat_ms delays ours
             "slow_turns": 0,  # turns longer than heartbeat_ms
+            "holds": 0,  # times a lagging client made the core hold deliveries and acks
         }
+        self._lagging = False
         self._slow_logged = 0.0
         self.view: dict[str, Any] = {"conf": "", "members": [self.token]}
         self.started_at = time.time()
@@ -210,6 +213,11 @@ class Driver:
                 events.extend(client)
             for command, args in self.frontend.admin_requests():
                 self._admin(command, args)
+            lagging = self.frontend.lagging()
+            if lagging != self._lagging:  # checked every turn and tick: at most tick_ms late
+                self._lagging = lagging
+                self.counters["holds"] += lagging
+                events.append(BacklogChanged(lagging=lagging))
         now = monotonic_ms()
         due = self.timers.get(TICK)
         if due is not None and now >= due:

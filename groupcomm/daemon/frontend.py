@@ -225,6 +225,9 @@ class NativeFrontEnd:
         if self.layer.has_events():
             self._wake()
 
+    def lagging(self) -> bool:
+        return self.layer.lagging()
+
     def admin_requests(self) -> list[tuple[str, list[str]]]:
         out, self._admin = self._admin, []
         return out

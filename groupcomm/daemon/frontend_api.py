@@ -41,6 +41,11 @@ class FrontEnd(Protocol):
         """Send what ``execute`` buffered (one batch per client per driver turn)."""
         ...
 
+    def lagging(self) -> bool:
+        """Whether a client is behind consuming its deliveries (the core then holds back:
+        ``BacklogChanged``)."""
+        ...
+
     def admin_requests(self) -> list[tuple[str, list[str]]]:
         """Admin commands (``partition``/``heal``) received since the last call, for the driver."""
         ...

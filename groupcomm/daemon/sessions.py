@@ -342,6 +342,10 @@ class SessionLayer:
                 gone.append(conn)
         return gone
 
+    def lagging(self) -> bool:
+        """A session is more than half its slow-consumer limit behind."""
+        return bool(self._behind)
+
     def _live(self, conn: str, now_ms: int) -> Session | None:
         session = self.sessions.get(conn)
         if session is not None:

@@ -103,3 +103,44 @@ def test_a_member_reporting_stability_lets_others_free() -> None:
     assert [m.payload for _, _, _, m in a.deliverable()] == [b"a1"]
     a.collect_garbage()
     assert a.recv["a:0"] == {} and a.stable() == 0
+
+
+def test_held_epoch_acknowledges_only_what_it_delivered() -> None:
+    """A lagging local client (Node: BacklogChanged) holds our receipt ack at what we delivered,
+    so the sender's messages stay unstable and its window fills (ordering.md section 7)."""
+    seq, member = _pair()
+    member.hold(True)
+    seq.stamp([msg("a1"), msg("a2")])
+    ordered = seq.sequence()
+    assert ordered is not None
+    member.on_data(Data(view=VIEW, sender="a:0", first_seq=1, msgs=(msg("a1"), msg("a2"))))
+    member.on_ordered(ordered)
+    assert member.aru == 2  # it holds both ...
+    report = member.status(1, None)
+    assert report.aru == 0  # ... but acknowledges neither: nothing was delivered
+    seq.on_status(report)
+    assert seq.stable() == 0 and seq.own_unstable_bytes == 4
+    member.hold(False)
+    assert member.status_urgent  # the sender waits for exactly this report
+    report = member.status(1, None)
+    assert report.aru == 2
+    seq.on_status(report)
+    assert seq.stable() == 2
+
+
+def test_held_epoch_acknowledges_what_it_delivered_before() -> None:
+    seq, member = _pair()
+    seq.stamp([msg("a1")])
+    ordered = seq.sequence()
+    assert ordered is not None
+    member.on_data(Data(view=VIEW, sender="a:0", first_seq=1, msgs=(msg("a1"),)))
+    member.on_ordered(ordered)
+    member.on_status(_status("a:0", 1, 1, 0))
+    assert [m.payload for _, _, _, m in member.deliverable()] == [b"a1"]
+    member.hold(True)
+    seq.stamp([msg("a2")])
+    ordered = seq.sequence()
+    assert ordered is not None
+    member.on_data(Data(view=VIEW, sender="a:0", first_seq=2, msgs=(msg("a2"),)))
+    member.on_ordered(ordered)
+    assert member.aru == 2 and member.status(1, None).aru == 1  # never below an earlier ack

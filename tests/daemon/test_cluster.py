@@ -279,6 +279,9 @@ class FakeFrontEnd:
     def flush(self) -> None:
         self.flushes += 1
 
+    def lagging(self) -> bool:
+        return False
+
     def admin_requests(self) -> list[tuple[str, list[str]]]:
         out, self.admin = self.admin, []
         return out
