@@ -50,8 +50,8 @@ class Epoch:
         self.nak_seen: dict[str, int] = dict.fromkeys(members, 0)
         self.nak_hint = 0
         self.aru = 0  # contiguous prefix with ordering *and* payload
-        # A local consumer lags (Node.on_backlog): receipt is acknowledged (ack_aru of our own,
-        # Status.aru) only up to what we delivered, so every sender's window fills (section 7).
+        # A local consumer lags (BacklogChanged, Node.held): receipt is acknowledged (our own
+        # ack_aru, Status.aru) only up to what we delivered, so every sender's window fills.
         self.held = False
         self.delivered = 0
         self.gc_upto = 0
