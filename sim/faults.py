@@ -1,11 +1,12 @@
 """Fault injection: partitions (symmetric and asymmetric), heal, crash/restart, clean leave,
-pause, loss bursts. Applied at scheduled times; ``heal_all`` ends the safety phase."""
+pause, loss bursts, holds (a lagging local client). Applied at scheduled times; ``heal_all``
+ends the safety phase."""
 
 from __future__ import annotations
 
 from functools import partial
 
-from groupcomm.core.events import ShutdownRequested
+from groupcomm.core.events import BacklogChanged, ShutdownRequested
 from sim.options import FaultPlan
 from sim.runner import Simulation
 from sim.workload import Workload
@@ -46,6 +47,12 @@ class Faults:
             if daemon.alive and daemon.paused_until <= sim.now:
                 daemon.paused_until = sim.now + int(args[1])
                 sim.at(daemon.paused_until, lambda: sim.resume(daemon))
+        elif plan.what == "hold":
+            # A local client lags: the daemon holds until it catches up. The release is not
+            # gated by the heal, so no daemon stays held into the liveness phase.
+            daemon = sim.daemons[str(args[0])]
+            sim.feed(daemon, BacklogChanged(lagging=True))
+            sim.at(sim.now + int(args[1]), partial(sim.feed, daemon, BacklogChanged(lagging=False)))
         elif plan.what == "loss":
             sim.loss = float(args[0])
             sim.at(sim.now + int(args[1]), self._end_loss_burst)

@@ -59,9 +59,30 @@ def random_options(seed: int) -> SimOptions:
         duplication=rng.choice((0.0, 0.0, 0.02, 0.1)),
         safety_ms=safety_ms,
         rate_per_client=rng.choice((5.0, 20.0, 60.0)),
-        faults=random_faults(rng, daemons, safety_ms),
+        faults=with_holds(seed, random_faults(rng, daemons, safety_ms), daemons, safety_ms),
         churn=rng.random() < 0.8,
     )
+
+
+def with_holds(
+    seed: int, faults: tuple[FaultPlan, ...], daemons: int, safety_ms: int
+) -> tuple[FaultPlan, ...]:
+    """``faults`` plus, in half the seeds, one to three "hold" faults: a daemon's local client
+    lags for a while (``BacklogChanged``), so the daemon holds deliveries and receipt acks
+    (protocol/ordering.md section 7) while everything else goes on. Drawn from their own random
+    stream, so every other option of a seed stays what it was."""
+    rng = random.Random(f"holds-{seed}")
+    if rng.random() < 0.5:
+        return faults
+    holds = [
+        FaultPlan(
+            at_ms=rng.randint(100, safety_ms - 50),
+            what="hold",
+            args=(f"d{rng.randint(1, daemons)}", rng.randint(50, 1500)),
+        )
+        for _ in range(rng.randint(1, 3))
+    ]
+    return tuple(sorted((*faults, *holds), key=lambda p: (p.at_ms, p.what)))
 
 
 def random_faults(rng: random.Random, daemons: int, safety_ms: int) -> tuple[FaultPlan, ...]:
