@@ -5,7 +5,10 @@ Field order of every frame is the table order in ``protocol/frames.md``.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from groupcomm.core.ids import ViewId
 
@@ -25,6 +28,43 @@ class Msg:
     groups: tuple[str, ...]
     msg_type: int
     payload: bytes
+
+
+def _msg_builder() -> Callable[[int, str, int, tuple[str, ...], int, bytes], Msg]:
+    """A positional ``Msg`` constructor for the hot paths (peer frame decoding, multicasts).
+
+    A frozen dataclass ``__init__`` assigns through ``object.__setattr__`` (about 0.7 us for
+    ``Msg``); setting the slots directly builds an identical object in under half that time.
+    Falls back to the real constructor should ``Msg`` stop being a plain slotted dataclass."""
+    names = ("kind", "conn", "service", "groups", "msg_type", "payload")
+    plain = (
+        tuple(f.name for f in dataclasses.fields(Msg)) == names
+        and Msg.__dict__.get("__slots__") == names
+        and not hasattr(Msg, "__post_init__")
+    )
+    if not plain:
+        return lambda *values: Msg(**dict(zip(names, values, strict=True)))
+    new, cls = object.__new__, Msg
+    s_kind, s_conn, s_service, s_groups, s_type, s_payload = (
+        Msg.__dict__[name].__set__ for name in names
+    )
+
+    def build(
+        kind: int, conn: str, service: int, groups: tuple[str, ...], msg_type: int, p: bytes
+    ) -> Msg:
+        m: Msg = new(cls)
+        s_kind(m, kind)
+        s_conn(m, conn)
+        s_service(m, service)
+        s_groups(m, groups)
+        s_type(m, msg_type)
+        s_payload(m, p)
+        return m
+
+    return build
+
+
+new_msg: Final = _msg_builder()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

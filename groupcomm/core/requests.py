@@ -19,7 +19,7 @@ from groupcomm.core.events import (
     SessionClosed,
     SessionOpened,
 )
-from groupcomm.core.frames import Msg
+from groupcomm.core.frames import Msg, new_msg
 from groupcomm.core.service import (
     MAX_GROUPS_PER_MESSAGE,
     SELF_DISCARD,
@@ -83,16 +83,8 @@ def on_multicast(node: Node, event: MulticastRequested, out: list[Command]) -> N
     if why:
         node.reject(out, event.conn, "multicast", None, why)
         return
-    node.pending.append(
-        Msg(
-            kind=Kind.DATA,
-            conn=event.conn,
-            service=event.service,
-            groups=event.groups,
-            msg_type=event.msg_type,
-            payload=event.payload,
-        )
-    )
+    conn, groups, service, msg_type, payload = event
+    node.pending.append(new_msg(Kind.DATA, conn, service, groups, msg_type, payload))
 
 
 def _check_multicast(node: Node, event: MulticastRequested) -> str:

@@ -300,8 +300,7 @@ class NativeFrontEnd:
             case McastBatchReq(first_req=req, groups=groups, service=svc, msg_type=mt):
                 # Exactly as that many ``mcast`` requests: each is checked, refused or accepted
                 # on its own and keeps its own request id.
-                for i, payload in enumerate(request.payloads):
-                    layer.multicast(conn, req + i, groups, svc, mt, payload, now)
+                layer.multicast_batch(conn, req, groups, svc, mt, request.payloads, now)
             case Consumed(nbytes=n):
                 layer.consumed(conn, n, now)
             case Bye():

@@ -25,8 +25,10 @@ The layer never reads a clock: times are arguments.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -46,6 +48,11 @@ from groupcomm.core.events import (
     SessionOpened,
 )
 from groupcomm.core.requests import group_op_problem, multicast_problem
+
+# A MulticastRequested from its fields in order, built in C (one per accepted multicast).
+_new_request: Callable[[tuple[str, tuple[str, ...], int, int, bytes]], MulticastRequested] = (
+    functools.partial(tuple.__new__, MulticastRequested)
+)
 
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,20}")
 SLOW_CONSUMER = "slow consumer"
@@ -263,6 +270,41 @@ class SessionLayer:
             self.counters["parked"] += 1
             return
         self._accept_multicast(session, req, groups, service, msg_type, payload)
+
+    def multicast_batch(
+        self,
+        conn: str,
+        first_req: int,
+        groups: tuple[str, ...],
+        service: int,
+        msg_type: int,
+        payloads: tuple[bytes, ...],
+        now_ms: int,
+    ) -> None:
+        """An ``mcastb`` request: exactly as ``multicast`` once per payload (request ids
+        ``first_req``, ``first_req + 1``, ...), checked once when every payload would pass."""
+        session = self._live(conn, now_ms)
+        if session is None:
+            return
+        sizes = [len(p) for p in payloads]
+        total = sum(sizes)
+        if (
+            not payloads
+            or self._behind
+            or session.parked
+            or session.in_flight + total > self.send_window
+            or multicast_problem(groups, service, msg_type, max(sizes), self.max_message_bytes)
+        ):
+            for i, payload in enumerate(payloads):
+                self.multicast(conn, first_req + i, groups, service, msg_type, payload, now_ms)
+            return
+        # Every payload fits the window and passes the checks: accept them all at once.
+        session.in_flight += total
+        turn = session.turn
+        events = self._events
+        for i, payload in enumerate(payloads):
+            turn.append(("mcast", None, first_req + i, sizes[i]))
+            events.append(_new_request((conn, groups, service, msg_type, payload)))
 
     def release_parked(self) -> None:
         """Hand parked multicasts to the core once no local consumer lags (in order)."""

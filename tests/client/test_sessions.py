@@ -102,6 +102,35 @@ def test_send_window_and_credit() -> None:
     assert s.sessions[conn].in_flight == 5000 and s.take_notices() == []
 
 
+def _batch_vs_singles(
+    payloads: tuple[bytes, ...], groups: tuple[str, ...] = ("g",), in_flight: int = 0
+) -> None:
+    """``multicast_batch`` leaves exactly what one ``multicast`` per payload leaves."""
+    results = []
+    for batched in (True, False):
+        s = layer(max_message_bytes=700)
+        conn = s.open("a", True, 0).conn
+        s.take_events()
+        s.sessions[conn].in_flight = in_flight
+        if batched:
+            s.multicast_batch(conn, 10, groups, 0x10, 0, payloads, 1)
+        else:
+            for i, p in enumerate(payloads):
+                s.multicast(conn, 10 + i, groups, 0x10, 0, p, 1)
+        session = s.sessions[conn]
+        results.append((s.take_events(), s.take_notices(), session.in_flight, list(session.turn)))
+    assert results[0] == results[1]
+
+
+def test_a_batch_is_exactly_its_multicasts() -> None:
+    _batch_vs_singles((b"a" * 100, b"b" * 200, b"c" * 300))  # all accepted at once
+    _batch_vs_singles((b"a" * 600, b"b" * 600))  # the second exceeds the window: refused
+    _batch_vs_singles((b"a" * 100,), in_flight=950)
+    _batch_vs_singles((b"a" * 800, b"b"))  # one above max_message_bytes: refused alone
+    _batch_vs_singles((b"a", b"b"), groups=("g", "g"))  # bad destinations: both refused
+    _batch_vs_singles(())
+
+
 def test_invalid_multicast_and_group_ops_are_refused_by_request() -> None:
     s = layer()
     conn = s.open("a", True, 0).conn

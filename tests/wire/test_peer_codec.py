@@ -439,6 +439,7 @@ def test_encode_rejects_oversize_frames() -> None:
 
 
 def test_msg_builder_falls_back_to_the_constructor(monkeypatch: pytest.MonkeyPatch) -> None:
+    from groupcomm.core import frames
     from groupcomm.wire import peer
 
     @dataclasses.dataclass(frozen=True)
@@ -450,8 +451,8 @@ def test_msg_builder_falls_back_to_the_constructor(monkeypatch: pytest.MonkeyPat
         msg_type: int
         payload: bytes
 
-    monkeypatch.setattr(peer, "Msg", Unslotted)
-    built: object = peer._msg_builder()(0, "#c", 16, ("g",), 1, b"p")
+    monkeypatch.setattr(frames, "Msg", Unslotted)
+    built: object = frames._msg_builder()(0, "#c", 16, ("g",), 1, b"p")
     assert built == Unslotted(0, "#c", 16, ("g",), 1, b"p")
     fast = peer._new_msg(0, "#c", 16, ("g",), 1, b"p")
     assert fast == msg(b"p", conn="#c", service=16, groups=("g",), msg_type=1)
