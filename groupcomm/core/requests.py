@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from groupcomm.core.node import Node
 
 VALID_SERVICES = frozenset(int(s) for s in Service)
+DATA = int(Kind.DATA)  # a plain int: decoded frames carry ints, and comparing them is cheaper
 
 
 def on_session_event(
@@ -84,7 +85,7 @@ def on_multicast(node: Node, event: MulticastRequested, out: list[Command]) -> N
         node.reject(out, event.conn, "multicast", None, why)
         return
     conn, groups, service, msg_type, payload = event
-    node.pending.append(new_msg(Kind.DATA, conn, service, groups, msg_type, payload))
+    node.pending.append(new_msg(DATA, conn, service, groups, msg_type, payload))
 
 
 def _check_multicast(node: Node, event: MulticastRequested) -> str:
