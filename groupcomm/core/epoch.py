@@ -50,7 +50,7 @@ class Epoch:
         self.nak_seen: dict[str, int] = dict.fromkeys(members, 0)
         self.nak_hint = 0
         self.aru = 0  # contiguous prefix with ordering *and* payload
-        # A local consumer lags (BacklogChanged, Node.held): receipt is acknowledged (our own
+        # A local consumer lags (BacklogChanged): receipt is acknowledged (our own
         # ack_aru, Status.aru) only up to what we delivered, so every sender's window fills.
         self.held = False
         self.delivered = 0

@@ -298,8 +298,9 @@ def apply_install(node: Node, install: Install, out: list[Command]) -> None:
     node.view = install.view
     node.members = install.members
     node.member_peers = tuple(token_name(m) for m in install.members if m != node.me)
+    held = node.epoch.held  # a lagging local client still lags in the new view
     node.epoch = Epoch(node.view, node.members, node.me)
-    node.epoch.hold(node.held)
+    node.epoch.hold(held)
     node.own_delivered_seq = 0
     conf = regular_conf_id(node.view)
     node.groups.set_conf(conf)

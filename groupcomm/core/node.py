@@ -81,7 +81,6 @@ class Node:
         self.groups = GroupTable(self.me)
         self.pending: deque[Msg] = deque()
         self.own_delivered_seq = 0
-        self.held = False  # a local client lags (BacklogChanged): deliver and ack nothing more
         self.stopped = False
         self.started = False
         self.last_heartbeat = -(10**9)
@@ -149,8 +148,7 @@ class Node:
             case Started():
                 self._start(out)
             case BacklogChanged(lagging=lagging):
-                self.held = lagging
-                self.epoch.hold(lagging)
+                self.epoch.hold(lagging)  # carried into the epoch of every new view
             case ShutdownRequested():
                 self._shutdown(out)
             case _:
@@ -240,7 +238,7 @@ class Node:
             ordered = epoch.sequence()
             if ordered is not None and peers:
                 out.append(SendFrame(targets=peers, frame=ordered))
-        if not self.held:  # a local client lags: deliver nothing more until it caught up
+        if not epoch.held:  # a local client lags: deliver nothing more until it caught up
             conf = regular_conf_id(self.view)
             # At most DELIVER_BUDGET payload bytes per pump (the rest at the next event or
             # tick): a client's backlog then overshoots the point where it makes the driver

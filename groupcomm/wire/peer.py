@@ -424,9 +424,6 @@ def _array(item: Check) -> Check:
     return check
 
 
-_new_msg: Final = new_msg
-
-
 def _msg(v: object) -> Msg:
     """Hot path: inline checks, no exceptions and no helper calls unless the value is bad."""
     if type(v) is not tuple or len(v) != 6:
@@ -456,7 +453,7 @@ def _msg(v: object) -> Msg:
         raise _Invalid(_uint_problem(msg_type), "msg_type")
     if type(payload) is not bytes:
         raise _Invalid(f"expected bin, got {_tname(payload)}", "payload")
-    return _new_msg(kind, conn, service, groups, msg_type, payload)
+    return new_msg(kind, conn, service, groups, msg_type, payload)
 
 
 _view = _struct(ViewId, ("epoch", _uint), ("coord", _name))

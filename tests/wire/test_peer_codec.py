@@ -440,7 +440,6 @@ def test_encode_rejects_oversize_frames() -> None:
 
 def test_msg_builder_falls_back_to_the_constructor(monkeypatch: pytest.MonkeyPatch) -> None:
     from groupcomm.core import frames
-    from groupcomm.wire import peer
 
     @dataclasses.dataclass(frozen=True)
     class Unslotted:  # same fields, but not a slotted dataclass: the fast path must not apply
@@ -454,5 +453,5 @@ def test_msg_builder_falls_back_to_the_constructor(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(frames, "Msg", Unslotted)
     built: object = frames._msg_builder()(0, "#c", 16, ("g",), 1, b"p")
     assert built == Unslotted(0, "#c", 16, ("g",), 1, b"p")
-    fast = peer._new_msg(0, "#c", 16, ("g",), 1, b"p")
+    fast = frames.new_msg(0, "#c", 16, ("g",), 1, b"p")
     assert fast == msg(b"p", conn="#c", service=16, groups=("g",), msg_type=1)
