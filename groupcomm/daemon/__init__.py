@@ -1,1 +1,1 @@
-"""The daemon: asyncio + pyzmq shell around groupcomm.core.Node (no protocol logic here)."""
+"""The daemon: a pyzmq shell around groupcomm.core.Node (no protocol logic here)."""

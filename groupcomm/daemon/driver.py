@@ -3,9 +3,16 @@
 One turn: find the readable sockets (``zmq.Poller.poll(0)``), drain up to ``batch`` ready frames
 and client requests without blocking, add ``TimerFired("tick")`` when due, call
 ``node.handle_batch`` once, execute the commands in order, flush the front-end and the trace.
-When nothing is ready the loop sleeps on the sockets' file descriptors (``loop.add_reader`` on
-``zmq.FD``) until one signals or the timer is due. The poll right before sleeping is the last
-ZeroMQ call, which is what the edge-triggered ``zmq.FD`` requires.
+
+Two ways to sleep when nothing is ready, with the same turns:
+
+- ``run_blocking`` (the daemon process): ``zmq.Poller.poll(timeout)`` until a socket is readable
+  or the timer is due. Every socket of the daemon is a ZeroMQ socket, so the process needs no
+  event loop; at 1,000 msg/s a wake-up through asyncio (selector, callback, future, task step)
+  cost about a tenth of the daemon's CPU (docs/performance.md "Profiles").
+- ``run`` (asyncio, for several drivers in one process, as some tests do): sleeps on the
+  sockets' file descriptors (``loop.add_reader`` on ``zmq.FD``). The poll right before sleeping
+  is the last ZeroMQ call, which is what the edge-triggered ``zmq.FD`` requires.
 
 Time for the core is ``time.monotonic`` in milliseconds; the trace uses wall-clock time.
 ``stop()`` (SIGTERM/SIGINT) feeds ``ShutdownRequested``: peers get a ``Leave`` and react at once;
@@ -150,7 +157,34 @@ class Driver:
     def heal(self) -> None:
         self.transport.heal()
 
+    def run_blocking(self, *, install_signal_handlers: bool = True) -> int:
+        """Run until stopped, sleeping in ``zmq_poll`` (the daemon process's loop).
+
+        A signal interrupts the poll; pyzmq runs the handler (``stop``) and resumes the poll
+        with the time left, which is at most ``tick_ms`` once the node has started, so a stop
+        is acted on within a tick."""
+        previous: dict[signal.Signals, Any] = {}
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, lambda _sig, _frame: self.stop())
+        self._log_started()
+        poll = self._poller.poll
+        try:
+            self._turn([Started()])
+            while not self._stopped:
+                if not self._step():
+                    timeout = self._sleep_ms()
+                    if timeout > 0:
+                        poll(timeout)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.close()
+        self.log.info("daemon_stopped", **self.counters)
+        return 0
+
     async def run(self, *, install_signal_handlers: bool = True) -> int:
+        """Run until stopped inside an asyncio loop (several drivers may share it)."""
         loop = asyncio.get_running_loop()
         fds: list[int] = []
         for s in (*self._transport_socks, *self._frontend_socks):
@@ -166,17 +200,7 @@ class Driver:
                     signals.append(sig)
                 except (NotImplementedError, RuntimeError):
                     pass
-        self.log.info(
-            "daemon_started",
-            peers=list(self.config.peer_names),
-            data=(
-                self.config.epgm.endpoint
-                if self.config.transport == "epgm"
-                else self.config.me.data_endpoint
-            ),
-            control=self.config.me.control_endpoint,
-            trace=self.config.trace or None,
-        )
+        self._log_started()
         try:
             self._turn([Started()])
             while not self._stopped:
@@ -190,6 +214,19 @@ class Driver:
             self.close()
         self.log.info("daemon_stopped", **self.counters)
         return 0
+
+    def _log_started(self) -> None:
+        self.log.info(
+            "daemon_started",
+            peers=list(self.config.peer_names),
+            data=(
+                self.config.epgm.endpoint
+                if self.config.transport == "epgm"
+                else self.config.me.data_endpoint
+            ),
+            control=self.config.me.control_endpoint,
+            trace=self.config.trace or None,
+        )
 
     def close(self) -> None:
         linger = SHUTDOWN_LINGER_MS if self._stopped else 0
@@ -322,16 +359,21 @@ class Driver:
         if w is not None and not w.done():
             w.set_result(None)
 
-    async def _sleep(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _sleep_ms(self) -> int:
+        """How long the loop may sleep: until the tick is due (1 s before the first one), 0 when
+        a stop is pending."""
         if self._stop_requested:
-            return
+            return 0
         due = self.timers.get(TICK)
-        timeout = 1.0 if due is None else max(0.0, (due - monotonic_ms()) / 1000)
+        return 1000 if due is None else max(0, due - monotonic_ms())
+
+    async def _sleep(self, loop: asyncio.AbstractEventLoop) -> None:
+        timeout = self._sleep_ms()
         if timeout <= 0:
             return
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiter = waiter
-        handle = loop.call_later(timeout, self._wake)
+        handle = loop.call_later(timeout / 1000, self._wake)
         try:
             await waiter
         finally:

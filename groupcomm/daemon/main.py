@@ -10,7 +10,6 @@ configuration or command line.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import importlib
 import sys
@@ -120,7 +119,7 @@ def run_daemon(
         transport = None  # the driver owns and closes it now
         frontend = None
         tune_gc()
-        return asyncio.run(driver.run())
+        return driver.run_blocking()
     finally:
         if transport is not None:
             transport.close()
@@ -136,7 +135,7 @@ def tune_gc() -> None:
     young-generation collection every few hundred messages, and older ones that walk every
     retained message (docs/performance.md, "Profiles"). What start-up built is frozen out of
     every collection. The older generations keep their usual ratios (a full collection every
-    200 young ones), so cyclic garbage from asyncio or an exception is still reclaimed."""
+    200 young ones), so cyclic garbage (from an exception, say) is still reclaimed."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, 20, 10)
