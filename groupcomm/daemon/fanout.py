@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import zmq
 
 from groupcomm.config import DaemonConfig, EpgmConfig
+from groupcomm.daemon.zmqrecv import recv_parts
 from groupcomm.wire.peer import DEFAULT_MAX_FRAME_SIZE
 
 PUB_HWM = 20_000
@@ -107,7 +108,7 @@ class TcpFanout:
         return sum(len(p) for p in parts)
 
     def recv(self) -> list[bytes]:
-        return self.socket.recv_multipart(zmq.NOBLOCK)
+        return recv_parts(self.socket)
 
     def close(self, linger_ms: int) -> None:
         self.pub.close(linger=linger_ms)

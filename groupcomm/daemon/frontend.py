@@ -38,6 +38,7 @@ from groupcomm.daemon.sessions import (
     Refused,
     SessionLayer,
 )
+from groupcomm.daemon.zmqrecv import recv_parts
 from groupcomm.wire.client import (
     AdminReply,
     AdminReq,
@@ -196,7 +197,7 @@ class NativeFrontEnd:
             if layer.event_count() >= limit:
                 break
             try:
-                frames = self.router.recv_multipart(zmq.NOBLOCK)
+                frames = recv_parts(self.router)
             except zmq.Again:
                 break
             self._on_message(frames, now)

@@ -39,6 +39,7 @@ import zmq
 from groupcomm.config import DaemonConfig, PeerConfig
 from groupcomm.core.frames import Data, Frame, Ordered
 from groupcomm.daemon.fanout import Fanout, make_fanout
+from groupcomm.daemon.zmqrecv import recv_parts
 from groupcomm.wire.errors import WireError
 from groupcomm.wire.peer import DEFAULT_MAX_FRAME_SIZE, decode_frame, encode_frame
 
@@ -265,7 +266,7 @@ class ZmqTransport:
                     return out
         for _ in range(per_socket):
             try:
-                parts = self.router.recv_multipart(zmq.NOBLOCK)
+                parts = recv_parts(self.router)
             except zmq.Again:
                 break
             frame = self._accept(parts[1:])

@@ -268,8 +268,14 @@ def _decode_envelope(obj: object) -> Frame:
     name, arity, decode = schema
     if len(obj) != 2 + arity:
         raise WireError(f"{name} frame has {len(obj) - 2} fields, expected {arity}", frame=name)
+    fields = obj[2:]
+    fast = _FAST.get(tag)
+    if fast is not None:
+        quick = fast(fields)
+        if quick is not None:
+            return quick
     try:
-        frame: Frame = decode(obj[2:])
+        frame: Frame = decode(fields)  # every frame the fast path declined: it names the fault
     except _Invalid as e:
         raise WireError(f"{name}.{e.path}: {e.problem}", frame=name, field=e.path) from None
     return frame
@@ -480,6 +486,118 @@ _cleanups = _array(
         ("transitional", _seq_msgs),
     )
 )
+
+
+# ---------------------------------------------------------------------------- the fast path
+# Status, Data and Ordered are nearly every frame a daemon receives, one per wake-up at low
+# rates, where the generic checks above (a helper call per field, keyword construction through a
+# dict) cost about as much as the rest of the turn. These decoders check the same things inline
+# and build the frame directly. They return None instead of raising: the generic decoder then
+# runs on the same fields and names what is wrong, so errors read exactly as before.
+
+_VIEWS: dict[tuple[object, ...], ViewId] = {}  # interned view ids: a daemon sees a handful
+_VIEWS_MAX: Final = 256
+
+
+def _fast_view(v: object) -> ViewId | None:
+    if type(v) is not tuple or len(v) != 2:
+        return None
+    epoch, coord = v
+    if type(epoch) is not int or type(coord) is not str:
+        return None  # and only now is ``v`` surely hashable
+    known = _VIEWS.get(v)
+    if known is not None:
+        return known
+    if not (0 <= epoch <= MAX_UINT and 0 < len(coord) <= MAX_NAME_CHARS):
+        return None
+    if len(_VIEWS) >= _VIEWS_MAX:
+        _VIEWS.clear()  # views from garbage must not grow memory
+    view = _VIEWS[v] = ViewId(epoch, coord)
+    return view
+
+
+def _fast_status(f: tuple[object, ...]) -> Status | None:
+    view, sender, max_epoch, proposal, sent, upto, ord_known, aru, stable = f
+    vid = _fast_view(view)
+    prop = None if proposal is None else _fast_view(proposal)
+    if (
+        vid is None
+        or (prop is None and proposal is not None)
+        or type(sender) is not str
+        or not 0 < len(sender) <= MAX_NAME_CHARS
+        or type(max_epoch) is not int
+        or type(sent) is not int
+        or type(upto) is not int
+        or type(ord_known) is not int
+        or type(aru) is not int
+        or type(stable) is not int
+        or min(max_epoch, sent, upto, ord_known, aru, stable) < 0
+        or max(max_epoch, sent, upto, ord_known, aru, stable) > MAX_UINT
+    ):
+        return None
+    return Status(
+        view=vid,
+        sender=sender,
+        max_epoch=max_epoch,
+        proposal=prop,
+        sent_seq=sent,
+        ordered_upto=upto,
+        ord_known=ord_known,
+        aru=aru,
+        stable=stable,
+    )
+
+
+def _fast_data(f: tuple[object, ...]) -> Data | None:
+    view, sender, first_seq, msgs = f
+    vid = _fast_view(view)
+    if (
+        vid is None
+        or type(sender) is not str
+        or not 0 < len(sender) <= MAX_NAME_CHARS
+        or type(first_seq) is not int
+        or not 0 <= first_seq <= MAX_UINT
+        or type(msgs) is not tuple
+    ):
+        return None
+    try:
+        checked = tuple([_msg(m) for m in msgs])
+    except _Invalid:
+        return None
+    return Data(view=vid, sender=sender, first_seq=first_seq, msgs=checked)
+
+
+def _fast_ordered(f: tuple[object, ...]) -> Ordered | None:
+    view, first_gseq, ranges = f
+    vid = _fast_view(view)
+    if (
+        vid is None
+        or type(first_gseq) is not int
+        or not 0 <= first_gseq <= MAX_UINT
+        or type(ranges) is not tuple
+    ):
+        return None
+    for r in ranges:
+        if type(r) is not tuple or len(r) != 3:
+            return None
+        sender, first_seq, count = r
+        if (
+            type(sender) is not str
+            or not 0 < len(sender) <= MAX_NAME_CHARS
+            or type(first_seq) is not int
+            or not 0 <= first_seq <= MAX_UINT
+            or type(count) is not int
+            or not 0 <= count <= MAX_UINT
+        ):
+            return None
+    return Ordered(view=vid, first_gseq=first_gseq, ranges=ranges)
+
+
+_FAST: Final[dict[int, Callable[[tuple[object, ...]], Frame | None]]] = {
+    TAG_STATUS: _fast_status,
+    TAG_DATA: _fast_data,
+    TAG_ORDERED: _fast_ordered,
+}
 
 
 _Schema = tuple[str, int, Callable[[object], Frame]]

@@ -455,3 +455,55 @@ def test_msg_builder_falls_back_to_the_constructor(monkeypatch: pytest.MonkeyPat
     assert built == Unslotted(0, "#c", 16, ("g",), 1, b"p")
     fast = frames.new_msg(0, "#c", 16, ("g",), 1, b"p")
     assert fast == msg(b"p", conn="#c", service=16, groups=("g",), msg_type=1)
+
+
+# ----------------------------------------------------------------------------- the fast path
+
+
+FAST_SAMPLES = [f for f in SAMPLES if type(f) in (Status, Data, Ordered)]
+
+
+@pytest.mark.parametrize("frame", FAST_SAMPLES, ids=lambda f: type(f).__name__)
+def test_fast_path_builds_what_the_generic_decoder_builds(frame: Frame) -> None:
+    from groupcomm.wire import peer
+
+    fields = tuple(msgpack.unpackb(encode_frame(frame), raw=False, use_list=False)[2:])
+    tag = FRAME_TAGS[type(frame)]
+    fast = peer._FAST[tag](fields)
+    assert fast is not None, "a well-formed frame must take the fast path"
+    assert fast == peer._SCHEMAS[tag][2](fields) == frame
+
+
+@pytest.mark.parametrize("frame", FAST_SAMPLES, ids=lambda f: type(f).__name__)
+def test_fast_path_declines_every_bad_field(frame: Frame) -> None:
+    """Each field replaced by a value of the wrong type or range: the fast path returns None and
+    the generic decoder raises (so the error names the field, as before)."""
+    from groupcomm.wire import peer
+
+    tag = FRAME_TAGS[type(frame)]
+    good = tuple(msgpack.unpackb(encode_frame(frame), raw=False, use_list=False)[2:])
+    for i in range(len(good)):
+        for bad in (-1, 2**63, "x" * 300, True, 1.5, {"k": 1}, ((1,),)):
+            fields = (*good[:i], bad, *good[i + 1 :])
+            assert peer._FAST[tag](fields) is None, (i, bad)
+            with pytest.raises(WireError):
+                decode_frame(pack([PROTOCOL_VERSION, tag, *fields]))
+
+
+def test_fast_path_view_cache_is_bounded() -> None:
+    from groupcomm.wire import peer
+
+    for epoch in range(3 * peer._VIEWS_MAX):
+        frame = Status(
+            view=ViewId(epoch, A),
+            sender=B,
+            max_epoch=epoch,
+            proposal=None,
+            sent_seq=0,
+            ordered_upto=0,
+            ord_known=0,
+            aru=0,
+            stable=0,
+        )
+        assert decode_frame(encode_frame(frame)) == frame
+        assert len(peer._VIEWS) <= peer._VIEWS_MAX
