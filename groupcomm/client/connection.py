@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import operator
 import os
 import time
 from collections import deque
@@ -46,7 +47,7 @@ from groupcomm.wire.client import (
     Closed,
     Consumed,
     CreditGrant,
-    Delivered,
+    DeliveredEntry,
     ErrorMsg,
     Hello,
     JoinReq,
@@ -67,7 +68,14 @@ from groupcomm.wire.client import (
 
 # A delivered ``msgs`` entry as a Message (same fields, same order), built in C: no Python call
 # per message as with Message._make, a classmethod written in Python.
-_as_message: Callable[[Delivered], Message] = functools.partial(tuple.__new__, Message)
+_as_message: Callable[[DeliveredEntry], Message] = functools.partial(tuple.__new__, Message)
+_payload: Callable[[Event], bytes] = operator.attrgetter("payload")
+
+
+def _payload_bytes(messages: list[Event]) -> int:
+    """Payload bytes of a list of ``Message`` s, summed without a Python loop per message."""
+    return sum(map(len, map(_payload, messages)))
+
 
 DEFAULT_IPC_ENDPOINT = "ipc:///tmp/groupcomm-4803.sock"
 DEFAULT_TCP_ENDPOINT = "tcp://127.0.0.1:4803"
@@ -103,10 +111,6 @@ def default_endpoint() -> str:
     return DEFAULT_IPC_ENDPOINT if os.path.exists(path) else DEFAULT_TCP_ENDPOINT
 
 
-class _End:
-    """Queue sentinel: the session ended."""
-
-
 class Connection:
     """A session with a daemon. Create with ``connect()``; use as ``async with``."""
 
@@ -133,10 +137,14 @@ class Connection:
         self._reported_at = 0.0
         self._reqs = itertools.count(1)
         self._sock: zmq.asyncio.Socket | None = None
-        # Delivered events in order. A deque plus one wake-up flag instead of an asyncio.Queue:
-        # a ``msgs`` batch of hundreds of messages is appended in one call and wakes the reader
-        # once (the per-item Queue bookkeeping was a large share of the client's CPU).
-        self._events: deque[Event | _End] = deque()
+        # Delivered events in order, as the batches they arrived in, each with its payload
+        # bytes: a ``msgs`` reply of hundreds of messages is one list, built in C, and
+        # ``receive_many`` usually hands out whole lists, so no Python code runs per message
+        # (per-event queue bookkeeping was a large share of the client's CPU). ``_offset``: the
+        # events of the first batch already handed out. The session has ended when ``_closed``
+        # is set and every batch was taken.
+        self._batches: deque[tuple[list[Event], int]] = deque()
+        self._offset = 0
         self._arrived = asyncio.Event()
         self._window = asyncio.Condition()
         self._pending: dict[int, asyncio.Future[Reply]] = {}
@@ -337,39 +345,60 @@ class Connection:
         """Every event that has arrived, up to ``limit`` (at least one: waits for it), in
         order. The same stream as ``receive``, with one wake-up per batch instead of one per
         event. Raises like ``receive`` once the session is over and nothing is left."""
-        events = self._events
-        if not events:
-            # About to wait: tell the daemon what we consumed, but at most every few ms (at
-            # low rates this ran once per message and was most of the client's CPU).
-            if time.monotonic() - self._reported_at >= CONSUMED_INTERVAL_S:
-                await self._report_consumed()
-            if timeout is None:
-                while not events:
-                    self._arrived.clear()
-                    await self._arrived.wait()
-            else:
-                async with asyncio.timeout(timeout):
-                    while not events:
-                        self._arrived.clear()
-                        await self._arrived.wait()
-        out: list[Event] = []
-        consumed = 0
-        while events and len(out) < limit:
-            item = events[0]
-            if isinstance(item, _End):
-                if out:
-                    break
+        batches = self._batches
+        if not batches:
+            if self._closed is None:
+                # About to wait: tell the daemon what we consumed, but at most every few ms (at
+                # low rates this ran once per message and was most of the client's CPU).
+                if time.monotonic() - self._reported_at >= CONSUMED_INTERVAL_S:
+                    await self._report_consumed()
+                if timeout is None:
+                    await self._wait_for_events()
+                else:
+                    async with asyncio.timeout(timeout):
+                        await self._wait_for_events()
+            if not batches:
                 assert self._closed is not None
-                raise self._closed  # the _End stays: keep raising
-            events.popleft()
-            if isinstance(item, Message):
-                consumed += len(item.payload)
-            out.append(item)
+                raise self._closed
+        out, consumed = self._take(max(1, limit))
         if consumed:
             self._unreported += consumed
             if self._unreported >= CONSUMED_BATCH:
                 await self._report_consumed()
         return out
+
+    async def _wait_for_events(self) -> None:
+        while not self._batches and self._closed is None:
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    def _take(self, limit: int) -> tuple[list[Event], int]:
+        """Up to ``limit`` events from the batches and their payload bytes."""
+        batches = self._batches
+        out: list[Event] = []
+        consumed = 0
+        while batches and len(out) < limit:
+            batch, nbytes = batches[0]
+            room = limit - len(out)
+            offset = self._offset
+            if offset == 0 and len(batch) <= room:  # the usual case: the whole batch
+                batches.popleft()
+                consumed += nbytes
+                if out:
+                    out.extend(batch)
+                else:
+                    out = batch  # taken off the queue: ours to hand out
+                continue
+            part = batch[offset : offset + room]
+            if nbytes:
+                consumed += _payload_bytes(part)
+            offset += len(part)
+            if offset >= len(batch):
+                batches.popleft()
+                offset = 0
+            self._offset = offset
+            out.extend(part)
+        return out, consumed
 
     def __aiter__(self) -> Connection:
         return self
@@ -447,32 +476,28 @@ class Connection:
             await self._on_reply(reply)
 
     async def _on_reply(self, reply: Reply) -> None:
-        events = self._events
         match reply:
             case Msgs(msgs=msgs):
-                events.extend(map(_as_message, msgs))  # one tuple copy per message
+                batch: list[Event] = list(map(_as_message, msgs))  # one copy per message, in C
+                self._batches.append((batch, _payload_bytes(batch)))
                 self._arrived.set()
             case ViewMsg(kind="regular") as v:
                 index = (
                     v.members.index(self._private_name) if self._private_name in v.members else -1
                 )
-                events.append(
+                self._push(
                     RegularView(v.group, v.gid, v.members, v.cause, v.vs_sets, v.changed, index)
                 )
-                self._arrived.set()
             case ViewMsg(kind="transitional", group=group, gid=gid):
-                events.append(TransitionalView(group, gid))
-                self._arrived.set()
+                self._push(TransitionalView(group, gid))
             case ViewMsg(group=group):
-                events.append(SelfLeave(group))
-                self._arrived.set()
+                self._push(SelfLeave(group))
             case CreditGrant(nbytes=n):
                 async with self._window:
                     self._in_flight = max(0, self._in_flight - n)
                     self._window.notify_all()
             case RejectMsg(req=req, op=op, group=group, reason=reason):
-                events.append(Rejected(req, op, group, reason))
-                self._arrived.set()
+                self._push(Rejected(req, op, group, reason))
             case StatusReply(req=req) | AdminReply(req=req):
                 future = self._pending.get(req)
                 if future is not None and not future.done():
@@ -486,6 +511,11 @@ class Connection:
             case Welcome():
                 pass
 
+    def _push(self, event: Event) -> None:
+        """One event that is not a message: a batch of its own, with no payload bytes."""
+        self._batches.append(([event], 0))
+        self._arrived.set()
+
     async def _end_locked(self, closed: ConnectionClosed) -> None:
         self._end(closed)
         async with self._window:
@@ -494,8 +524,7 @@ class Connection:
     def _end(self, closed: ConnectionClosed) -> None:
         if self._closed is not None:
             return
-        self._closed = closed
-        self._events.append(_End())
+        self._closed = closed  # after the batches still queued (see receive_many)
         self._arrived.set()
         for future in self._pending.values():
             if not future.done():

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple, TypeVar
+from typing import Final, NamedTuple, TypeVar, cast
 
 import msgpack
 
@@ -122,8 +122,14 @@ class CreditGrant:
     nbytes: int
 
 
+# One entry of a ``msgs`` batch, in wire order. Decoding hands out the validated array itself
+# (msgpack builds it as a tuple), not a copy: the client library copies each entry once, into
+# its ``Message``.
+DeliveredEntry = tuple[str, tuple[str, ...], int, int, bytes, str]
+
+
 class Delivered(NamedTuple):
-    """One entry of a ``msgs`` batch (a NamedTuple: one is built per delivered message)."""
+    """One entry of a ``msgs`` batch with named fields, for building replies."""
 
     sender: str
     groups: tuple[str, ...]
@@ -135,7 +141,7 @@ class Delivered(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Msgs:
-    msgs: tuple[Delivered, ...]
+    msgs: tuple[DeliveredEntry, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +231,7 @@ def _fields(msg: Request | Reply) -> tuple[str, tuple[object, ...]]:
         case CreditGrant(nbytes):
             return "credit", (nbytes,)
         case Msgs(msgs):
-            items = [(m.sender, m.groups, m.service, m.msg_type, m.payload, m.mid) for m in msgs]
-            return "msgs", (items,)
+            return "msgs", (list(msgs),)
         case ViewMsg(group, kind, gid, members, cause, vs_sets, changed):
             return "view", (group, kind, gid, members, cause, vs_sets, changed)
         case RejectMsg(req, op, group, reason):
@@ -240,9 +245,6 @@ def _fields(msg: Request | Reply) -> tuple[str, tuple[object, ...]]:
         case Closed(reason):
             return "closed", (reason,)
     raise ClientWireError(f"cannot encode {type(msg).__name__}: not a client-protocol message")
-
-
-DeliveredEntry = tuple[str, tuple[str, ...], int, int, bytes, str]  # as in a ``msgs`` array
 
 
 def encode_msgs(entries: list[DeliveredEntry]) -> bytes:
@@ -345,7 +347,7 @@ def _status_map(v: object, depth: int = 0) -> dict[str, object]:
     return out
 
 
-def _delivered(v: object, i: int) -> Delivered:
+def _delivered(v: object, i: int) -> DeliveredEntry:
     # Fast path for a well-formed entry (one per delivered message); the checks below it only
     # run to name what is wrong.
     if type(v) is tuple and len(v) == 6:
@@ -368,7 +370,7 @@ def _delivered(v: object, i: int) -> Delivered:
             and type(payload) is bytes
             and type(mid) is str
         ):
-            return _new_tuple(Delivered, v)  # v holds the fields in order: no field-wise copy
+            return cast(DeliveredEntry, v)  # checked field by field above: no copy
     name = f"msgs[{i}]"
     if type(v) is not tuple or len(v) != 6:
         raise _Bad(name, "expected [sender, groups, service, msg_type, payload, mid]")
@@ -407,7 +409,6 @@ def _view(f: tuple[object, ...]) -> ViewMsg:
 
 
 _T = TypeVar("_T")
-_new_tuple: Final = tuple.__new__  # a NamedTuple from a tuple of its fields, in C
 _Schema = dict[str, tuple[int, Callable[[tuple[object, ...]], _T]]]
 
 _REQUESTS: Final[_Schema[Request]] = {
