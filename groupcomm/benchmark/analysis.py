@@ -2,10 +2,11 @@
 
 Here the workload's definitions become numbers: throughput is the *slowest* receiver's delivered
 msg/s in the window; loss is counted against what the senders say they sent, after the drain;
-latency is pooled over receivers; order is compared on the common stretch (``stats``). Client
-CPU per message divides a member's CPU in the window by the messages it sent plus those it
-delivered in the window. A run is ``ok`` when every member finished, nothing was lost (except
-for UNRELIABLE), and the order was the same where the service promises it (AGREED, SAFE).
+latency is pooled over receivers, and its p50 also given per path (sender's daemon to
+receiver's); order is compared on the common stretch (``stats``). Client CPU per message
+divides a member's CPU in the window by the messages it sent plus those it delivered in the
+window. A run is ``ok`` when every member finished, nothing was lost (except for UNRELIABLE),
+and the order was the same where the service promises it (AGREED, SAFE).
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from groupcomm.benchmark.stats import check_stream, compare_orders, latency_summary, loss, rate
+from groupcomm.benchmark.stats import (
+    check_stream,
+    compare_orders,
+    latency_summary,
+    loss,
+    percentile,
+    rate,
+)
 from groupcomm.benchmark.wirecost import WireSample, no_wire_cost, originated_by_host, wire_cost
-from groupcomm.benchmark.workload import Workload
+from groupcomm.benchmark.workload import MemberSpec, Workload
 
 ORDERED_SERVICES = ("agreed", "safe")
 
@@ -45,6 +53,7 @@ class RunInputs:
     transport: str = "tcp"  # the daemons' data plane (the baseline: its own TCP)
     daemon_trace: bool = False  # the daemons wrote their per-message trace
     protocol: dict[str, int] = field(default_factory=dict)  # [protocol] overrides
+    sequencer: str | None = None  # the view's coordinator, which ordered the run's messages
 
 
 def _r(x: float | None, digits: int = 1) -> float | None:
@@ -73,6 +82,23 @@ def client_cpu(
         "client_us_per_sent": mean(senders),
         "client_us_per_recv": mean(receivers),
         "client_us_per_msg_io": mean(both),
+    }
+
+
+def latency_by_path(
+    specs: list[MemberSpec], recv_res: dict[int, dict[str, Any]]
+) -> dict[str, float]:
+    """p50 latency (us) per path ``"d<sender's daemon>>d<receiver's daemon>"``: where the time
+    goes depends on the hops, e.g. whether the sender's daemon is the sequencer."""
+    node = {s.id: s.node for s in specs}
+    by_path: dict[str, list[int]] = {}
+    for receiver, res in recv_res.items():
+        to = f"d{node[receiver] + 1}"
+        for lat, src in zip(res.get("lat_ns", []), res.get("lat_src", []), strict=False):
+            if src in node:
+                by_path.setdefault(f"d{node[src] + 1}>{to}", []).append(lat)
+    return {
+        path: round(percentile(sorted(xs), 0.5) / 1e3, 1) for path, xs in sorted(by_path.items())
     }
 
 
@@ -142,6 +168,8 @@ def summarize(inp: RunInputs) -> dict[str, Any]:
         "order_identical": order.identical,
         "order_common": order.common,
         **latency_summary(lat),
+        "p50_us_by_path": latency_by_path(specs, recv_res),
+        "sequencer": inp.sequencer,
         "daemon_cpu_pct": [_r(x) for x in inp.daemon_cpu_pct],
         "daemon_rss_mb": inp.daemon_rss_mb,
         "member_cpu_pct": {str(k): _r(v) for k, v in sorted(inp.member_cpu_pct.items())},

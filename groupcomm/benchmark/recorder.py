@@ -25,7 +25,7 @@ class Recorder:
     latency samples are taken for messages *sent* inside the window, every ``stride``-th
     sequence number of each sender (1 = every message)."""
 
-    __slots__ = ("ends", "in_window", "keys", "lat", "received", "stride", "w0", "w1")
+    __slots__ = ("ends", "in_window", "keys", "lat", "lat_src", "received", "stride", "w0", "w1")
 
     def __init__(self, w0: int, w1: int, stride: int = 1) -> None:
         self.w0 = w0
@@ -33,6 +33,7 @@ class Recorder:
         self.stride = stride
         self.keys = array("Q")  # delivery order: sender << 32 | seq
         self.lat = array("q")  # deliver time - send time, ns
+        self.lat_src = array("q")  # the sender of each latency sample (latency by path)
         self.received = 0  # data messages delivered (end markers excluded)
         self.in_window = 0  # ... of which delivered inside the window
         self.ends: dict[int, int] = {}  # sender -> number of data messages it sent
@@ -51,6 +52,7 @@ class Recorder:
         self.keys.append(key)
         if self.w0 <= sent < self.w1 and seq % self.stride == 0:
             self.lat.append(now - sent)
+            self.lat_src.append(sender)
         return key
 
     def complete(self, senders: int) -> bool:
@@ -94,6 +96,7 @@ class MemberReport:
             "received_win": rec.in_window if rec else 0,
             "ends": {str(k): v for k, v in rec.ends.items()} if rec else {},
             "lat_ns": rec.lat.tolist() if rec else [],
+            "lat_src": rec.lat_src.tolist() if rec else [],
             "keys_file": path + ".keys" if rec else None,
             "views_during_run": self.views_during_run,
             "ready_s": self.ready_s,

@@ -62,9 +62,22 @@ def table(records: Sequence[dict[str, Any]]) -> str:
     for r in records:
         lines.append("  ".join(_cell(r.get(key)).rjust(w) for _, key, w in COLUMNS))
     for r in records:
+        if r.get("kind") == "lat" and r.get("p50_us_by_path"):
+            lines.append(path_line(r))
+    for r in records:
         for problem in r.get("problems", []):
             lines.append(f"  ! {r['system']} run {r['run']}: {problem}")
     return "\n".join(lines)
+
+
+def path_line(record: dict[str, Any]) -> str:
+    """p50 by path of one latency run: ``d2>d3`` is sent next to d2, delivered next to d3."""
+    paths = record["p50_us_by_path"]
+    seq = record.get("sequencer")
+    where = f", sequencer {seq}" if seq else ""
+    cells = " ".join(f"{path} {us:,.0f}" for path, us in paths.items())
+    run = f"{record['system']} run {record['run']}"
+    return f"  {run} p50 us by path (sender>receiver{where}): {cells}"
 
 
 def _median(records: Sequence[dict[str, Any]], key: str) -> float | None:

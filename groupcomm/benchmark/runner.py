@@ -125,7 +125,7 @@ def _run_groupcomm(
     group = MemberGroup(workdir)
     cluster.start()
     try:
-        asyncio.run(_wait_daemons(cluster, names, DAEMON_VIEW_TIMEOUT_S))
+        sequencer = asyncio.run(_wait_daemons(cluster, names, DAEMON_VIEW_TIMEOUT_S))
         for m in work.members():
             plan = member_plan(m, work, str(workdir / f"m{m.id}.json"))
             endpoint = cluster.endpoints[names[m.node]]
@@ -135,6 +135,7 @@ def _run_groupcomm(
         inputs = _timed(spec, place, group, daemon_pids, workdir, progress, names)
         inputs.daemon_trace = bool(cluster.traces)
         inputs.protocol = dict(spec.protocol)
+        inputs.sequencer = sequencer
         inputs.problems += _daemon_problems(cluster, names)
         return summarize(inputs)
     finally:
@@ -143,28 +144,40 @@ def _run_groupcomm(
         cluster.stop()
 
 
-async def _wait_daemons(cluster: LocalCluster, names: tuple[str, ...], timeout: float) -> None:
-    """Until every daemon reports one view holding all of ``names``."""
+async def _wait_daemons(
+    cluster: LocalCluster, names: tuple[str, ...], timeout: float
+) -> str | None:
+    """Until every daemon reports one view holding all of ``names``; returns the name of that
+    view's coordinator (the sequencer), if the status says it."""
     deadline = time.monotonic() + timeout
     want = set(names)
     while True:
         seen = []
+        view = ""
         for name in names:
             try:
                 status = await query_status(cluster.endpoints[name], 0.5)
             except GroupcommError:
                 break
             members = status.get("members")
+            view = str(status.get("view", ""))
             seen.append(
                 {str(m).split(":", 1)[0] for m in members or ()}
                 if isinstance(members, list)
                 else set()
             )
         if len(seen) == len(names) and all(s == want for s in seen):
-            return
+            return coordinator_name(view)
         if time.monotonic() > deadline:
             raise TimeoutError(f"daemons {sorted(want)} did not form one view in {timeout:.0f} s")
         await asyncio.sleep(0.1)
+
+
+def coordinator_name(view: str) -> str | None:
+    """``"3.d3:1795454919910"`` (a view id as the status shows it) -> ``"d3"``."""
+    _, dot, coord = view.partition(".")
+    name = coord.split(":", 1)[0]
+    return name if dot and name else None
 
 
 def _daemon_problems(cluster: LocalCluster, names: tuple[str, ...]) -> list[str]:

@@ -122,3 +122,22 @@ def test_wire_figures_per_daemon_in_mode_one() -> None:
     assert per["d2"]["per"] == "delivered" and per["d2"]["tcp"] == 2.0
     assert r["wire_out_bytes_per_msg"] == [130.0, 2.0, 0.0]
     assert r["wire_total_bytes_per_delivered_msg"] == 15.0
+
+
+def test_latency_by_path_groups_samples_by_the_daemons_of_sender_and_receiver() -> None:
+    inp = one_mode("agreed", [FULL, FULL, FULL])
+    # mode "one": member 0 sends next to d1; members 1, 2, 3 receive next to d1, d2, d3
+    inp.results[1].update(lat_ns=[100_000, 300_000, 200_000], lat_src=[0, 0, 0])
+    inp.results[2].update(lat_ns=[500_000, 700_000], lat_src=[0, 0])
+    inp.results[3].update(lat_ns=[900_000], lat_src=[7])  # an unknown sender: not a path
+    inp.sequencer = "d2"
+    r = summarize(inp)
+    assert r["p50_us_by_path"] == {"d1>d1": 200.0, "d1>d2": 600.0}
+    assert r["sequencer"] == "d2"
+
+
+def test_coordinator_name_from_a_status_view() -> None:
+    from groupcomm.benchmark.runner import coordinator_name
+
+    assert coordinator_name("3.d3:1795454919910") == "d3"
+    assert coordinator_name("") is None and coordinator_name("garbage") is None

@@ -55,3 +55,16 @@ def test_progress_line_silent_when_disabled() -> None:
     p.clear()
     assert out.getvalue() == ""
     assert not ProgressLine(None, io.StringIO()).enabled  # not a terminal
+
+
+def test_latency_runs_get_a_line_of_p50_by_path() -> None:
+    lat = rec("groupcomm", 1000, 1500) | {
+        "kind": "lat",
+        "p50_us_by_path": {"d1>d1": 971.4, "d1>d2": 1617.0},
+        "sequencer": "d1",
+    }
+    tput = rec("groupcomm", 100_000, 400_000, run=1) | {"kind": "tput", "p50_us_by_path": {}}
+    out = table([lat, tput])
+    line = "groupcomm run 0 p50 us by path (sender>receiver, sequencer d1): d1>d1 971 d1>d2 1,617"
+    assert line in out
+    assert "run 1 p50 us by path" not in out
