@@ -11,14 +11,40 @@ in the root namespace is the client of every daemon.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _load_prctl() -> Callable[[int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        prctl: Callable[[int, int], int] = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_PRCTL = _load_prctl()  # looked up here: the child, between fork and exec, only calls it
+
+
+def _die_with_parent() -> None:
+    """``preexec_fn`` of every daemon: SIGTERM when the process that started it dies, so a
+    demo or test killed with SIGKILL (a timeout) leaves no daemons running (Linux; elsewhere
+    nothing)."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_ports(count: int) -> list[int]:
@@ -126,6 +152,7 @@ class LocalCluster:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
         if self.trace:
             self.traces.append(trace)
