@@ -477,7 +477,7 @@ class Connection:
 
     async def _on_reply(self, reply: Reply) -> None:
         match reply:
-            case Msgs(msgs=msgs):
+            case Msgs(msgs=msgs) if msgs:  # an empty batch would hand out no event at all
                 batch: list[Event] = list(map(_as_message, msgs))  # one copy per message, in C
                 self._batches.append((batch, _payload_bytes(batch)))
                 self._arrived.set()

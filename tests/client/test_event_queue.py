@@ -62,3 +62,12 @@ async def test_events_queued_before_the_end_are_still_delivered() -> None:
     for _ in range(2):  # and then the end, every time
         with pytest.raises(ConnectionClosed, match="slow consumer"):
             await conn.receive_many(5, T)
+
+
+async def test_an_empty_msgs_reply_is_not_an_event() -> None:
+    conn = Connection("ipc:///nonexistent", "q")
+    await conn._on_reply(Msgs(()))
+    with pytest.raises(TimeoutError):
+        await conn.receive_many(10, 0.01)
+    await conn._on_reply(msgs(b"z"))
+    assert payloads(await conn.receive_many(10, T)) == [b"z"]
