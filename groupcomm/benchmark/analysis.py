@@ -152,6 +152,7 @@ def summarize(inp: RunInputs) -> dict[str, Any]:
         "placement": inp.placement,
         "transport": inp.transport,
         "batch": work.send_batch(inp.system),
+        "member_gc": work.member_gc,
         "run": inp.run,
         "ok": not problems,
         "problems": problems,

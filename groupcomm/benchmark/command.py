@@ -21,7 +21,7 @@ from groupcomm.benchmark.report import (
     table,
 )
 from groupcomm.benchmark.runner import RunSpec, run_once
-from groupcomm.benchmark.workload import FLOOD_BATCH, KINDS, MODES, SERVICES, Workload
+from groupcomm.benchmark.workload import FLOOD_BATCH, KINDS, MEMBER_GC, MODES, SERVICES, Workload
 from groupcomm.config import PROTOCOL_KEYS
 
 
@@ -103,6 +103,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "needs --netns and a pyzmq with PGM)",
     )
     p.add_argument(
+        "--member-gc",
+        choices=MEMBER_GC,
+        default="tuned",
+        help="tuned: the member processes call groupcomm.client.tune_gc at start-up, as "
+        "docs/client.md recommends for fast receivers (default); default: they leave "
+        "Python's garbage collector as it is",
+    )
+    p.add_argument(
         "--batch",
         type=int,
         default=None,
@@ -143,6 +151,7 @@ def main(args: argparse.Namespace) -> int:
             drain=args.drain,
             lat_rate=args.lat_rate,
             batch=FLOOD_BATCH if args.batch is None else args.batch,
+            member_gc=args.member_gc,
         )
     except ValueError as e:
         print(f"groupcomm bench: {e}", file=sys.stderr)

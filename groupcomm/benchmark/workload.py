@@ -31,6 +31,7 @@ TPUT_LAT_STRIDE = 64  # in throughput runs, every 64th message of a sender is a 
 # 1 = one ``Connection.multicast`` per message, the one-message API (as CPG's one message per
 # call). Paced senders (``--kind lat``) and the zmq baseline always send one message per call.
 FLOOD_BATCH = 100
+MEMBER_GC = ("tuned", "default")  # --member-gc: what the member processes do with the GC
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class Workload:
     drain: float = 5.0
     lat_rate: float = 1000.0
     batch: int = FLOOD_BATCH  # messages per send call of a flooding groupcomm sender
+    member_gc: str = "tuned"  # the members call groupcomm.client.tune_gc ("default": they don't)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES or self.kind not in KINDS or self.service not in SERVICES:
@@ -69,6 +71,8 @@ class Workload:
             raise ValueError("lat_rate must be positive")
         if self.batch < 1:
             raise ValueError("batch must be at least 1")
+        if self.member_gc not in MEMBER_GC:
+            raise ValueError(f"member_gc must be one of {', '.join(MEMBER_GC)}")
 
     @property
     def window_s(self) -> float:
@@ -145,6 +149,7 @@ class MemberPlan:
     drain: float
     lat_stride: int
     batch: int  # messages per multicast call when flooding (1: Connection.multicast)
+    gc: str  # "tuned": call groupcomm.client.tune_gc at start-up; "default": leave the GC alone
     out: str  # result JSON path; the delivery order goes to ``out`` + ".keys"
 
     def to_argv(self) -> list[str]:
@@ -171,6 +176,7 @@ def member_plan(spec: MemberSpec, work: Workload, out: str) -> MemberPlan:
         drain=work.drain,
         lat_stride=work.lat_stride(),
         batch=work.batch,
+        gc=work.member_gc,
         out=out,
     )
 
@@ -189,6 +195,7 @@ def add_member_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drain", type=float, default=5.0)
     parser.add_argument("--lat-stride", type=int, default=1)
     parser.add_argument("--batch", type=int, default=FLOOD_BATCH)
+    parser.add_argument("--gc", choices=MEMBER_GC, default="tuned")
     parser.add_argument("--out", required=True)
 
 
@@ -207,5 +214,6 @@ def plan_from_args(ns: argparse.Namespace) -> MemberPlan:
         drain=ns.drain,
         lat_stride=max(1, ns.lat_stride),
         batch=max(1, ns.batch),
+        gc=ns.gc,
         out=ns.out,
     )

@@ -36,6 +36,7 @@ from groupcomm.benchmark.workload import (
     padding,
     plan_from_args,
 )
+from groupcomm.gctune import tune_gc
 
 ACK = struct.Struct("<II")  # receiver id, next seq it expects from the sender (progress)
 PROBE = struct.Struct("<I")  # sender id; 4 bytes < HEADER.size
@@ -250,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hwm", type=int, default=100_000)
     ns = parser.parse_args(argv)
     plan = plan_from_args(ns)
+    if plan.gc == "tuned":
+        tune_gc()  # as docs/client.md recommends above tens of thousands of msg/s
     report = MemberReport(plan.id, "zmq", plan.send, plan.recv)
     t0 = time.monotonic()
     member = ZmqMember(plan, ns)

@@ -22,6 +22,7 @@ from groupcomm.client.events import (
 )
 from groupcomm.client.sync import SyncConnection
 from groupcomm.core.service import Service
+from groupcomm.gctune import tune_gc
 
 __all__ = [
     "DEFAULT_IPC_ENDPOINT",
@@ -42,4 +43,5 @@ __all__ = [
     "connect",
     "default_endpoint",
     "query_status",
+    "tune_gc",
 ]

@@ -10,7 +10,6 @@ configuration or command line.
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib
 import sys
 import time
@@ -28,12 +27,11 @@ from groupcomm.daemon.fanout import TransportUnavailable
 from groupcomm.daemon.frontend_api import FrontEnd
 from groupcomm.daemon.trace import TraceWriter
 from groupcomm.daemon.transport import ZmqTransport
+from groupcomm.gctune import tune_gc
 from groupcomm.logconfig import configure_logging
 
 # frontend_factory(config, context) -> FrontEnd
 FrontEndFactory = Callable[..., FrontEnd]
-
-GC_THRESHOLD = 100_000  # allocations between young-generation collections (default 700)
 
 
 def native_frontend(config: DaemonConfig, context: zmq.Context[Any]) -> FrontEnd:
@@ -126,19 +124,6 @@ def run_daemon(
         if frontend is not None:
             frontend.close()
         ctx.destroy(linger=0)
-
-
-def tune_gc() -> None:
-    """Make the cyclic garbage collector rare: the daemon's per-message objects (messages,
-    order entries, delivery commands) are acyclic and freed by reference counting, but each
-    allocation counts towards a collection, and with the default threshold (700) a flood ran a
-    young-generation collection every few hundred messages, and older ones that walk every
-    retained message (docs/performance.md, "Profiles"). What start-up built is frozen out of
-    every collection. The older generations keep their usual ratios (a full collection every
-    200 young ones), so cyclic garbage (from an exception, say) is still reclaimed."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, 20, 10)
 
 
 def build_parser(prog: str = "python -m groupcomm.daemon") -> argparse.ArgumentParser:

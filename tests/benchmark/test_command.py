@@ -50,3 +50,10 @@ def test_epgm_needs_netns_and_batch_needs_a_flood(capsys: pytest.CaptureFixture[
     assert "--kind tput only" in capsys.readouterr().err
     assert main(["bench", "--batch", "0"]) == 2
     assert "batch must be at least 1" in capsys.readouterr().err
+
+
+def test_member_gc_is_tuned_unless_asked_otherwise() -> None:
+    assert build_parser().parse_args(["bench"]).member_gc == "tuned"
+    assert build_parser().parse_args(["bench", "--member-gc", "default"]).member_gc == "default"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--member-gc", "off"])

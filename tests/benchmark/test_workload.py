@@ -42,7 +42,15 @@ def test_latency_rate_is_split_over_the_senders() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"size": 8}, {"warm": 7.0}, {"daemons": 0}, {"service": "x"}, {"lat_rate": 0}]
+    "bad",
+    [
+        {"size": 8},
+        {"warm": 7.0},
+        {"daemons": 0},
+        {"service": "x"},
+        {"lat_rate": 0},
+        {"member_gc": "off"},
+    ],
 )
 def test_bad_workloads_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
