@@ -30,6 +30,7 @@ from groupcomm.benchmark.recorder import read_keys
 from groupcomm.benchmark.wirecost import WireSample
 from groupcomm.benchmark.workload import Workload, member_plan, zmq_window
 from groupcomm.client.connection import GroupcommError, query_status
+from groupcomm.core.ids import token_name
 from groupcomm.localcluster import LocalCluster, free_ports
 
 Progress = Callable[[str], None]
@@ -176,7 +177,7 @@ async def _wait_daemons(
 def coordinator_name(view: str) -> str | None:
     """``"3.d3:1795454919910"`` (a view id as the status shows it) -> ``"d3"``."""
     _, dot, coord = view.partition(".")
-    name = coord.split(":", 1)[0]
+    name = token_name(coord)
     return name if dot and name else None
 
 

@@ -322,13 +322,14 @@ class Node:
         kind = msg.kind
         if kind == DATA:
             self.counters["delivered"] += 1
-            prefix = self._mid_prefix.get(sender)
             # ``is not`` first: the view is nearly always the very object of the last call, and
             # a dataclass ``!=`` per delivered message was 2 % of a flooded daemon's time.
-            if prefix is None or (self._mid_view is not view and self._mid_view != view):
+            if self._mid_view is not view:
                 if self._mid_view != view:
                     self._mid_prefix.clear()
-                    self._mid_view = view
+                self._mid_view = view  # an equal view: from now on the same object too
+            prefix = self._mid_prefix.get(sender)
+            if prefix is None:
                 prefix = self._mid_prefix[sender] = message_id(sender, view, 0)[:-1]
             mid = prefix + str(seq)  # == message_id(sender, view, seq), without str(view) each time
             if self.cfg.trace_messages:
