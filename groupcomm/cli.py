@@ -174,7 +174,12 @@ def event_record(event: Event) -> dict[str, object]:
                 "vs_sets": [list(s) for s in event.vs_sets],
             }
         case TransitionalView():
-            return {"type": "transitional", "group": event.group, "gid": event.gid}
+            return {
+                "type": "transitional",
+                "group": event.group,
+                "gid": event.gid,
+                "members": list(event.members),
+            }
         case SelfLeave():
             return {"type": "self_leave", "group": event.group}
         case Rejected():
@@ -194,7 +199,7 @@ def event_line(event: Event) -> str:
             changed = ",".join(event.changed)
             return f"-- view {event.group} {event.cause} {changed}: {' '.join(event.members)}"
         case TransitionalView():
-            return f"-- transitional {event.group}"
+            return f"-- transitional {event.group}: {' '.join(event.members)}"
         case SelfLeave():
             return f"-- left {event.group}"
         case Rejected():

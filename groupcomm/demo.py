@@ -4,7 +4,9 @@ Starts 3 daemons as processes on loopback (ports picked free), connects one clie
 joins group ``demo``, multicasts AGREED messages from all clients at once and shows that every
 client delivered the same order; then cuts ``d3`` off with the admin fault-injection command,
 shows the partitioned views and measures how long they took, heals, shows the merge, checks the
-daemons' traces with the simulator's checkers and exits 0 with a summary.
+daemons' traces with the simulator's checkers and exits 0 with a summary. The harness marks the
+trace ``stable`` right after the heal and ``end`` (the live daemons) once the merged view has
+settled, so the liveness properties (L1-L3, SVC-REL) are judged too.
 """
 
 from __future__ import annotations
@@ -140,8 +142,11 @@ async def _scenario(cluster: LocalCluster, clients: list[Client], say: Say) -> i
     say("\n--- heal")
     healed = time.monotonic()
     await clients[2].conn.admin("heal")
+    cluster.mark_stable()  # the last fault is over: the liveness phase starts
     await asyncio.gather(*(c.wait_for(_members_are(everyone), 15) for c in clients))
     merge_s = time.monotonic() - healed
+    live = await cluster.end_trace(15)
+    say(f"  trace markers: stable after the heal, end with live daemons {live}")
     return _summary(cluster, clients, same, partition_s, merge_s, say)
 
 

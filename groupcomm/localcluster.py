@@ -7,20 +7,33 @@ By default every daemon is on loopback. To put daemons on distinct hosts of a na
 there (``ip netns exec <ns>``), or use ``LocalCluster.on_hosts``; client endpoints stay ``ipc://``
 files in the workdir, because unix sockets work across network namespaces, so the test process
 in the root namespace is the client of every daemon.
+
+Traces (``docs/simulation.md``, "Trace format"): each daemon appends to ``<name>.trace.jsonl``
+across restarts, so a restarted daemon records the crash of the incarnation it replaces. The
+harness writes the liveness markers to ``harness.trace.jsonl`` on the same wall clock:
+``mark_stable()`` after the last injected fault, and ``await end_trace()`` once every running
+daemon reports one regular view of exactly the running daemons (``end`` lists their tokens;
+daemons killed and not restarted get their ``crash`` then). ``traces`` lists every file to merge.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from groupcomm.client.connection import query_status
+from groupcomm.daemon.trace import append_event, record_crash
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -97,6 +110,7 @@ class LocalCluster:
     # The per-message trace (checked by sim.check_trace in the tests) costs the daemons about a
     # third of their throughput: benchmarks turn it off.
     trace: bool = True
+    stable_marked: bool = False  # mark_stable() wrote a "stable" marker
 
     @classmethod
     def on_hosts(
@@ -132,9 +146,18 @@ class LocalCluster:
             self.endpoints[name] = f"ipc://{self.workdir}/{name}.sock"
             self._launch(name)
 
+    def trace_path(self, name: str) -> Path:
+        """Daemon ``name``'s trace: every incarnation appends to it."""
+        return self.workdir / f"{name}.trace.jsonl"
+
+    @property
+    def marker_path(self) -> Path:
+        """The harness's own trace file: ``stable`` and ``end`` markers."""
+        return self.workdir / "harness.trace.jsonl"
+
     def _launch(self, name: str) -> None:
         run = self.restarts.get(name, 0)
-        trace = self.workdir / f"{name}.{run}.trace.jsonl" if self.trace else Path()
+        trace = self.trace_path(name) if self.trace else Path()
         config = self.workdir / f"{name}.toml"
         protocol = "".join(f"{k} = {v}\n" for k, v in sorted(self.protocol.items()))
         extra = "".join(f"{k} = {_toml(v)}\n" for k, v in sorted(self.daemon.items()))
@@ -154,7 +177,7 @@ class LocalCluster:
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,
         )
-        if self.trace:
+        if self.trace and trace not in self.traces:
             self.traces.append(trace)
 
     def kill9(self, name: str) -> None:
@@ -166,6 +189,75 @@ class LocalCluster:
         self.restarts[name] = self.restarts.get(name, 0) + 1
         self._launch(name)
 
+    def running(self) -> list[str]:
+        """Names of the daemons whose process is running."""
+        return [n for n in self.names if n in self.procs and self.procs[n].poll() is None]
+
+    # ---------------------------------------------------------------- liveness markers
+    def mark_stable(self) -> None:
+        """Write ``stable``: no fault is injected from now on (call it after the last heal or
+        restart). Daemons that are down get their ``crash`` first."""
+        if not self.trace:
+            return
+        self._record_crashes()
+        self._marker("stable")
+        self.stable_marked = True
+
+    def mark_end(self, live: Iterable[str]) -> None:
+        """Write ``end`` listing ``live`` daemon tokens (only running, connected daemons: a
+        token listed there must be in the final configuration, L1)."""
+        if not self.trace:
+            return
+        self._record_crashes()
+        self._marker("end", live=sorted(live))
+
+    async def wait_settled(self, timeout: float) -> list[str]:
+        """Until every running daemon reports the same regular view whose members are exactly
+        the running daemons; their tokens. ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        seen = "no answer yet"
+        while True:
+            names = self.running()
+            try:
+                statuses = [await query_status(self.endpoints[n], 0.5) for n in names]
+            except Exception as exc:
+                seen = f"{exc.__class__.__name__}: {exc}"
+            else:
+                tokens = {str(s.get("daemon")) for s in statuses}
+                views = {(str(s.get("phase")), str(s.get("view"))) for s in statuses}
+                members = [s.get("members") for s in statuses]
+                if (
+                    len(views) == 1
+                    and next(iter(views))[0] == "operational"
+                    and all(isinstance(m, list) and set(map(str, m)) == tokens for m in members)
+                ):
+                    return sorted(tokens)
+                seen = f"daemons {sorted(tokens)} report views {sorted(views)}"
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"daemons {names} did not settle in {timeout} s: {seen}")
+            await asyncio.sleep(0.1)
+
+    async def end_trace(self, timeout: float = 20.0) -> list[str]:
+        """Close the run's trace for the checkers: ``stable`` (if not marked yet), wait until
+        the running daemons settle, then ``end`` with their tokens (returned)."""
+        if not self.trace:
+            return []
+        if not self.stable_marked:
+            self.mark_stable()
+        live = await self.wait_settled(timeout)
+        self.mark_end(live)
+        return live
+
+    def _record_crashes(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:  # killed (or shut down: then nothing is recorded)
+                record_crash(str(self.trace_path(name)), name)
+
+    def _marker(self, ev: str, **fields: object) -> None:
+        append_event(str(self.marker_path), ev, **fields)
+        if self.marker_path not in self.traces:
+            self.traces.append(self.marker_path)
+
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
@@ -176,3 +268,10 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if self.trace and self.procs:
+            # Stopping makes the survivors install views after the run's "end", and L1 takes
+            # every live daemon's last install: a closing "end" (nobody is live; the last end
+            # counts) keeps the kept traces checkable. The checks that matter ran before.
+            with contextlib.suppress(OSError):  # e.g. the workdir is already gone
+                self._record_crashes()
+                self._marker("end", live=[])

@@ -488,8 +488,8 @@ class Connection:
                 self._push(
                     RegularView(v.group, v.gid, v.members, v.cause, v.vs_sets, v.changed, index)
                 )
-            case ViewMsg(kind="transitional", group=group, gid=gid):
-                self._push(TransitionalView(group, gid))
+            case ViewMsg(kind="transitional", group=group, gid=gid, members=members):
+                self._push(TransitionalView(group, gid, members))
             case ViewMsg(group=group):
                 self._push(SelfLeave(group))
             case CreditGrant(nbytes=n):

@@ -57,10 +57,13 @@ class RegularView:
 @dataclass(frozen=True, slots=True)
 class TransitionalView:
     """Members may have been lost: messages up to the next ``RegularView`` are delivered in a
-    smaller configuration (Extended Virtual Synchrony)."""
+    smaller configuration (Extended Virtual Synchrony). ``gid`` names the regular views it
+    links (``"<previous gid> > <next gid>"``); ``members`` are the members that move with this
+    connection from the previous regular view into the next one, itself included."""
 
     group: str
     gid: str
+    members: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,16 +4,55 @@ Every daemon applies the same JOIN/LEAVE/DISCONNECT operations in the same total
 daemon holds the same table and computes identical group views (SP-VIEW-ORDER) without extra
 rounds. Only the views for *local* connections are emitted. This module does not decide when
 operations are delivered (that is the epoch's job) nor what a view change keeps (viewchange).
+
+How group views follow daemon configurations (protocol/services.md section 4,
+protocol/membership.md section 12): in a regular configuration every operation yields its
+regular view at once. In a transitional configuration no regular view is emitted at all: the
+groups that lose members get one transitional view, operations change the table silently (a
+leaver still gets its self_leave), and the next regular install emits one NETWORK view for every
+group that was in transition or touched (GV-VIEWS, SP-TRANS-PAIR).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from groupcomm.core.commands import DeliverMembership
+from groupcomm.core.service import Kind
 
 # group -> conn -> daemon token hosting that conn
 Table = dict[str, dict[str, str]]
+# A group operation of the ordered stream: (kind, conn, groups).
+GroupOp = tuple[int, str, tuple[str, ...]]
+JOIN, LEAVE, DISCONNECT = int(Kind.JOIN), int(Kind.LEAVE), int(Kind.DISCONNECT)
+
+
+def trans_gid(prev_gid: str, next_gid: str) -> str:
+    """A transitional group view names the regular views it links (SP-TRANS-PAIR)."""
+    return f"{prev_gid} > {next_gid}"
+
+
+def removed_by(ops: Iterable[GroupOp]) -> tuple[dict[str, set[str]], set[str]]:
+    """Connections that ``ops`` take out: per group (LEAVE), and out of every group
+    (DISCONNECT)."""
+    left: dict[str, set[str]] = {}
+    disconnected: set[str] = set()
+    for kind, conn, groups in ops:
+        if kind == LEAVE and len(groups) == 1:
+            left.setdefault(groups[0], set()).add(conn)
+        elif kind == DISCONNECT:
+            disconnected.add(conn)
+    return left, disconnected
+
+
+def joined_by(ops: Iterable[GroupOp]) -> dict[str, set[str]]:
+    """group -> connections that a JOIN among ``ops`` brings in (joins are never no-ops:
+    ``requests`` stamps a join only for a non-member, so the joiner had no view of it)."""
+    out: dict[str, set[str]] = {}
+    for kind, conn, groups in ops:
+        if kind == JOIN and len(groups) == 1:
+            out.setdefault(groups[0], set()).add(conn)
+    return out
 
 
 class GroupTable:
@@ -24,7 +63,13 @@ class GroupTable:
         self._recipients: dict[tuple[str, ...], list[str]] = {}  # cleared on every change
         self.conf = ""
         self.counters: dict[str, int] = {}
+        self.last_gid: dict[str, str] = {}  # gid of each group's last regular view
         self.in_transition: set[str] = set()  # groups with a TRANS view awaiting REG
+        # Set only between the transitional configuration and the next regular install:
+        self.transitional = False
+        self.touched: set[str] = set()  # groups an operation changed silently
+        self.unviewed: dict[str, set[str]] = {}  # silent joiners: no view yet, so no messages
+        self.requested: dict[str, set[str]] = {}  # conn -> groups once its own ops are applied
 
     # -------------------------------------------------------------- queries
     def members(self, group: str) -> list[str]:
@@ -50,7 +95,9 @@ class GroupTable:
                 continue
             members = self.table.get(group)
             if members:
-                out.update(c for c in members if c in local)
+                silent = self.unviewed.get(group, ())
+                # SP-OPEN: a silent joiner is not a member by its own views until its NETWORK view
+                out.update(c for c in members if c in local and c not in silent)
         return sorted(out)
 
     def open_local(self, conn: str) -> None:
@@ -59,10 +106,25 @@ class GroupTable:
 
     def close_local(self, conn: str) -> None:
         self.local.discard(conn)
+        self.requested.pop(conn, None)
         self._recipients.clear()
 
     def local_state(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
         return tuple((conn, self.joined(conn)) for conn in sorted(self.local))
+
+    # -------------------------------------------------------------- requests
+    def request(self, conn: str, group: str, join: bool) -> bool:
+        """Record a join/leave request; False if it changes nothing (already a member, or not
+        one), so that no no-op operation is stamped. Every delivered JOIN then brings in a
+        non-member, which is what the vs_sets of a merge rely on (``joined_by``)."""
+        groups = self.requested.setdefault(conn, set())  # a new session is in no group
+        if (group in groups) == join:
+            return False
+        if join:
+            groups.add(group)
+        else:
+            groups.discard(group)
+        return True
 
     # ------------------------------------------------------------ operations
     def set_conf(self, conf: str) -> None:
@@ -75,6 +137,10 @@ class GroupTable:
             return []
         members[conn] = daemon
         self._recipients.clear()
+        if self.transitional:
+            self.touched.add(group)
+            self.unviewed.setdefault(group, set()).add(conn)
+            return []
         return self._views(group, "JOIN", (conn,), members)
 
     def leave(self, conn: str, group: str, cause: str) -> list[DeliverMembership]:
@@ -87,9 +153,14 @@ class GroupTable:
         if conn in self.local and cause == "LEAVE":
             # SP-SELF-LEAVE: the leaver gets one self-leave notice, then nothing for the group.
             out.append(_view(conn, group, "self_leave", "", (), "LEAVE", (), (conn,)))
+        if self.transitional:
+            self.touched.add(group)
+            self.unviewed.get(group, set()).discard(conn)
         if not members:
             del self.table[group]
             return out
+        if self.transitional:
+            return out  # the next regular install shows the result (NETWORK view)
         return out + self._views(group, cause, (conn,), members, with_trans=True)
 
     def disconnect(self, conn: str) -> list[DeliverMembership]:
@@ -111,9 +182,11 @@ class GroupTable:
         ordered = tuple(sorted(members))
         out: list[DeliverMembership] = []
         local = [c for c in ordered if c in self.local]
-        if with_trans and group not in self.in_transition:
-            out.extend(_view(c, group, "transitional", gid + "t", (), "", (), ()) for c in local)
-        self.in_transition.discard(group)
+        if with_trans:
+            # The remaining members move together from the old view into the new one.
+            tgid = trans_gid(self.last_gid.get(group, ""), gid)
+            out.extend(_view(c, group, "transitional", tgid, ordered, "", (), ()) for c in local)
+        self.last_gid[group] = gid
         out.extend(
             _view(c, group, "regular", gid, ordered, cause, (changed,), changed) for c in local
         )
@@ -125,60 +198,105 @@ class GroupTable:
         return f"{self.conf}/{group}/{n}"
 
     # ----------------------------------------------------------- view change
-    def begin_transitional(self, survivors: set[str]) -> list[DeliverMembership]:
-        """TRANS views for groups that lost members on daemons outside ``survivors``."""
+    def begin_transitional(
+        self, survivors: set[str], next_conf: str, ops: Sequence[GroupOp]
+    ) -> list[DeliverMembership]:
+        """Enter the transitional configuration whose members are ``survivors``, which
+        precedes regular configuration ``next_conf`` and delivers the group operations ``ops``.
+
+        A group whose members do not all move together into the next regular view (some are
+        on daemons outside ``survivors``, or leave in ``ops``) gets one transitional view now,
+        listing the members that do; its NETWORK view at the install closes it."""
+        self.transitional = True
+        left, disconnected = removed_by(ops)
         out: list[DeliverMembership] = []
         for group in sorted(self.table):
             members = self.table[group]
-            if group in self.in_transition:
+            lost = left.get(group, set()) | disconnected
+            moving = tuple(
+                sorted(c for c, d in members.items() if d in survivors and c not in lost)
+            )
+            if len(moving) == len(members):
                 continue
-            if any(d not in survivors for d in members.values()):
-                out.extend(self._trans(group))
+            self.in_transition.add(group)
+            tgid = trans_gid(self.last_gid.get(group, ""), f"{next_conf}/{group}/1")
+            out.extend(
+                _view(c, group, "transitional", tgid, moving, "", (), ())
+                for c in moving
+                if c in self.local
+            )
         return out
 
-    def _trans(self, group: str) -> list[DeliverMembership]:
-        self.in_transition.add(group)
-        gid = f"{self.conf}/{group}/trans"
-        members = self.table[group]
-        return [
-            _view(c, group, "transitional", gid, (), "", (), ())
-            for c in sorted(members)
-            if c in self.local
-        ]
+    def install(
+        self,
+        new: Table,
+        vs_of_daemon: Mapping[str, int],
+        joined_in_trans: Sequence[Mapping[str, set[str]]],
+    ) -> list[DeliverMembership]:
+        """Replace the table by the merged one; NETWORK views where the group was in
+        transition, was changed in the transitional configuration, or changed membership.
 
-    def install(self, new: Table, vs_of_daemon: Mapping[str, int]) -> list[DeliverMembership]:
-        """Replace the table by the merged one; NETWORK views where membership changed."""
+        ``vs_of_daemon`` maps each member daemon to the index of its cleanup (its old view) and
+        ``joined_in_trans[i]`` the connections that joined a group in cleanup ``i``'s
+        transitional part: SP-VSSET puts two members in one vs_set exactly when they come from
+        the same old view and the same previous group view (a silent joiner had none)."""
         out: list[DeliverMembership] = []
+        views: dict[str, str] = {}
         for group in sorted(set(self.table) | set(new)):
             before = self.table.get(group, {})
             after = new.get(group, {})
-            if set(before) == set(after):
-                if group in self.in_transition and after:
-                    out.extend(self._network(group, after, vs_of_daemon))
+            if not after:
                 continue
-            lost = any(c not in after for c in before)
-            if lost and group not in self.in_transition and before:
-                out.extend(self._trans(group))
-            if after:
-                out.extend(self._network(group, after, vs_of_daemon))
+            sides = {vs_of_daemon[d] for d in after.values()}
+            if (
+                set(before) == set(after)
+                and len(sides) == 1
+                and group not in self.in_transition
+                and group not in self.touched
+            ):
+                continue
+            gid = f"{self.conf}/{group}/1"
+            # Only members of the last regular view can be lost: a silent joiner that is gone
+            # again was never shown to anyone (EVS-2.4 at the group level: trans within both).
+            silent = self.unviewed.get(group, set())
+            viewed = [c for c in sorted(before) if c not in silent]
+            if group not in self.in_transition and any(c not in after for c in viewed):
+                moving = tuple(c for c in viewed if c in after)
+                tgid = trans_gid(self.last_gid.get(group, ""), gid)
+                out.extend(
+                    _view(c, group, "transitional", tgid, moving, "", (), ())
+                    for c in moving
+                    if c in self.local
+                )
+            out.extend(self._network(group, gid, after, vs_of_daemon, joined_in_trans))
+            views[group] = gid
         self.table = {g: dict(m) for g, m in new.items() if m}
+        self.last_gid = {g: views.get(g, self.last_gid.get(g, "")) for g in self.table}
         self._recipients.clear()
         self.in_transition.clear()
+        self.transitional = False
+        self.touched.clear()
+        self.unviewed.clear()
         # SP-VIEW-ORDER: gids must not depend on what this daemon saw before the merge, so every
         # group restarts at the same counter everywhere, whether or not it got a view here.
         self.counters = dict.fromkeys(self.table, 1)
         return out
 
     def _network(
-        self, group: str, after: Mapping[str, str], vs_of_daemon: Mapping[str, int]
+        self,
+        group: str,
+        gid: str,
+        after: Mapping[str, str],
+        vs_of_daemon: Mapping[str, int],
+        joined_in_trans: Sequence[Mapping[str, set[str]]],
     ) -> list[DeliverMembership]:
-        self.in_transition.discard(group)
         ordered = tuple(sorted(after))
-        sets: dict[int, list[str]] = {}
+        sets: dict[tuple[int, bool], list[str]] = {}
         for conn in ordered:
-            sets.setdefault(vs_of_daemon[after[conn]], []).append(conn)
+            side = vs_of_daemon[after[conn]]
+            fresh = conn in joined_in_trans[side].get(group, ())
+            sets.setdefault((side, fresh), []).append(conn)
         vs_sets = tuple(tuple(s) for _, s in sorted(sets.items()))
-        gid = f"{self.conf}/{group}/1"
         return [
             _view(c, group, "regular", gid, ordered, "NETWORK", vs_sets, ())
             for c in ordered

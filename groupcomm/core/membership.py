@@ -14,12 +14,14 @@ Functions over the ``Node``'s membership fields; no message state (``Epoch`` own
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from groupcomm.core.commands import Command, Note, SendFrame
 from groupcomm.core.epoch import Epoch
-from groupcomm.core.frames import Cleanup, Flush, Install, Leave, Propose, Status
+from groupcomm.core.frames import Cleanup, Flush, Install, Leave, Msg, Propose, Status
+from groupcomm.core.groups import GroupOp, joined_by
 from groupcomm.core.ids import (
     ViewId,
     regular_conf_id,
@@ -27,6 +29,7 @@ from groupcomm.core.ids import (
     token_name,
     transitional_conf_id,
 )
+from groupcomm.core.service import Kind
 from groupcomm.core.viewchange import decide_install
 
 if TYPE_CHECKING:
@@ -288,9 +291,11 @@ def apply_install(node: Node, install: Install, out: list[Command]) -> None:
         return
     _deliver_cleanup(node, install, cleanup, out)
     vs_of: dict[str, int] = {}
+    joined_in_trans: list[dict[str, set[str]]] = []
     for index, c in enumerate(install.cleanups):
         for member in c.trans_members:
             vs_of[member] = index
+        joined_in_trans.append(joined_by(group_ops(c.transitional)))
     table: dict[str, dict[str, str]] = {}
     for daemon, conn, groups in install.groups:
         for group in groups:
@@ -305,7 +310,7 @@ def apply_install(node: Node, install: Install, out: list[Command]) -> None:
     conf = regular_conf_id(node.view)
     node.groups.set_conf(conf)
     note_install(node, out, conf, "regular", node.members, node.view.epoch)
-    out.extend(node.groups.install(table, vs_of))
+    out.extend(node.groups.install(table, vs_of, joined_in_trans))
     for member in node.members:
         # Every member just took part in the round: give each a full suspect timeout from
         # now, even one we had not heard directly before (e.g. across a healed partition).
@@ -332,9 +337,16 @@ def _deliver_cleanup(node: Node, install: Install, cleanup: Cleanup, out: list[C
     tconf = transitional_conf_id(install.view, old_view)
     note_install(node, out, tconf, "transitional", cleanup.trans_members, install.view.epoch)
     node.groups.set_conf(tconf)
-    out.extend(node.groups.begin_transitional(set(cleanup.trans_members)))
+    ops = group_ops(cleanup.transitional)
+    next_conf = regular_conf_id(install.view)
+    out.extend(node.groups.begin_transitional(set(cleanup.trans_members), next_conf, ops))
     for sender, seq, msg in cleanup.transitional:
         node.deliver(sender, old_view, seq, msg, tconf, out)
+
+
+def group_ops(entries: Iterable[tuple[str, int, Msg]]) -> list[GroupOp]:
+    """The group operations among a cleanup's transitional entries, in delivery order."""
+    return [(m.kind, m.conn, m.groups) for _, _, m in entries if m.kind != Kind.DATA]
 
 
 def note_install(

@@ -57,13 +57,15 @@ def on_session_event(
             if why:
                 node.reject(out, conn, "join", group, why)
                 return
-            node.pending.append(_op(Kind.JOIN, conn, (group,)))
+            if node.groups.request(conn, group, join=True):  # a member's join is a no-op
+                node.pending.append(_op(Kind.JOIN, conn, (group,)))
         case LeaveRequested(conn=conn, group=group):
             why = _check_group_op(node, conn, group)
             if why:
                 node.reject(out, conn, "leave", group, why)
                 return
-            node.pending.append(_op(Kind.LEAVE, conn, (group,)))
+            if node.groups.request(conn, group, join=False):  # so is a non-member's leave
+                node.pending.append(_op(Kind.LEAVE, conn, (group,)))
 
 
 def _check_group_op(node: Node, conn: str, group: str) -> str:

@@ -60,8 +60,9 @@ def _view_event(token: str, cmd: DeliverMembership) -> dict[str, object]:
         "kind": cmd.kind,
         "gid": cmd.gid,
     }
+    if cmd.kind != "self_leave":
+        event["members"] = list(cmd.members)  # transitional: the members moving together
     if cmd.kind == "regular":
-        event["members"] = list(cmd.members)
         event["vs_sets"] = [list(s) for s in cmd.vs_sets]
     if cmd.kind != "transitional":
         event["cause"] = cmd.cause

@@ -69,11 +69,26 @@ def make_fanout(config: DaemonConfig, ctx: zmq.Context[Any]) -> Fanout:
     return TcpFanout(config, ctx)
 
 
-def _common(s: zmq.Socket[bytes]) -> zmq.Socket[bytes]:
+def link_timeout_ms(config: DaemonConfig) -> int:
+    """How long a TCP link between daemons may hold unacknowledged data before it is dropped
+    and reconnected: a link silent for a suspect timeout is dead for the protocol anyway."""
+    return max(config.protocol.suspect_timeout_ms, 200)
+
+
+def tcp_link_options(s: zmq.Socket[bytes], timeout_ms: int) -> zmq.Socket[bytes]:
+    """Options of every TCP socket between daemons. Without TCP_MAXRT a link that was cut
+    stays in TCP's retransmission backoff after it heals: after a two-second cable pull it
+    stayed silent 1.2 s more, every merge attempt meanwhile timed out and the daemons installed
+    six views where two do (L3, tests/netlan/test_lan_epgm.py). CONNECT_TIMEOUT keeps a SYN
+    into a dead link from backing off the same way."""
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.TCP_KEEPALIVE, 1)
     s.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 30)
     s.setsockopt(zmq.TCP_KEEPALIVE_INTVL, 10)
+    s.setsockopt(zmq.TCP_MAXRT, timeout_ms)
+    s.setsockopt(zmq.CONNECT_TIMEOUT, 250)
+    s.setsockopt(zmq.RECONNECT_IVL, 100)
+    s.setsockopt(zmq.RECONNECT_IVL_MAX, 250)
     return s
 
 
@@ -84,15 +99,14 @@ class TcpFanout:
     carries_control = True
 
     def __init__(self, config: DaemonConfig, ctx: zmq.Context[Any]) -> None:
-        self.pub: zmq.Socket[bytes] = _common(ctx.socket(zmq.PUB))
+        timeout_ms = link_timeout_ms(config)
+        self.pub: zmq.Socket[bytes] = tcp_link_options(ctx.socket(zmq.PUB), timeout_ms)
         self.pub.setsockopt(zmq.SNDHWM, PUB_HWM)
-        self.socket = _common(ctx.socket(zmq.SUB))
+        self.socket = tcp_link_options(ctx.socket(zmq.SUB), timeout_ms)
         try:
             self.pub.bind(config.me.data_endpoint)
             self.socket.setsockopt(zmq.RCVHWM, SUB_HWM)
             self.socket.setsockopt(zmq.MAXMSGSIZE, DEFAULT_MAX_FRAME_SIZE + 4096)
-            self.socket.setsockopt(zmq.RECONNECT_IVL, 100)
-            self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
             self.socket.setsockopt(zmq.SUBSCRIBE, b"")
             for p in config.peers:
                 if p.name != config.name:
@@ -154,7 +168,7 @@ class EpgmFanout:
 
     @staticmethod
     def _pgm(s: zmq.Socket[bytes], epgm: EpgmConfig) -> zmq.Socket[bytes]:
-        _common(s)
+        s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.RATE, epgm.rate_kbps)  # libzmq default: 100 kbit/s
         s.setsockopt(zmq.RECOVERY_IVL, epgm.recovery_ms)  # libzmq default: 10 s
         s.setsockopt(zmq.MULTICAST_HOPS, 1)  # the LAN only

@@ -111,6 +111,8 @@ def run_daemon(
             except OSError as exc:
                 log.error("trace_failed", error=str(exc), trace=config.trace)
                 return 1
+            if trace.crashed is not None:
+                log.warning("trace_crash_recorded", crashed=trace.crashed, trace=config.trace)
         driver = Driver(
             config, transport=transport, frontend=frontend, trace=trace, incarnation=incarnation
         )

@@ -38,7 +38,7 @@ import zmq
 
 from groupcomm.config import DaemonConfig, PeerConfig
 from groupcomm.core.frames import Data, Frame, Ordered
-from groupcomm.daemon.fanout import Fanout, make_fanout
+from groupcomm.daemon.fanout import Fanout, link_timeout_ms, make_fanout, tcp_link_options
 from groupcomm.daemon.zmqrecv import recv_parts
 from groupcomm.wire.errors import WireError
 from groupcomm.wire.peer import DEFAULT_MAX_FRAME_SIZE, decode_frame, encode_frame
@@ -155,6 +155,7 @@ class ZmqTransport:
         self._last_log: dict[tuple[str, str], float] = {}
         self._hello_due: dict[str, float] = {}
         self._closed = False
+        self._link_timeout_ms = link_timeout_ms(config)
 
         self.fanout: Fanout = make_fanout(config, self.ctx)
         self.sub = self.fanout.socket
@@ -183,14 +184,7 @@ class ZmqTransport:
             raise
 
     def _socket(self, kind: int) -> zmq.Socket[bytes]:
-        s = self.ctx.socket(kind)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.TCP_KEEPALIVE, 1)
-        s.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 30)
-        s.setsockopt(zmq.TCP_KEEPALIVE_INTVL, 10)
-        s.setsockopt(zmq.RECONNECT_IVL, 100)
-        s.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-        return s
+        return tcp_link_options(self.ctx.socket(kind), self._link_timeout_ms)
 
     def _dealer(self, peer: PeerConfig) -> zmq.Socket[bytes]:
         s = self._socket(zmq.DEALER)

@@ -28,6 +28,7 @@ from sim.checkers.evs_delivery import (
 )
 from sim.checkers.evs_order import check_evs_5, check_evs_6_1, check_evs_6_2
 from sim.checkers.evs_safe import check_evs_7_1, check_evs_7_2
+from sim.checkers.groupviews import check_gv_views, check_sp_trans_pair, check_sp_vsset
 from sim.checkers.liveness import check_l1, check_l2, check_l3, final_configuration
 from sim.checkers.service import check_svc_fifo, check_svc_rel
 from sim.checkers.spread import (
@@ -35,10 +36,9 @@ from sim.checkers.spread import (
     check_sp_open,
     check_sp_priv,
     check_sp_self_leave,
-    check_sp_trans_pair,
     check_sp_view_order,
-    check_sp_vsset,
 )
+from sim.checkers.viewsync import check_gv_safe, check_gv_vs
 from sim.checkers.wellformed import check_trace
 from sim.trace import Trace
 
@@ -70,6 +70,9 @@ CHECKERS: dict[str, Checker] = {
     "SP-VSSET": check_sp_vsset,
     "SP-TRANS-PAIR": check_sp_trans_pair,
     "SP-SELF-LEAVE": check_sp_self_leave,
+    "GV-VIEWS": check_gv_views,
+    "GV-VS": check_gv_vs,
+    "GV-SAFE": check_gv_safe,
     "L1": check_l1,
     "L2": check_l2,
     "L3": check_l3,

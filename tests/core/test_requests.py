@@ -90,7 +90,7 @@ def test_closing_a_connection_removes_it_from_its_groups() -> None:
     out = node.handle(2, SessionClosed(conn=CONN))
     views = [c for c in out if isinstance(c, DeliverMembership)]
     assert [(v.conn, v.kind, v.cause, v.members) for v in views] == [
-        ("#c2#d1", "transitional", "", ()),
+        ("#c2#d1", "transitional", "", ("#c2#d1",)),
         ("#c2#d1", "regular", "DISCONNECT", ("#c2#d1",)),
     ]
     assert node.groups.members("g") == ["#c2#d1"]

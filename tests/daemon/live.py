@@ -1,13 +1,14 @@
 """Shared helpers for the live-cluster tests: real daemon processes (``LocalCluster``) driven by
-the asyncio client. Every wait is bounded; every test ends with ``assert_traces_ok(cluster)``,
-which runs the simulator's checkers (``python -m sim.check_trace``) over the daemons' traces."""
+the asyncio client. Every wait is bounded; every test ends with ``await assert_traces_ok(cluster)``,
+which closes the trace with the liveness markers (``stable`` if the test did not mark it after its
+last fault, ``end`` with the live daemons once they settled) and runs every checker of the
+simulator (``sim.checkers``, as ``python -m sim.check_trace`` does) over the merged traces, the
+liveness properties L1-L3 and SVC-REL included."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -22,14 +23,20 @@ from groupcomm.client.events import (
     TransitionalView,
 )
 from groupcomm.localcluster import LocalCluster
+from sim.checkers import check_all, final_configuration
+from sim.trace import Trace, load_traces
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("d1", "d2", "d3")
 
 
-def start_cluster(workdir: Path, **daemon: int | bool | str) -> LocalCluster:
+def start_cluster(
+    workdir: Path, *, faults: bool = False, **daemon: int | bool | str
+) -> LocalCluster:
     """Start a 3-daemon cluster (extra ``[daemon]`` keys from ``daemon``) and wait until every
-    daemon is in one view of all three."""
+    daemon is in one view of all three. Without ``faults`` (no daemon will be killed, no
+    partition injected) the trace is marked ``stable`` at once; with them the test calls
+    ``cluster.mark_stable()`` after its last fault."""
     cluster = LocalCluster(workdir, NAMES, daemon=dict(daemon))
     cluster.start()
     try:
@@ -37,6 +44,8 @@ def start_cluster(workdir: Path, **daemon: int | bool | str) -> LocalCluster:
     except BaseException:
         cluster.stop()
         raise
+    if not faults:
+        cluster.mark_stable()
     return cluster
 
 
@@ -182,14 +191,16 @@ def view_key(v: RegularView) -> tuple[str, tuple[str, ...], str]:
     return (v.gid, tuple(v.members), v.cause)
 
 
-def assert_traces_ok(cluster: LocalCluster) -> None:
-    """Run the simulator's checkers over every trace file the cluster wrote."""
-    time.sleep(0.5)  # let the daemons write their last trace lines
-    done = subprocess.run(
-        [sys.executable, "-m", "sim.check_trace", *map(str, cluster.traces)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, f"check_trace failed:\n{done.stdout}\n{done.stderr}"
+async def assert_traces_ok(cluster: LocalCluster, timeout: float = 20.0) -> Trace:
+    """Write ``end`` (and ``stable`` if not marked yet) once the running daemons settled in one
+    view, then check every trace file the cluster wrote, merged: no violation, and the liveness
+    properties were judged (the trace has ``stable`` and ``end`` and a final configuration, L1).
+    Returns the trace for further assertions."""
+    await cluster.end_trace(timeout)
+    await asyncio.sleep(0.5)  # let the daemons write their last trace lines
+    trace = load_traces(cluster.traces)
+    assert trace.stable is not None and trace.end is not None, "no liveness markers"
+    violations = check_all(trace)
+    assert not violations, "trace check failed:\n" + "\n".join(map(str, violations[:40]))
+    assert final_configuration(trace) is not None  # L1 held: L2 and SVC-REL had a scope
+    return trace

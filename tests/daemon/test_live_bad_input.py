@@ -140,7 +140,7 @@ async def test_join_bad_group_names_rejected(cluster: LocalCluster, good: Good) 
     finally:
         await x.close()
     await good.b.wait_members(G, {good.a.name, good.b.name}, T)
-    assert_traces_ok(cluster)
+    await assert_traces_ok(cluster)
 
 
 async def test_raw_garbage_and_invalid_utf8(cluster: LocalCluster, good: Good) -> None:
@@ -173,7 +173,7 @@ async def test_raw_garbage_and_invalid_utf8(cluster: LocalCluster, good: Good) -
         await raw.send_msg("bye")
     finally:
         raw.close()
-    assert_traces_ok(cluster)
+    await assert_traces_ok(cluster)
 
 
 async def test_requests_before_hello(cluster: LocalCluster, good: Good) -> None:
@@ -194,7 +194,7 @@ async def test_requests_before_hello(cluster: LocalCluster, good: Good) -> None:
     finally:
         raw.close()
     assert all(p != b"sneaky" for p in good.a.payloads() + good.b.payloads())
-    assert_traces_ok(cluster)
+    await assert_traces_ok(cluster)
 
 
 async def test_oversized_multicast_rejected(cluster: LocalCluster, good: Good) -> None:
@@ -219,7 +219,7 @@ async def test_oversized_multicast_rejected(cluster: LocalCluster, good: Good) -
         await x.conn.drain(5)  # the refused bytes did not stay counted in the send window
     finally:
         await x.close()
-    assert_traces_ok(cluster)
+    await assert_traces_ok(cluster)
 
 
 SENDER = textwrap.dedent(
@@ -282,4 +282,4 @@ async def test_client_killed_mid_send(cluster: LocalCluster, good: Good) -> None
     assert got[0] == [b"v-%d" % i for i in range(len(got[0]))]  # a gapless prefix, in order
     assert len(got[0]) >= 50
     assert good.a.payloads(G) == good.b.payloads(G)
-    assert_traces_ok(cluster)
+    await assert_traces_ok(cluster)

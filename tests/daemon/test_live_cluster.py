@@ -98,7 +98,7 @@ async def test_joins_and_leaves_give_identical_views(
     assert seq[c.name] == seq[a.name][2:3]
     await a.conn.leave(g)
     await a.wait_for(lambda _: a.self_left(g), T, "SelfLeave")
-    assert_traces_ok(cluster)
+    await assert_traces_ok(cluster)
 
 
 async def test_concurrent_agreed_one_order(cluster: LocalCluster, trio: list[LiveClient]) -> None:
@@ -124,7 +124,7 @@ async def test_concurrent_agreed_one_order(cluster: LocalCluster, trio: list[Liv
         assert [p for p in first if p.startswith(d.encode())] == [
             f"{d}-{i}".encode() for i in range(n)
         ]
-    assert_traces_ok(cluster)
+    await assert_traces_ok(cluster)
 
 
 async def test_fifo_across_groups_and_safe(cluster: LocalCluster, trio: list[LiveClient]) -> None:
@@ -156,7 +156,7 @@ async def test_fifo_across_groups_and_safe(cluster: LocalCluster, trio: list[Liv
         assert set(x.payloads(gs)) == want and len(x.payloads(gs)) == len(want)
         assert all(m.service_level == Service.SAFE for m in x.messages(gs))
         assert x.payloads(gs) == a.payloads(gs)
-    assert_traces_ok(cluster)
+    await assert_traces_ok(cluster)
 
 
 async def test_self_discard(cluster: LocalCluster, trio: list[LiveClient]) -> None:
@@ -171,7 +171,7 @@ async def test_self_discard(cluster: LocalCluster, trio: list[LiveClient]) -> No
     for x in (b, c):
         assert x.payloads(g) == [b"discarded", b"marker"]
         assert x.messages(g)[0].self_discard and x.messages(g)[0].sender == a.name
-    assert_traces_ok(cluster)
+    await assert_traces_ok(cluster)
 
 
 async def test_multi_group_send_delivered_once(
@@ -194,7 +194,7 @@ async def test_multi_group_send_delivered_once(
         assert len(got) == 1, f"{x.name} got {len(got)} copies"
         assert set(got[0].groups) == {g1, g2}
         assert got[0].sender == b.name
-    assert_traces_ok(cluster)
+    await assert_traces_ok(cluster)
 
 
 async def test_private_name_send(cluster: LocalCluster, trio: list[LiveClient]) -> None:
@@ -210,4 +210,4 @@ async def test_private_name_send(cluster: LocalCluster, trio: list[LiveClient]) 
     assert b.messages()[0].groups == (b.name,) and b.messages()[0].sender == a.name
     assert a.payloads() == [b"marker"]
     assert c.payloads() == [b"marker"]
-    assert_traces_ok(cluster)
+    await assert_traces_ok(cluster)

@@ -1,15 +1,22 @@
-"""Live fault tests, each on a fresh 3-daemon cluster: kill -9 and restart of a daemon, and a
-partition by fault injection followed by a heal. Each test ends by checking the traces."""
+"""Live fault tests, each on a fresh 3-daemon cluster: kill -9 and restart of a daemon, kill -9
+for good, and a partition by fault injection followed by a heal. Each test marks the trace
+``stable`` after its last fault and ends by checking the traces, liveness (L1-L3) included; the
+kill -9 tests also check how the crash appears in the trace."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from groupcomm.client.events import RegularView, TransitionalView
 from groupcomm.localcluster import LocalCluster
+from sim.checkers import check_all
+from sim.checkers.liveness import check_l1
+from sim.trace import Trace
 from tests.daemon.live import (
     NAMES,
     LiveClient,
@@ -27,7 +34,7 @@ G = "faults"
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    c = start_cluster(tmp_path)
+    c = start_cluster(tmp_path, faults=True)
     try:
         yield c
     finally:
@@ -44,6 +51,32 @@ async def trio(cluster: LocalCluster) -> AsyncIterator[list[LiveClient]]:
         yield clients
     finally:
         await close_all(clients)
+
+
+def with_live(trace: Trace, live: list[str]) -> Trace:
+    """``trace`` with its ``end`` listing ``live`` instead."""
+    end = trace.end
+    assert end is not None
+    return Trace([replace(e, live=tuple(live)) if e is end else e for e in trace.events])
+
+
+def assert_l1_rejects_bad_ends(trace: Trace, crashed: str) -> None:
+    """The live trace passed; the same trace with a wrong ``end.live`` fails L1."""
+    assert trace.end is not None
+    live = list(trace.end.live)
+    bad = {
+        "a crashed incarnation listed live": [*live, crashed],
+        "a daemon outside the final configuration": [*live, "d9:1"],
+        "a live daemon left out": live[1:],
+    }
+    for what, wrong in bad.items():
+        found = check_l1(with_live(trace, wrong))
+        assert found and all(v.prop == "L1" for v in found), what
+        assert any(v.prop == "L1" for v in check_all(with_live(trace, wrong))), what
+
+
+def trace_lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def last_change(x: LiveClient) -> tuple[bool, RegularView]:
@@ -80,6 +113,7 @@ async def test_kill9_then_restart_and_merge(
 
     cluster.restart("d3")
     await wait_daemons(cluster, NAMES, 20.0)
+    cluster.mark_stable()  # the last fault is over
     c2 = await open_client(cluster, "d3", new_name)
     try:
         assert c2.name == f"#{new_name}#d3"
@@ -93,7 +127,41 @@ async def test_kill9_then_restart_and_merge(
             await x.wait_for(lambda x: b"back" in x.payloads(G), T, "message after restart")
     finally:
         await c2.close()
-    assert_traces_ok(cluster)
+    trace = await assert_traces_ok(cluster)
+
+    # The restarted daemon recorded the crash of the incarnation it replaces, before its own
+    # first event, in the file both incarnations append to.
+    old, new = [d for d in trace.daemons if d.startswith("d3:")]
+    assert set(trace.crashes) == {old}
+    assert trace.end is not None and new in trace.end.live and old not in trace.end.live
+    lines = trace_lines(cluster.trace_path("d3"))
+    at = [i for i, e in enumerate(lines) if e["ev"] == "crash"]
+    assert len(at) == 1 and lines[at[0]]["d"] == old
+    assert {e["d"] for e in lines[: at[0]] if "d" in e} == {old}
+    assert lines[at[0] + 1]["d"] == new and lines[at[0] + 1]["ev"] == "install"
+    assert {e["d"] for e in lines[at[0] + 1 :] if "d" in e} == {new}
+    # L1-L3 were judged on this trace: a wrong end.live is caught
+    assert_l1_rejects_bad_ends(trace, old)
+
+
+async def test_kill9_for_good(cluster: LocalCluster, trio: list[LiveClient]) -> None:
+    """A daemon killed and not restarted: the harness records its crash (no restart will), and
+    ``end`` lists only the two survivors, whose final configuration L1 checks."""
+    a, b, _ = trio
+    cluster.kill9("d3")
+    await wait_all_members([a, b], G, {a.name, b.name}, T)
+    cluster.mark_stable()
+    await a.conn.multicast(G, b"after the crash")
+    for x in (a, b):
+        await x.wait_for(lambda x: b"after the crash" in x.payloads(G), T, "after the crash")
+    trace = await assert_traces_ok(cluster)
+    (gone,) = [d for d in trace.daemons if d.startswith("d3:")]
+    assert set(trace.crashes) == {gone}
+    assert trace.end is not None and len(trace.end.live) == 2 and gone not in trace.end.live
+    assert trace.stable is not None and trace.crashes[gone].idx < trace.stable.idx
+    last = trace_lines(cluster.trace_path("d3"))[-1]
+    assert last == {"ev": "crash", "d": gone, "t": trace.crashes[gone].t}
+    assert_l1_rejects_bad_ends(trace, gone)
 
 
 async def test_partition_and_heal(cluster: LocalCluster, trio: list[LiveClient]) -> None:
@@ -114,6 +182,7 @@ async def test_partition_and_heal(cluster: LocalCluster, trio: list[LiveClient])
 
     ok, text = await c.conn.admin("heal")
     assert ok, text
+    cluster.mark_stable()
     everyone = {a.name, b.name, c.name}
     await wait_all_members(trio, G, everyone, T)
     merged = [x.views(G)[-1] for x in trio]
@@ -132,4 +201,4 @@ async def test_partition_and_heal(cluster: LocalCluster, trio: list[LiveClient])
     await a.conn.multicast(G, b"after heal")
     for x in trio:
         await x.wait_for(lambda x: b"after heal" in x.payloads(G), T, "message after heal")
-    assert_traces_ok(cluster)
+    await assert_traces_ok(cluster)

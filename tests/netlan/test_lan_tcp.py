@@ -91,6 +91,7 @@ async def test_agreed_order_over_the_lan_then_unplug_and_merge(
     await b.wait_for(lambda _: b"while apart" in b.payloads(G), T, "message while apart")
 
     lan.link_up(2)
+    cluster.mark_stable()  # the last fault is over
     await wait_all_members(trio, G, {a.name, b.name, c.name}, T)
     merged = [x.views(G)[-1] for x in trio]
     assert len({(v.gid, v.members) for v in merged}) == 1
@@ -98,4 +99,4 @@ async def test_agreed_order_over_the_lan_then_unplug_and_merge(
     await c.conn.multicast(G, b"merged", service=Service.AGREED)
     for x in trio:
         await x.wait_for(lambda x: b"merged" in x.payloads(G), T, "message after merge")
-    assert_traces_ok(cluster)
+    await assert_traces_ok(cluster)

@@ -3,8 +3,10 @@ run, and a large generated run; plus the tests that these valid traces pass ever
 
 The clean run has singleton boots, a merge (transitional + regular daemon configurations),
 group joins, messages of every service, a private and a multi-group message, a partition with
-transitional deliveries (including an allowed EVS-6.2 hole), a merge with NETWORK vs_sets, the
-``stable`` marker, a self-leave and rejoin, a disconnect and the ``end`` marker.
+transitional deliveries (including an allowed EVS-6.2 hole) and transitional group views, a
+merge with NETWORK vs_sets, the ``stable`` marker, a self-leave and rejoin, a disconnect and the
+``end`` marker. Group view ids follow docs/simulation.md: regular ``<conf>/<group>/<n>``,
+transitional ``<prev gid> > <next gid>``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,16 @@ T3A, T3B = "T3.d1:0<R2.d1:0", "T3.d3:0<R2.d1:0"
 R3A, R3B = "R3.d1:0", "R3.d3:0"
 T4A, T4B = "T4.d1:0<R3.d1:0", "T4.d3:0<R3.d3:0"
 R4 = "R4.d1:0"
+
+
+def gid(conf: str, group: str, n: int) -> str:
+    """A regular group view id: ``<regular conf>/<group>/<n>``."""
+    return f"{conf}/{group}/{n}"
+
+
+def tgid(prev: str, nxt: str) -> str:
+    """A transitional group view id: ``<prev regular gid> > <next regular gid>``."""
+    return f"{prev} > {nxt}"
 
 
 class TraceBuilder:
@@ -90,6 +102,11 @@ class TraceBuilder:
             extra["changed"] = list(changed)
         for p in viewers:
             self.gview(p, group, "regular", gid, **extra)
+
+    def trans_view(self, viewers: Sequence[str], group: str, prev: str, nxt: str) -> None:
+        """Transitional view ``prev > nxt`` for ``viewers``, who move on together."""
+        for p in viewers:
+            self.gview(p, group, "transitional", tgid(prev, nxt), members=list(viewers))
 
     def member_change(
         self,
@@ -160,11 +177,11 @@ def _boot_and_merge(b: TraceBuilder) -> None:
         b.open(p, d)
     for d in ALL:
         b.change(d, T2[d], [d], R2, ALL, 2)
-    b.member_change("g", "g/1", [C1], "JOIN", C1, [C1])
-    b.member_change("g", "g/2", [C1, C2], "JOIN", C2, [C1, C2])
-    b.member_change("g", "g/3", [C1, C2, C3], "JOIN", C3, [C1, C2, C3])
-    b.member_change("h", "h/1", [C1], "JOIN", C1, [C1])
-    b.member_change("h", "h/2", [C1, C2], "JOIN", C2, [C1, C2])
+    b.member_change("g", gid(R2, "g", 1), [C1], "JOIN", C1, [C1])
+    b.member_change("g", gid(R2, "g", 2), [C1, C2], "JOIN", C2, [C1, C2])
+    b.member_change("g", gid(R2, "g", 3), [C1, C2, C3], "JOIN", C3, [C1, C2, C3])
+    b.member_change("h", gid(R2, "h", 1), [C1], "JOIN", C1, [C1])
+    b.member_change("h", gid(R2, "h", 2), [C1, C2], "JOIN", C2, [C1, C2])
 
 
 def _traffic_r2(b: TraceBuilder) -> None:
@@ -185,18 +202,18 @@ def _partition(b: TraceBuilder) -> None:
     b.multicast(C3, "m8", "AGREED", ["g"], R2, [D3], [C3])  # only d3 gets it ordered
     for d in (D1, D2):
         b.install(d, T3A, "transitional", [D1, D2], 3)
-    b.gview(C1, "g", "transitional", "g/3")
-    b.gview(C2, "g", "transitional", "g/3")
+    b.trans_view([C1, C2], "g", gid(R2, "g", 3), gid(R3A, "g", 1))
     for d in (D1, D2):  # EVS-6.2: hole m8 allowed, its sender d3 is not in T3A
         b.deliver(d, "m9", "SAFE", T3A)
     for p in (C1, C2):
         b.cdeliver(p, "m9", "SAFE", ["g"], C1)
     for d in (D1, D2):
         b.install(d, R3A, "regular", [D1, D2], 3)
-    b.regular_view([C1, C2], "g", "g/4a", [C1, C2], "NETWORK", [[C1, C2]])
-    b.change(D3, T3B, [D3], R3B, [D3], 3)
-    b.gview(C3, "g", "transitional", "g/3")
-    b.regular_view([C3], "g", "g/4b", [C3], "NETWORK", [[C3]])
+    b.regular_view([C1, C2], "g", gid(R3A, "g", 1), [C1, C2], "NETWORK", [[C1, C2]])
+    b.install(D3, T3B, "transitional", [D3], 3)
+    b.trans_view([C3], "g", gid(R2, "g", 3), gid(R3B, "g", 1))
+    b.install(D3, R3B, "regular", [D3], 3)
+    b.regular_view([C3], "g", gid(R3B, "g", 1), [C3], "NETWORK", [[C3]])
     b.multicast(C1, "m10", "SAFE", ["g"], R3A, [D1, D2], [C1, C2])
     b.multicast(C1, "m10b", "AGREED", ["g"], R3A, [D1, D2], [C1, C2])
     b.multicast(C3, "m11", "SAFE", ["g"], R3B, [D3], [C3])
@@ -208,19 +225,23 @@ def _merge_and_finish(b: TraceBuilder) -> None:
         b.change(d, T4A, [D1, D2], R4, ALL, 4)
     b.change(D3, T4B, [D3], R4, ALL, 4)
     # Interpretation (b): a merge that loses nobody delivers no transitional *group* view.
-    b.regular_view([C1, C2, C3], "g", "g/5", [C1, C2, C3], "NETWORK", [[C1, C2], [C3]])
+    b.regular_view([C1, C2, C3], "g", gid(R4, "g", 1), [C1, C2, C3], "NETWORK", [[C1, C2], [C3]])
     b.multicast(C2, "m12", "RELIABLE", ["g"], R4, ALL, [C1, C2, C3])  # before stable: L2 only
     b.emit("stable")
     b.multicast(C3, "m13", "SAFE", ["g", "h"], R4, ALL, [C1, C2, C3])
-    b.gview(C3, "g", "self_leave", "g/6", cause="LEAVE")
-    b.member_change("g", "g/6", [C1, C2], "LEAVE", C3, [C1, C2])
+    b.gview(C3, "g", "self_leave", "", cause="LEAVE")
+    b.trans_view([C1, C2], "g", gid(R4, "g", 1), gid(R4, "g", 2))
+    b.member_change("g", gid(R4, "g", 2), [C1, C2], "LEAVE", C3, [C1, C2])
     b.multicast(C1, "m14", "AGREED", ["g"], R4, ALL, [C1, C2])
     b.close(C2)
-    b.member_change("g", "g/7", [C1], "DISCONNECT", C2, [C1])
-    b.member_change("h", "h/3", [C1], "DISCONNECT", C2, [C1])
+    b.trans_view([C1], "g", gid(R4, "g", 2), gid(R4, "g", 3))
+    b.member_change("g", gid(R4, "g", 3), [C1], "DISCONNECT", C2, [C1])
+    # h had no view since R2: its counter restarted at the R4 install (next is 2).
+    b.trans_view([C1], "h", gid(R2, "h", 2), gid(R4, "h", 2))
+    b.member_change("h", gid(R4, "h", 2), [C1], "DISCONNECT", C2, [C1])
     b.multicast(C3, "m15a", "FIFO", ["g"], R4, ALL, [C1])  # SP-OPEN: non-member sender
     b.multicast(C3, "m15", "FIFO", ["g"], R4, ALL, [C1])
-    b.member_change("g", "g/8", [C1, C3], "JOIN", C3, [C1, C3])
+    b.member_change("g", gid(R4, "g", 4), [C1, C3], "JOIN", C3, [C1, C3])
     b.multicast(C1, "m16", "SAFE", ["g"], R4, ALL, [C1, C3])
     b.emit("reject", p=C1, d=D1, op="join", group=C3, reason="private name")
 
@@ -253,22 +274,22 @@ def crash_events() -> list[Ev]:
     b.emit("crash", d=D3)
     for d in (D1, D2):
         b.install(d, T3A, "transitional", [D1, D2], 3)
-    for p in (C1, C2):
-        b.gview(p, "g", "transitional", "g/3")
+    b.trans_view([C1, C2], "g", gid(R2, "g", 3), gid(R3A, "g", 1))
     for d in (D1, D2):
         b.deliver(d, "x2", "AGREED", T3A)  # the sender crashed: survivors still deliver it
     for p in (C1, C2):
         b.cdeliver(p, "x2", "AGREED", ["g"], C3)
     for d in (D1, D2):
         b.install(d, R3A, "regular", [D1, D2], 3)
-    b.regular_view([C1, C2], "g", "g/4", [C1, C2], "NETWORK", [[C1, C2]])
+    b.regular_view([C1, C2], "g", gid(R3A, "g", 1), [C1, C2], "NETWORK", [[C1, C2]])
     b.install(d3b, "R1.d3:1", "regular", [d3b], 1)
     b.open(c4, d3b)
     b.emit("stable")
     for d in (D1, D2):
         b.change(d, T4A, [D1, D2], R4, [D1, D2, d3b], 4)
     b.change(d3b, "T4.d3:1<R1.d3:1", [d3b], R4, [D1, D2, d3b], 4)
-    b.member_change("g", "g/5", [C1, C2, c4], "JOIN", c4, [C1, C2, c4])
+    # g kept its members across R4 (no view); its counter restarted at 1, so the JOIN is 2.
+    b.member_change("g", gid(R4, "g", 2), [C1, C2, c4], "JOIN", c4, [C1, C2, c4])
     b.multicast(c4, "x4", "SAFE", ["g"], R4, [D1, D2, d3b], [C1, C2, c4])
     b.emit("end", live=[D1, D2, d3b])
     return copy.deepcopy(b.events)
@@ -292,7 +313,8 @@ def big_events(rounds: int = 64, per_round: int = 100) -> list[Ev]:
                 b.change(d, f"T{e}.n0:0<R{e - 1}.n0:0", daemons, conf, daemons, e)
         if e == 2:
             for k, p in enumerate(conns):
-                b.member_change("g", f"g/{k}", conns[: k + 1], "JOIN", p, conns[: k + 1])
+                view = gid(conf, "g", k + 1)
+                b.member_change("g", view, conns[: k + 1], "JOIN", p, conns[: k + 1])
         for k in range(per_round):
             p = conns[k % len(conns)]
             svc = ("RELIABLE", "FIFO", "CAUSAL", "AGREED", "SAFE")[k % 5]

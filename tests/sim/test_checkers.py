@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from sim.checkers import CHECKERS, check_all
+from sim.checkers.groupviews import regular_conf, split_trans
 from sim.checkers.liveness import check_l3
 from tests.sim.test_checker_builder import (
     ALL,
@@ -24,13 +25,17 @@ from tests.sim.test_checker_builder import (
     D3,
     R2,
     R3A,
+    R3B,
     R4,
     T3A,
     T4A,
     T4B,
     Ev,
+    TraceBuilder,
     clean_events,
     crash_events,
+    gid,
+    tgid,
     to_trace,
 )
 
@@ -52,6 +57,14 @@ def _drop(events: list[Ev], **match: Any) -> Ev:
 
 def _edit(events: list[Ev], changes: dict[str, Any], **match: Any) -> None:
     events[_at(events, **match)].update(changes)
+
+
+def _edit_all(events: list[Ev], changes: dict[str, Any], **match: Any) -> None:
+    """Edit every event whose fields include ``match`` (at least one)."""
+    hits = [e for e in events if all(e.get(k) == v for k, v in match.items())]
+    assert hits, f"{match} matches no event"
+    for e in hits:
+        e.update(changes)
 
 
 def _insert_after(events: list[Ev], new: Ev, **match: Any) -> Ev:
@@ -263,7 +276,7 @@ def open_non_member(ev: list[Ev]) -> None:
 
 
 def open_member_misses(ev: list[Ev]) -> None:
-    _drop(ev, ev="cdeliver", p=C1, mid="m10")
+    _drop(ev, ev="cdeliver", p=C3, mid="m12")  # c3 leaves g later: no view closes the stretch
 
 
 def multi_groups(ev: list[Ev]) -> None:
@@ -277,8 +290,9 @@ def multi_101(ev: list[Ev]) -> None:
 
 def priv_view(ev: list[Ev]) -> None:
     view = _gview(
-        C1, D1, C3, "regular", "x/1", members=[C1], cause="JOIN", vs_sets=[[C1]], changed=[C1]
-    )
+        C1, D1, C3, "regular", gid(R4, C3, 1), members=[C1], cause="JOIN", vs_sets=[[C1]],
+        changed=[C1],
+    )  # fmt: skip
     _insert_after(ev, view, ev="reject")
 
 
@@ -288,25 +302,102 @@ def priv_delivery(ev: list[Ev]) -> None:
 
 
 def view_order(ev: list[Ev]) -> None:
-    _edit(ev, {"members": [C2, C1, C3]}, ev="gview", p=C2, gid="g/3", kind="regular")
+    _edit(ev, {"members": [C2, C1, C3]}, ev="gview", p=C2, gid=gid(R2, "g", 3), kind="regular")
 
 
 def vsset_network(ev: list[Ev]) -> None:
-    _edit(ev, {"vs_sets": [[C1, C2], [C2, C3]]}, ev="gview", p=C3, gid="g/5")
+    _edit(ev, {"vs_sets": [[C1, C2], [C2, C3]]}, ev="gview", p=C3, gid=gid(R4, "g", 1))
+
+
+def vsset_content(ev: list[Ev]) -> None:
+    """c1 and c2 both come from R3.d1:0/g/1 through T4A but are split; c3 is put with c2."""
+    _edit_all(ev, {"vs_sets": [[C1], [C2, C3]]}, ev="gview", gid=gid(R4, "g", 1))
 
 
 def vsset_join(ev: list[Ev]) -> None:
-    _edit(ev, {"vs_sets": [[C1]]}, ev="gview", p=C2, gid="g/2")
+    _edit(ev, {"vs_sets": [[C1]]}, ev="gview", p=C2, gid=gid(R2, "g", 2))
+
+
+C1_TRANS = tgid(gid(R2, "g", 3), gid(R3A, "g", 1))  # c1's and c2's at the partition
+C3_TRANS = tgid(gid(R2, "g", 3), gid(R3B, "g", 1))
 
 
 def trans_pair(ev: list[Ev]) -> None:
-    again = _gview(C3, D3, "g", "transitional", "g/3")
+    again = _gview(C3, D3, "g", "transitional", C3_TRANS, members=[C3])
     _insert_after(ev, again, ev="gview", p=C3, kind="transitional")
 
 
+def trans_wrong_prev(ev: list[Ev]) -> None:
+    wrong = tgid(gid(R2, "g", 2), gid(R3A, "g", 1))
+    _edit(ev, {"gid": wrong}, ev="gview", p=C1, kind="transitional", gid=C1_TRANS)
+
+
+def trans_wrong_next(ev: list[Ev]) -> None:
+    wrong = tgid(gid(R2, "g", 3), gid(R3A, "g", 1))
+    _edit(ev, {"gid": wrong}, ev="gview", p=C3, kind="transitional")
+
+
+def trans_old_format(ev: list[Ev]) -> None:
+    _edit(ev, {"gid": "g/3"}, ev="gview", p=C3, kind="transitional")
+
+
+def trans_members(ev: list[Ev]) -> None:
+    """c1's transitional view claims c3 moves on with it, but c3 is not in the next view."""
+    _edit(ev, {"members": [C1, C2, C3]}, ev="gview", p=C1, kind="transitional", gid=C1_TRANS)
+
+
+def trans_dangling(ev: list[Ev]) -> None:
+    """c1 gets a transitional view at the very end and no regular view after it."""
+    nxt = tgid(gid(R4, "g", 4), gid("R5.d1:0", "g", 1))
+    late = _gview(C1, D1, "g", "transitional", nxt, members=[C1, C3])
+    _insert_after(ev, late, ev="reject")
+
+
 def self_leave_view(ev: list[Ev]) -> None:
-    late = _gview(C3, D3, "g", "transitional", "g/6")
+    late = _gview(C3, D3, "g", "transitional", tgid(gid(R4, "g", 1), gid(R4, "g", 2)))
+    late["members"] = [C3]
     _insert_after(ev, late, ev="gview", p=C3, kind="self_leave")
+
+
+def views_missed(ev: list[Ev]) -> None:
+    """c3 misses the NETWORK view of the merge that the others get (issue 10)."""
+    _drop(ev, ev="gview", p=C3, gid=gid(R4, "g", 1))
+
+
+def view_in_transitional(ev: list[Ev]) -> None:
+    """c3 gets the NETWORK view of R3.d3:0 while d3 still has T3.d3:0 installed."""
+    _move_after(
+        ev,
+        {"ev": "gview", "p": C3, "gid": gid(R3B, "g", 1)},
+        {"ev": "gview", "p": C3, "gid": C3_TRANS},
+    )
+
+
+def view_bad_gid(ev: list[Ev]) -> None:
+    _edit(ev, {"gid": "h/1"}, ev="gview", gid=gid(R2, "h", 1))
+
+
+def vs_order(ev: list[Ev]) -> None:
+    """c2 receives m9 before its transitional view, its vs-mate c1 after it."""
+    _move_after(
+        ev,
+        {"ev": "gview", "p": C2, "gid": C1_TRANS},
+        {"ev": "cdeliver", "p": C2, "mid": "m9"},
+    )
+
+
+def vs_set(ev: list[Ev]) -> None:
+    _drop(ev, ev="cdeliver", p=C2, mid="m10b")
+
+
+def safe_member_misses(ev: list[Ev]) -> None:
+    """c1 and c2 receive SAFE m2 in view R2.d1:0/g/3; its member c3 never does."""
+    _drop(ev, ev="cdeliver", p=C3, mid="m2")
+
+
+def safe_trans_member_misses(ev: list[Ev]) -> None:
+    """c1 receives SAFE m9 after its transitional view listing c2, which never receives it."""
+    _drop(ev, ev="cdeliver", p=C2, mid="m9")
 
 
 def self_leave_message(ev: list[Ev]) -> None:
@@ -342,20 +433,21 @@ CASES = [
     _case("EVS-2.3", {"EVS-2.3"}, epoch_goes_back),
     _case("EVS-2.4-no-transitional", {"EVS-2.4"}, no_transitional),
     _case("EVS-2.4-first-not-regular", {"EVS-2.4"}, first_not_regular),
-    _case("EVS-2.5", {"EVS-2.5"}, transitional_splits),
+    # c2's views still say it is with c1 in R3.d1:0, which its daemon no longer installs.
+    _case("EVS-2.5", {"EVS-2.5", "GV-VIEWS", "GV-VS", "SP-VSSET"}, transitional_splits),
     _case("EVS-2.6", {"EVS-2.6", "EVS-4"}, delivered_across_change),
     _case("EVS-3-self-delivery", {"EVS-3"}, sender_misses_own),
     _case("EVS-3-self-discard", {"EVS-3"}, self_discard_ignored),
-    _case("EVS-4", {"EVS-4"}, sets_differ),
+    _case("EVS-4", {"EVS-4", "GV-VS"}, sets_differ),
     _case("EVS-5-daemon", {"EVS-5"}, causal_daemon),
     _case("EVS-5-client", {"EVS-5"}, causal_client),
     _case("EVS-6.1", {"EVS-6.1", "EVS-5"}, agreed_cycle),
     _case("EVS-6.2-regular-hole", {"EVS-6.2"}, regular_hole),
     _case("EVS-6.2-transitional-hole", {"EVS-6.2", "EVS-3"}, transitional_hole),
-    _case("EVS-7.1", {"EVS-7.1"}, safe_regular),
-    _case("EVS-7.2", {"EVS-7.2", "EVS-4"}, safe_transitional),
+    _case("EVS-7.1", {"EVS-7.1", "GV-SAFE"}, safe_regular),
+    _case("EVS-7.2", {"EVS-7.2", "EVS-4", "GV-VS", "GV-SAFE"}, safe_transitional),
     _case("SVC-FIFO", {"SVC-FIFO"}, fifo_client),
-    _case("SVC-REL-connection", {"SVC-REL", "SP-OPEN"}, reliable_client),
+    _case("SVC-REL-connection", {"SVC-REL", "SP-OPEN", "GV-VS", "GV-SAFE"}, reliable_client),
     _case("SVC-REL-daemon", {"SVC-REL", "L2"}, reliable_daemon),
     _case("SP-OPEN-non-member", {"SP-OPEN"}, open_non_member),
     _case("SP-OPEN-member-misses", {"SP-OPEN"}, open_member_misses),
@@ -366,9 +458,23 @@ CASES = [
     _case("SP-VIEW-ORDER", {"SP-VIEW-ORDER"}, view_order),
     _case("SP-VSSET-network", {"SP-VSSET"}, vsset_network),
     _case("SP-VSSET-join", {"SP-VSSET"}, vsset_join),
+    _case("SP-VSSET-content", {"SP-VSSET"}, vsset_content),
     _case("SP-TRANS-PAIR", {"SP-TRANS-PAIR"}, trans_pair),
-    _case("SP-SELF-LEAVE-view", {"SP-SELF-LEAVE"}, self_leave_view),
+    _case("SP-TRANS-PAIR-wrong-prev", {"SP-TRANS-PAIR"}, trans_wrong_prev),
+    _case("SP-TRANS-PAIR-wrong-next", {"SP-TRANS-PAIR"}, trans_wrong_next),
+    _case("SP-TRANS-PAIR-old-format", {"SP-TRANS-PAIR"}, trans_old_format),
+    _case("SP-TRANS-PAIR-members", {"SP-TRANS-PAIR"}, trans_members),
+    _case("SP-TRANS-PAIR-dangling", {"SP-TRANS-PAIR"}, trans_dangling),
+    # A transitional view after leaving follows no regular view and is never closed.
+    _case("SP-SELF-LEAVE-view", {"SP-SELF-LEAVE", "SP-TRANS-PAIR"}, self_leave_view),
     _case("SP-SELF-LEAVE-message", {"SP-SELF-LEAVE", "SP-OPEN"}, self_leave_message),
+    _case("GV-VIEWS-missed", {"GV-VIEWS"}, views_missed),
+    _case("GV-VIEWS-in-transitional", {"GV-VIEWS"}, view_in_transitional),
+    _case("GV-VIEWS-gid", {"GV-VIEWS"}, view_bad_gid),
+    _case("GV-VS-order", {"GV-VS"}, vs_order),
+    _case("GV-VS-set", {"GV-VS"}, vs_set),  # SP-OPEN exempts c2: it closes later
+    _case("GV-SAFE", {"GV-SAFE", "SP-OPEN"}, safe_member_misses),
+    _case("GV-SAFE-transitional", {"GV-SAFE", "GV-VS"}, safe_trans_member_misses),
     _case("L1", {"L1"}, l1_unknown_live),
     _case("L2", {"L2"}, l2_lost),
     _case("L3", {"L3"}, _churn),
@@ -447,3 +553,73 @@ def test_transitional_hole_of_an_absent_sender_is_allowed() -> None:
     assert [e.conf for e in trace.delivers[D1] if e.mid == "m9"] == [T3A]
     assert "m8" not in {e.mid for e in trace.delivers[D1]}
     assert CHECKERS["EVS-6.2"](trace) == []
+
+
+def issue_10_events(fixed: bool) -> list[Ev]:
+    """Swarm seed 7310022, group g2 (issue 10): d5 (c9, c10) is cut off from d1/d2 (c1, c7,
+    c8); c2 and c6 join in the other side's transitional configuration; all merge in R4.d2:0.
+    Before the fix c9 got no NETWORK view and the joiners shared a vs_set with c1, c7, c8."""
+    d1, d2, d5 = "d1:0", "d2:0", "d5:0"
+    daemons = [d1, d2, d5]
+    hosts = ((1, d1), (6, d1), (2, d2), (7, d2), (8, d2), (9, d5), (10, d5))
+    c = {n: f"#c{n}#{d}" for n, d in hosts}
+    r3, r4 = "R3.d1:0", "R4.d2:0"
+    b = TraceBuilder()
+    for d in daemons:
+        b.install(d, f"R1.{d}", "regular", [d], 1)
+    for n, d in hosts:
+        b.open(c[n], d)
+    for d in daemons:
+        b.change(d, f"T3.{d}<R1.{d}", [d], r3, daemons, 3)
+    members: list[str] = []
+    for k, n in enumerate((1, 7, 8, 9, 10), start=1):
+        members = sorted([*members, c[n]])
+        b.member_change("g2", gid(r3, "g2", k), members, "JOIN", c[n], members)
+    b.multicast(c[1], "a1", "AGREED", ["g2"], r3, daemons, members)
+    b.send(c[1], "a2", "AGREED", ["g2"], r3)
+    last, nxt = gid(r3, "g2", 5), gid(r4, "g2", 1)
+    side_a, side_b = [c[1], c[7], c[8]], [c[10], c[9]]
+    for d in (d1, d2):
+        b.install(d, f"T4.d2:0<{r3}", "transitional", [d1, d2], 4)
+    b.trans_view(side_a, "g2", last, nxt)
+    for d in (d1, d2):  # the joins of c2 and c6 in this transitional part are silent
+        b.deliver(d, "a2", "AGREED", f"T4.d2:0<{r3}")
+    for p in side_a:
+        b.cdeliver(p, "a2", "AGREED", ["g2"], c[1])
+    b.install(d5, f"T4.d5:0<{r3}", "transitional", [d5], 4)
+    b.trans_view(side_b, "g2", last, nxt)
+    for d in daemons:
+        b.install(d, r4, "regular", daemons, 4)
+    everyone = sorted(c.values())
+    if fixed:
+        b.regular_view(everyone, "g2", nxt, everyone, "NETWORK", [side_a, [c[2], c[6]], side_b])
+    else:
+        buggy = [side_b, [c[1], c[2], c[6], c[7], c[8]]]
+        b.regular_view([p for p in everyone if p != c[9]], "g2", nxt, everyone, "NETWORK", buggy)
+    b.emit("stable")
+    b.emit("end", live=daemons)
+    return b.events
+
+
+def test_issue_10_missing_network_view_is_reported() -> None:
+    assert check_all(to_trace(issue_10_events(fixed=True))) == []
+    trace = to_trace(issue_10_events(fixed=False))
+    found = check_all(trace)
+    assert {v.prop for v in found} == {"GV-VIEWS", "SP-VSSET", "SP-TRANS-PAIR"}, found
+    (missed,) = CHECKERS["GV-VIEWS"](trace)
+    assert "#c9#d5:0" in missed.message and "R4.d2:0/g2/1" in missed.message
+    (dangling,) = CHECKERS["SP-TRANS-PAIR"](trace)
+    assert "#c9#d5:0" in dangling.message and "never followed" in dangling.message
+    (mixed,) = CHECKERS["SP-VSSET"](trace)
+    assert "#c2#d2:0" in mixed.message and "no view" in mixed.message
+
+
+def test_gid_parsing() -> None:
+    trace = to_trace(clean_events())
+    assert regular_conf(trace, gid(R4, "g", 2), "g") == R4
+    assert regular_conf(trace, gid(R4, "a/b", 1), "a/b") == R4  # group names may hold "/"
+    assert regular_conf(trace, gid(T4A, "g", 1), "g") is None  # not a regular configuration
+    assert regular_conf(trace, gid(R4, "g", 0), "g") is None
+    assert regular_conf(trace, "g/1", "g") is None
+    assert split_trans(tgid("a/g/1", "b/g/1")) == ("a/g/1", "b/g/1")
+    assert split_trans("a/g/1") is None and split_trans("a > b > c") is None
