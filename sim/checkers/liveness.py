@@ -1,16 +1,29 @@
 """Liveness checks L1-L3, evaluated only when the trace has a ``stable`` and an ``end`` event.
 
 After ``stable`` no more faults are injected; ``end.live`` lists the daemons that are alive and
-fully connected at the end of the run. The final configuration found here is also the scope of
-SVC-REL (:mod:`sim.checkers.service`).
+fully connected at the end of the run. Only what happens before ``end`` is judged: a live
+harness stops its daemons after writing it, and the views they install while stopping are not
+part of the run. The final configuration found here is also the scope of SVC-REL
+(:mod:`sim.checkers.service`).
 """
 
 from __future__ import annotations
 
 from sim.checkers.base import Violation, fmt
-from sim.trace import RELIABLE, Trace
+from sim.trace import RELIABLE, Install, Trace
 
 L3_MAX_REGULAR_INSTALLS = 4  # L3: regular installs per live daemon allowed after "stable"
+
+
+def _installs_before_end(trace: Trace, d: str) -> list[Install]:
+    end = trace.end
+    insts = trace.installs.get(d, [])
+    return insts if end is None else [i for i in insts if i.idx < end.idx]
+
+
+def _crashed_before_end(trace: Trace, d: str) -> bool:
+    crash = trace.crashes.get(d)
+    return crash is not None and (trace.end is None or crash.idx < trace.end.idx)
 
 
 def final_configuration(trace: Trace) -> str | None:
@@ -20,8 +33,8 @@ def final_configuration(trace: Trace) -> str | None:
     live = set(trace.end.live)
     finals: set[str | None] = set()
     for d in live:
-        insts = trace.installs.get(d)
-        if d in trace.crashes or not insts or not insts[-1].regular:
+        insts = _installs_before_end(trace, d)
+        if _crashed_before_end(trace, d) or not insts or not insts[-1].regular:
             return None
         finals.add(insts[-1].conf)
     if len(finals) != 1:
@@ -39,8 +52,8 @@ def check_l1(trace: Trace) -> list[Violation]:
     out: list[Violation] = []
     finals: dict[str, str] = {}
     for d in sorted(end.live):
-        insts = trace.installs.get(d)
-        if d in trace.crashes:
+        insts = _installs_before_end(trace, d)
+        if _crashed_before_end(trace, d):
             out.append(Violation("L1", f"daemon {d} is listed live but crashed", end.t))
         elif not insts:
             out.append(Violation("L1", f"live daemon {d} never installed a configuration", end.t))
@@ -84,7 +97,7 @@ def check_l3(trace: Trace, max_regular: int = L3_MAX_REGULAR_INSTALLS) -> list[V
     after = trace.stable.idx
     out: list[Violation] = []
     for d in sorted(trace.end.live):
-        n = sum(1 for i in trace.installs.get(d, ()) if i.regular and i.idx > after)
+        n = sum(1 for i in _installs_before_end(trace, d) if i.regular and i.idx > after)
         if n > max_regular:
             msg = f"daemon {d} installed {n} regular configurations after stable (> {max_regular})"
             out.append(Violation("L3", msg, trace.end.t))

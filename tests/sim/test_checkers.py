@@ -533,6 +533,19 @@ def test_liveness_needs_stable_and_end() -> None:
         assert CHECKERS[prop](trace) == []
 
 
+def test_liveness_judges_only_what_happens_before_end() -> None:
+    # A live harness stops its daemons after writing "end": the views they install while
+    # stopping are not part of the run. The same install before "end" is a real L1 failure.
+    events = clean_events()
+    final = [e for e in events if e["ev"] == "install" and e["d"] == D1][-1]
+    shutdown = {**final, "conf": "T9.d1:0<" + final["conf"][1:], "kind": "transitional"}
+    shutdown["members"] = [D1]
+    after = [*events, {**shutdown, "t": events[-1]["t"] + 1}]
+    assert CHECKERS["L1"](to_trace(after)) == []
+    before = events[:-1] + [{**shutdown, "t": events[-1]["t"]}, events[-1]]
+    assert [v.prop for v in CHECKERS["L1"](to_trace(before))] == ["L1"]
+
+
 def test_failing_sender_is_exempt_from_self_delivery() -> None:
     events = crash_events()
     assert CHECKERS["EVS-3"](to_trace(events)) == []
