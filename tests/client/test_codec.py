@@ -57,7 +57,7 @@ REPLIES: list[Reply] = [
     Msgs((Delivered("#a#d1", ("g",), 0x10, 0, b"x", "a|1|2"),)),
     Msgs(()),
     ViewMsg("g", "regular", "R1/g/1", ("#a#d1",), "JOIN", (("#a#d1",),), ("#a#d1",)),
-    ViewMsg("g", "transitional", "R1/g/1t", (), "", (), ()),
+    ViewMsg("g", "transitional", "R1.d1:0/g/1 > R2.d1:0/g/1", ("#a#d1",), "", (), ()),
     RejectMsg(3, "join", None, "no"),
     StatusReply(6, {"view": "1.d1", "n": 3, "nested": {"l": [1, "x", None]}}),
     AdminReply(5, True, "queued"),

@@ -542,7 +542,7 @@ def test_liveness_judges_only_what_happens_before_end() -> None:
     shutdown["members"] = [D1]
     after = [*events, {**shutdown, "t": events[-1]["t"] + 1}]
     assert CHECKERS["L1"](to_trace(after)) == []
-    before = events[:-1] + [{**shutdown, "t": events[-1]["t"]}, events[-1]]
+    before = [*events[:-1], {**shutdown, "t": events[-1]["t"]}, events[-1]]
     assert [v.prop for v in CHECKERS["L1"](to_trace(before))] == ["L1"]
 
 
