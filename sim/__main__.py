@@ -1,43 +1,237 @@
-"""``python -m sim --seed N [--trace FILE]`` and ``python -m sim swarm --seeds 0-999``."""
+"""The simulator's command line: one run (``python -m sim [--seed N] [option flags...]`` or
+``--options FILE``), ``swarm``, ``scenario FILE`` and ``demo``.
+
+Owns the flags (one per ``SimOptions`` field), how a run's options are built (the seed's, or a
+file's, overridden by the flags), what a run prints (summary, metrics, verdict and the one line
+that reproduces it) and the files it writes (trace, metrics JSON, options file)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from sim.options import random_options
-from sim.run import run
+from sim.metrics import format_metrics, metrics_record
+from sim.options import OptionsError, SimOptions, random_options, with_changes
+from sim.optionsfile import (
+    FAULT_SYNTAX,
+    default_options_path,
+    dump_options,
+    is_plain_seed,
+    load_options,
+    options_to_json,
+    parse_faults,
+    repro_command,
+    save_options,
+)
+from sim.run import RunResult, run
 from sim.swarm import default_jobs, parse_seeds, swarm
+
+# Flags of SimOptions fields: (flag, field, type, metavar, help). --latency-ms, --faults and the
+# two booleans are added apart.
+_FLAGS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("--daemons", "daemons", "pos", "N", "number of daemons (d1..dN)"),
+    ("--clients-per-daemon", "clients_per_daemon", "nat", "N", "client connections per daemon"),
+    ("--groups", "groups", "pos", "N", "number of groups the workload uses"),
+    ("--latency-tail", "latency_tail", "prob", "P", "chance of a slow frame (x5 latency)"),
+    ("--loss", "loss", "prob", "P", "frame loss rate in the safety phase"),
+    ("--duplication", "duplication", "prob", "P", "frame duplication rate"),
+    ("--safety-ms", "safety_ms", "pos", "MS", "length of the safety phase (faults happen here)"),
+    ("--settle-ms", "settle_ms", "pos", "MS", "length of the liveness phase after the heal"),
+    ("--quiet-ms", "quiet_ms", "nat", "MS", "end of the settle phase without client traffic"),
+    ("--rate", "rate_per_client", "rate", "R", "client operations per second per connection"),
+    ("--tick-ms", "tick_ms", "pos", "MS", "protocol tick"),
+    ("--heartbeat-ms", "heartbeat_ms", "pos", "MS", "heartbeat period"),
+    ("--suspect-timeout-ms", "suspect_timeout_ms", "pos", "MS", "silence before suspicion"),
+    ("--flush-timeout-ms", "flush_timeout_ms", "pos", "MS", "proposer waits for Flush reports"),
+    ("--install-timeout-ms", "install_timeout_ms", "pos", "MS", "member waits for Install"),
+    ("--gather-timeout-ms", "gather_timeout_ms", "pos", "MS", "wait for another's proposal"),
+    ("--window-msgs", "window_msgs", "pos", "N", "own unstable messages in flight"),
+    ("--window-bytes", "window_bytes", "pos", "B", "own unstable payload bytes in flight"),
+    ("--batch-bytes", "batch_bytes", "pos", "B", "Data frames are cut at this size"),
+    ("--max-message-bytes", "max_message_bytes", "pos", "B", "largest client message"),
+)
+_FLAG_OF: dict[str, str] = {
+    **{dest: flag for flag, dest, *_ in _FLAGS},
+    "latency_min_ms": "--latency-ms",
+    "latency_max_ms": "--latency-ms",
+    "faults": "--faults",
+    "seed": "--seed",
+}
+
+
+def _number(kind: str) -> Any:
+    def convert(text: str) -> int | float:
+        try:
+            value: int | float = float(text) if kind in ("prob", "rate") else int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if kind == "prob" and not 0 <= value <= 1:
+            raise argparse.ArgumentTypeError(f"must be a probability in [0, 1], got {text}")
+        if (kind == "pos" and value < 1) or (kind == "rate" and value <= 0):
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        if kind == "nat" and value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        return value
+
+    return convert
+
+
+def _latency(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("-")
+    try:
+        pair = (int(low), int(high if sep else low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not LO-HI in ms: {text!r}") from None
+    if pair[0] < 0 or pair[0] > pair[1]:
+        raise argparse.ArgumentTypeError(f"need 0 <= LO <= HI, got {text!r}")
+    return pair
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sim",
+        description="Run one simulated configuration: the seed's options (or an options file's), "
+        "overridden by the flags. Other commands: swarm, scenario, demo (python -m sim CMD -h).",
+        argument_default=argparse.SUPPRESS,
+    )
+    base = parser.add_argument_group("base")
+    base.add_argument(
+        "--seed", type=int, metavar="N", help="seed of every random choice (default 0)"
+    )
+    base.add_argument("--options", type=Path, metavar="FILE", help="options file (JSON)")
+    opts = parser.add_argument_group("options (override the base)")
+    for flag, dest, kind, metavar, text in _FLAGS:
+        opts.add_argument(flag, dest=dest, type=_number(kind), metavar=metavar, help=text)
+        if dest == "groups":
+            opts.add_argument(
+                "--latency-ms",
+                dest="latency",
+                type=_latency,
+                metavar="LO-HI",
+                help="frame latency, uniform in [LO, HI] ms (or one value)",
+            )
+    opts.add_argument("--faults", metavar="SPEC", help=FAULT_SYNTAX)
+    for name, text in (("churn", "clients close/reopen, leave/join"), ("codec", "msgpack frames")):
+        opts.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, help=text)
+    out = parser.add_argument_group("output")
+    out.add_argument("--trace", type=Path, metavar="FILE", help="write the JSON Lines trace here")
+    out.add_argument("--metrics", action="store_true", help="print the run's metrics")
+    out.add_argument("--metrics-json", type=Path, metavar="FILE", help="write metrics as JSON")
+    out.add_argument(
+        "--save-options",
+        type=Path,
+        metavar="FILE",
+        help="write the run's options here (default for runs that are not a plain seed: "
+        "sim-options-SEED-DIGEST.json in the current directory)",
+    )
+    out.add_argument(
+        "--show-options", action="store_true", help="print the options as JSON and exit"
+    )
+    return parser
+
+
+def build_options(
+    ns: argparse.Namespace, parser: argparse.ArgumentParser
+) -> tuple[SimOptions, Path | None]:
+    """The run's options and the options file they came from unchanged (or None). Bad input
+    exits through ``parser.error`` naming the flag (or the options file and its field)."""
+    given = vars(ns)
+    source: Path | None = given.get("options")
+    try:
+        base = load_options(source) if source else random_options(given.get("seed", 0))
+    except OptionsError as exc:
+        parser.error(f"argument --options: {exc}")
+    try:
+        return _with_flags(base, given, source)
+    except OptionsError as exc:
+        parser.error(f"argument {_FLAG_OF.get(exc.field, '--' + exc.field)}: {exc}")
+
+
+def _with_flags(
+    base: SimOptions, given: dict[str, Any], source: Path | None
+) -> tuple[SimOptions, Path | None]:
+    changes: dict[str, Any] = {dest: given[dest] for _, dest, *_ in _FLAGS if dest in given}
+    for name in ("seed", "churn", "codec"):
+        if name in given and not (name == "seed" and source is None):
+            changes[name] = given[name]
+    if "latency" in given:
+        changes["latency_min_ms"], changes["latency_max_ms"] = given["latency"]
+    if "faults" in given:
+        changes["faults"] = parse_faults(given["faults"], changes.get("daemons", base.daemons))
+    options = with_changes(base, changes, redraw=source is None)
+    return options, source if options == base else None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "swarm":
         return _swarm(args[1:])
+    if args and args[0] == "scenario":
+        from sim.scenario import main as scenario_main
+
+        return scenario_main(args[1:])
     if args and args[0] == "demo":
         from sim.demo import main as demo_main
 
         return demo_main(args[1:])
-    parser = argparse.ArgumentParser(prog="python -m sim", description="Run one simulated seed.")
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--trace", type=Path, help="write the JSON Lines trace here")
+    parser = _run_parser()
     ns = parser.parse_args(args)
-    result = run(random_options(ns.seed))
-    if ns.trace:
-        ns.trace.write_text("\n".join(result.trace_lines) + "\n")
+    options, source = build_options(ns, parser)
+    if getattr(ns, "show_options", False):
+        print(dump_options(options), end="")
+        return 0
+    result = run(options)
+    _write_outputs(ns, result)
+    _report(result, getattr(ns, "metrics", False))
+    print(f"  reproduce: {_repro(options, source, getattr(ns, 'save_options', None))}")
+    return 0 if result.ok else 1
+
+
+def _repro(options: SimOptions, source: Path | None, save: Path | None) -> str:
+    """Save the options where needed and return the command that reproduces the run."""
+    if save is not None:
+        save_options(options, save)
+        return repro_command(options, save)
+    if is_plain_seed(options):
+        return repro_command(options, None)
+    if source is not None:
+        return repro_command(options, source)
+    path = default_options_path(options)
+    save_options(options, path)
+    return repro_command(options, path)
+
+
+def _write_outputs(ns: argparse.Namespace, result: RunResult) -> None:
+    trace: Path | None = getattr(ns, "trace", None)
+    if trace is not None:
+        trace.write_text("\n".join(result.trace_lines) + "\n")
+    path: Path | None = getattr(ns, "metrics_json", None)
+    if path is not None and result.metrics is not None:
+        extra = {
+            "options": options_to_json(result.options),
+            "ok": result.ok,
+            "violations": len(result.violations),
+            "wall_s": round(result.wall_s, 3),
+        }
+        path.write_text(json.dumps(metrics_record(result.metrics, extra), indent=1) + "\n")
+
+
+def _report(result: RunResult, metrics: bool) -> None:
     print(
-        f"seed {ns.seed}: {result.options.describe()}\n"
+        f"seed {result.options.seed}: {result.options.describe()}\n"
         f"  {result.events} events, {result.sends} sends, {result.deliveries} daemon deliveries, "
         f"{result.installs} installs, {result.wall_s:.2f} s"
     )
+    if metrics and result.metrics is not None:
+        for line in format_metrics(result.metrics):
+            print(f"  {line}")
     if result.ok:
         print("  all properties hold")
-        return 0
     for line in result.violations[:50]:
         print(f"  VIOLATION {line}")
-    print(f"  reproduce: {result.reproduce()}")
-    return 1
 
 
 def _swarm(args: list[str]) -> int:

@@ -1,6 +1,7 @@
 """Fault injection: partitions (symmetric and asymmetric), heal, crash/restart, clean leave,
 pause, loss bursts, holds (a lagging local client). Applied at scheduled times; ``heal_all``
-ends the safety phase."""
+ends the safety phase. Every applied fault is a ``fault`` event in the trace (``what``, ``args``
+as planned; a partition also lists its ``sides`` by daemon name)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,10 @@ class Faults:
         sim = self.sim
         names = sim.names
         args = plan.args
-        sim.record("fault", what=plan.what, args=list(args))
+        if plan.what == "partition":
+            sim.record("fault", what=plan.what, args=list(args), sides=plan.sides(names))
+        else:
+            sim.record("fault", what=plan.what, args=list(args))
         if plan.what == "partition":
             sim.blocked = {
                 (a, b)

@@ -1,8 +1,10 @@
 """The deterministic simulation: real ``Node``s and codecs, simulated clock and network.
 
 Owns the event queue, the network model (latency, loss, duplication, reordering, partitions,
-pauses), daemon crash/restart, and the observable trace. The workload and the fault schedule
-live in ``workload`` and ``faults``; the checkers in ``sim.checkers``.
+pauses), daemon crash/restart, the observable trace, and the counters only the runner can see
+(frames and bytes sent, repairs, when each daemon's view change began) that ``sim.metrics``
+adds to what it reads from the trace. The workload and the fault schedule live in ``workload``
+and ``faults``; the checkers in ``sim.checkers``.
 """
 
 from __future__ import annotations
@@ -37,14 +39,15 @@ from groupcomm.core.node import Node
 from groupcomm.core.tracing import trace_event
 from groupcomm.wire.errors import WireError
 from groupcomm.wire.peer import decode_frame, encode_frame
-from sim.options import SimOptions
+from sim.metrics import RunnerCounters
+from sim.options import SIM_SUSPECT_TIMEOUT_MS, SimOptions
+
+__all__ = ["SIM_SUSPECT_TIMEOUT_MS", "SimDaemon", "Simulation"]
 
 # Notes that a correct protocol never produces from correct peers: each one fails the run.
 SUSPICIOUS_NOTES = frozenset(("frame_error", "install_rejected"))
-# The simulator keeps the failure detector at 250 ms (the daemons ship with 1 s): its fault
-# schedules (partitions, loss bursts, crashes) are sized against it, and a shorter timeout means
-# more view changes, and more of the rounds the checkers exist for, per simulated second.
-SIM_SUSPECT_TIMEOUT_MS = 250
+# Notes that show a daemon has left normal operation for a view change (a round starts).
+ROUND_NOTES = frozenset(("gather", "suspect", "propose", "flush"))
 
 
 @dataclass(slots=True)
@@ -77,6 +80,9 @@ class Simulation:
         self.anomalies: list[str] = []
         self.frames_sent = 0
         self.frame_bytes = 0
+        self.nodes: list[Node] = []  # every incarnation of every daemon (repair counters)
+        self.round_started: dict[str, int] = {}  # daemon token -> its view change began at
+        self.rounds: list[tuple[str, str, int]] = []  # (token, regular conf installed, began)
         self.on_deliver: Callable[[str, DeliverMessage], None] | None = None
         self.on_membership: Callable[[str, DeliverMembership], None] | None = None
 
@@ -104,10 +110,11 @@ class Simulation:
             name=name,
             incarnation=incarnation,
             peers=tuple(self.names),
-            suspect_timeout_ms=SIM_SUSPECT_TIMEOUT_MS,
             trace_messages=True,
+            **self.opt.protocol(),
         )
         node = Node(cfg, random.Random(f"node-{self.opt.seed}-{name}-{incarnation}"))
+        self.nodes.append(node)
         daemon = SimDaemon(name=name, incarnation=incarnation, node=node)
         self.daemons[name] = daemon
         self.feed(daemon, Started())
@@ -153,8 +160,18 @@ class Simulation:
                     self.on_deliver(daemon.name, cmd)
                 elif isinstance(cmd, DeliverMembership) and self.on_membership is not None:
                     self.on_membership(daemon.name, cmd)
-                elif isinstance(cmd, Note) and cmd.event in SUSPICIOUS_NOTES:
-                    self.anomalies.append(f"{self.now} ms {cmd.event} {cmd.fields}")
+                elif isinstance(cmd, Note):
+                    self._note(token, cmd)
+
+    def _note(self, token: str, note: Note) -> None:
+        if note.event in SUSPICIOUS_NOTES:
+            self.anomalies.append(f"{self.now} ms {note.event} {note.fields}")
+        elif note.event in ROUND_NOTES:
+            self.round_started.setdefault(token, self.now)
+        elif note.event == "install" and note.fields.get("kind") == "regular":
+            began = self.round_started.pop(token, None)
+            if began is not None:
+                self.rounds.append((token, str(note.fields["conf"]), began))
 
     def _set_timer(self, daemon: SimDaemon, cmd: SetTimer) -> None:
         version = daemon.timer_versions.get(cmd.name, 0) + 1
@@ -208,5 +225,15 @@ class Simulation:
         return arrive
 
     # ----------------------------------------------------------------- output
+    def counters(self) -> RunnerCounters:
+        """What only the runner knows, for ``sim.metrics``."""
+        return RunnerCounters(
+            frames_sent=self.frames_sent,
+            frame_bytes=self.frame_bytes if self.opt.codec else None,
+            naks=sum(node.counters["naks"] for node in self.nodes),
+            retransmitted=sum(node.counters["retransmitted"] for node in self.nodes),
+            rounds=tuple(self.rounds),
+        )
+
     def trace_lines(self) -> list[str]:
         return [json.dumps(e, separators=(",", ":"), sort_keys=True) for e in self.trace]

@@ -16,12 +16,24 @@ Scenario JSON::
      "expect": {"final_members": ["d2", "d3"],        # daemon names in the final view
                 "views": {"#b#d2": ["regular JOIN #b#d2", "transitional", ...]},
                 "same_order": ["#b#d2", "#c#d3"],  # these clients delivered the same sequence
-                "gathering_at": {"953": ["d2"]}}}  # d2 is mid view change at 953 ms
+                "gathering_at": {"953": ["d2"]}},  # d2 is mid view change at 953 ms
+     "options": {"loss": 0.05, "suspect_timeout_ms": 500}}  # network and protocol settings
+
+A scenario is checked before it runs (``check_scenario``): unknown keys, unknown daemons or
+connections, partitions whose sides overlap or leave a daemon out, a crash of a crashed daemon,
+a restart of a live one, a client operation after its daemon restarted (its connection died with
+the crash), a fault after the liveness phase began (``end_ms - 500``) are refused with a
+``ScenarioError`` naming the step and the problem. Every scripted fault (crash, restart,
+partition, heal) writes a ``fault`` event into the trace, as random faults do.
+
+``python -m sim scenario FILE [--trace FILE] [--metrics] [--metrics-json FILE]`` runs one.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -37,9 +49,42 @@ from groupcomm.core.events import (
 from groupcomm.core.ids import token_name
 from groupcomm.core.service import Service
 from sim.checkers import check_all
-from sim.options import SimOptions
+from sim.metrics import RunnerCounters, compute_metrics, format_metrics, metrics_record
+from sim.options import PROTOCOL_FIELDS, OptionsError, SimOptions, daemon_names, side_labels
+from sim.optionsfile import parse_fields
 from sim.runner import Simulation
 from sim.trace import load_trace
+
+STABLE_BEFORE_END_MS = 500  # the liveness phase: the last 500 ms of a scenario
+TOP_KEYS = frozenset(
+    ("name", "description", "daemons", "seed", "clients", "steps", "end_ms", "expect", "options")
+)
+EXPECT_KEYS = frozenset(("final_members", "views", "same_order", "gathering_at", "delivered_count"))
+# Step kinds: (required keys, optional keys), besides "at" and "do".
+STEP_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "multicast": (frozenset(("conn", "groups")), frozenset(("service", "count", "every"))),
+    "join": (frozenset(("conn", "group")), frozenset()),
+    "leave": (frozenset(("conn", "group")), frozenset()),
+    "crash": (frozenset(("daemon",)), frozenset()),
+    "restart": (frozenset(("daemon",)), frozenset()),
+    "partition": (frozenset(("sides",)), frozenset()),
+    "heal": (frozenset(), frozenset()),
+}
+FAULT_STEPS = frozenset(("crash", "restart", "partition", "heal"))
+# SimOptions a scenario may set ("options"): the network and the protocol, not the workload.
+SCENARIO_OPTIONS: tuple[str, ...] = (
+    "latency_min_ms",
+    "latency_max_ms",
+    "latency_tail",
+    "loss",
+    "duplication",
+    "codec",
+    *PROTOCOL_FIELDS,
+)
+
+
+class ScenarioError(ValueError):
+    """A scenario file that is malformed, ambiguous or inconsistent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +93,8 @@ class ScenarioResult:
     problems: tuple[str, ...]
     views: dict[str, list[str]]
     deliveries: dict[str, list[str]]
+    trace_lines: tuple[str, ...] = ()
+    counters: RunnerCounters | None = None
 
 
 def view_text(cmd: DeliverMembership) -> str:
@@ -60,10 +107,13 @@ def view_text(cmd: DeliverMembership) -> str:
 
 class ScenarioRun:
     def __init__(self, spec: dict[str, Any]) -> None:
+        overrides = check_scenario(spec)
         self.spec = spec
         self.sim = Simulation(
             SimOptions(
-                seed=int(spec.get("seed", 1)), daemons=int(spec["daemons"]), latency_tail=0.0
+                seed=int(spec.get("seed", 1)),
+                daemons=int(spec["daemons"]),
+                **{"latency_tail": 0.0, **overrides},
             )
         )
         self.views: dict[str, list[str]] = {}
@@ -95,9 +145,17 @@ class ScenarioRun:
         sim.record("stable")
         sim.run_until(end)
         sim.record("end", live=sorted(d.token for d in sim.daemons.values() if d.alive))
-        problems = [f"{v.prop}: {v.message}" for v in check_all(load_trace(sim.trace_lines()))]
+        lines = sim.trace_lines()
+        problems = [f"{v.prop}: {v.message}" for v in check_all(load_trace(lines))]
         problems.extend(self._expectations())
-        return ScenarioResult(self.spec["name"], tuple(problems), self.views, self.deliveries)
+        return ScenarioResult(
+            self.spec["name"],
+            tuple(problems),
+            self.views,
+            self.deliveries,
+            tuple(lines),
+            sim.counters(),
+        )
 
     def _probe_gathering(self, when: str, names: list[str]) -> None:
         for name in names:
@@ -132,19 +190,34 @@ class ScenarioRun:
             cls = JoinRequested if do == "join" else LeaveRequested
             event2 = cls(conn=step["conn"], group=step["group"])
             sim.at(at, lambda: self._to_client_daemon(step["conn"], event2))
-        elif do == "crash":
-            sim.at(at, lambda: sim.crash(step["daemon"]))
-        elif do == "restart":
-            sim.at(at, lambda: self._restart(step["daemon"]))
-        elif do == "partition":
-            sides: list[list[str]] = step["sides"]
-            side_of = {d: i for i, side in enumerate(sides) for d in side}
-            blocked = {(a, b) for a in side_of for b in side_of if side_of[a] != side_of[b]}
-            sim.at(at, lambda: setattr(sim, "blocked", blocked))
-        elif do == "heal":
-            sim.at(at, lambda: sim.blocked.clear())
+        elif do in FAULT_STEPS:
+            sim.at(at, partial(self._fault, step))
         else:
-            raise ValueError(f"unknown scenario step {do!r}")
+            raise ScenarioError(f"unknown scenario step {do!r}")
+
+    def _fault(self, step: dict[str, Any]) -> None:
+        """A scripted fault, recorded in the trace as the random faults are."""
+        sim = self.sim
+        do = step["do"]
+        if do == "partition":
+            sides: list[list[str]] = step["sides"]
+            labels = side_labels(sides, sim.names)
+            sim.record("fault", what=do, args=list(labels), sides=[list(x) for x in sides])
+            sim.blocked = {
+                (a, b)
+                for a, la in zip(sim.names, labels, strict=True)
+                for b, lb in zip(sim.names, labels, strict=True)
+                if la != lb
+            }
+        elif do == "heal":
+            sim.record("fault", what=do, args=[])
+            sim.blocked.clear()
+        else:
+            sim.record("fault", what=do, args=[step["daemon"]])
+            if do == "crash":
+                sim.crash(step["daemon"])
+            else:
+                self._restart(step["daemon"])
 
     def _to_client_daemon(self, conn: str, event: Any) -> None:
         self.sim.feed(self.sim.daemons[self._client_daemon(conn)], event)
@@ -177,4 +250,184 @@ class ScenarioRun:
 
 
 def run_scenario(path: Path) -> ScenarioResult:
-    return ScenarioRun(json.loads(path.read_text())).run()
+    """Run a scenario file; ``ScenarioError`` if it is malformed, ambiguous or inconsistent."""
+    try:
+        spec = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ScenarioError(f"{path}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
+    try:
+        return ScenarioRun(spec).run()
+    except ScenarioError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+def check_scenario(spec: object) -> dict[str, Any]:
+    """Refuse a malformed, ambiguous or inconsistent scenario (``ScenarioError`` naming the
+    problem); return its validated ``options``."""
+    if not isinstance(spec, Mapping):
+        raise ScenarioError("a scenario must be a JSON object")
+    unknown = sorted(set(spec) - TOP_KEYS)
+    if unknown:
+        raise ScenarioError(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(TOP_KEYS))})")
+    for key in ("name", "daemons", "steps"):
+        if key not in spec:
+            raise ScenarioError(f"missing key {key!r}")
+    daemons = _int_at_least(spec["daemons"], 1, "daemons")
+    end_ms = _int_at_least(spec.get("end_ms", 3000), STABLE_BEFORE_END_MS + 1, "end_ms")
+    _int_at_least(spec.get("seed", 1), 0, "seed")
+    names = daemon_names(daemons)
+    clients = _check_clients(spec.get("clients", {}), names)
+    steps = spec["steps"]
+    if not isinstance(steps, list):
+        raise ScenarioError("'steps' must be a list")
+    for i, step in enumerate(steps):
+        _check_step(i, step, names, clients, end_ms)
+    _check_lifecycle(steps, clients)
+    expect = spec.get("expect", {})
+    if not isinstance(expect, Mapping) or set(expect) - EXPECT_KEYS:
+        known = ", ".join(sorted(EXPECT_KEYS))
+        raise ScenarioError(f"'expect' must be an object with keys among {known}")
+    try:
+        return parse_fields(spec.get("options", {}), SCENARIO_OPTIONS, "options")
+    except OptionsError as exc:
+        raise ScenarioError(str(exc)) from None
+
+
+def _int_at_least(value: object, low: int, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ScenarioError(f"{what} must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def _check_clients(clients: object, names: list[str]) -> dict[str, str]:
+    """Connection -> daemon name, for a valid ``clients`` object."""
+    if not isinstance(clients, Mapping):
+        raise ScenarioError("'clients' must map connection names to lists of groups")
+    out: dict[str, str] = {}
+    for conn, groups in clients.items():
+        daemon = conn.rsplit("#", 1)[-1]
+        if not conn.startswith("#") or conn.count("#") != 2 or daemon not in names:
+            raise ScenarioError(f"client {conn!r} is not #user#dN with dN one of {names}")
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            raise ScenarioError(f"client {conn!r}: groups must be a list of names")
+        out[conn] = daemon
+    return out
+
+
+def _check_step(
+    i: int, step: object, names: list[str], clients: dict[str, str], end_ms: int
+) -> None:
+    if not isinstance(step, Mapping):
+        raise ScenarioError(f"step {i + 1} must be an object")
+    do, at = step.get("do"), step.get("at")
+    where = f"step {i + 1} ({do} at {at} ms)"
+    if do not in STEP_KEYS:
+        raise ScenarioError(f"{where}: unknown step kind (known: {', '.join(STEP_KEYS)})")
+    if not isinstance(at, int) or isinstance(at, bool) or not 0 <= at < end_ms:
+        raise ScenarioError(f"{where}: 'at' must be an integer in [0, end_ms={end_ms})")
+    required, optional = STEP_KEYS[do]
+    keys = set(step) - {"do", "at"}
+    if required - keys or keys - required - optional:
+        wanted = ", ".join(sorted(required | optional)) or "nothing"
+        raise ScenarioError(f"{where}: takes {wanted}, got {', '.join(sorted(keys)) or 'nothing'}")
+    if do in FAULT_STEPS and at >= end_ms - STABLE_BEFORE_END_MS:
+        raise ScenarioError(
+            f"{where}: faults must come before the liveness phase "
+            f"(end_ms - {STABLE_BEFORE_END_MS} = {end_ms - STABLE_BEFORE_END_MS} ms)"
+        )
+    problem = _step_problem(step, names, clients)
+    if problem:
+        raise ScenarioError(f"{where}: {problem}")
+
+
+def _step_problem(step: Mapping[str, Any], names: list[str], clients: dict[str, str]) -> str:
+    do = step["do"]
+    if "conn" in step and step["conn"] not in clients:
+        return f"connection {step['conn']!r} is not one of the scenario's clients"
+    if "daemon" in step and step["daemon"] not in names:
+        return f"{step['daemon']!r} is no daemon of this scenario ({', '.join(names)})"
+    if do == "partition":
+        sides = step["sides"]
+        if not isinstance(sides, list) or not all(
+            isinstance(s, list) and all(isinstance(n, str) for n in s) for s in sides
+        ):
+            return "'sides' must be a list of lists of daemon names"
+        try:
+            side_labels(sides, names)
+        except ValueError as exc:
+            return str(exc)
+    if do == "multicast":
+        groups, service = step["groups"], step.get("service", "AGREED")
+        if not isinstance(groups, list) or not groups:
+            return "'groups' must be a non-empty list"
+        if service not in Service.__members__:
+            return f"unknown service {service!r} (known: {', '.join(Service.__members__)})"
+        for key, low in (("count", 1), ("every", 0)):
+            value = step.get(key, 1)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                return f"{key!r} must be an integer >= {low}"
+    if do in ("join", "leave") and not isinstance(step["group"], str):
+        return "'group' must be a name"
+    return ""
+
+
+def _check_lifecycle(steps: list[Mapping[str, Any]], clients: dict[str, str]) -> None:
+    """Crash/restart alternate per daemon; a client acts only before its daemon restarts."""
+    crashed: set[str] = set()
+    restarted_at: dict[str, int] = {}
+    order = sorted(range(len(steps)), key=lambda i: (int(steps[i]["at"]), i))
+    for i in order:
+        step = steps[i]
+        where = f"step {i + 1} ({step['do']} at {step['at']} ms)"
+        daemon = str(step.get("daemon"))
+        if step["do"] == "crash":
+            if daemon in crashed:
+                raise ScenarioError(f"{where}: {daemon} is already crashed")
+            crashed.add(daemon)
+        elif step["do"] == "restart":
+            if daemon not in crashed:
+                raise ScenarioError(f"{where}: {daemon} is running (restart needs a crash first)")
+            crashed.discard(daemon)
+            restarted_at.setdefault(daemon, int(step["at"]))
+    for i, step in enumerate(steps):
+        conn = step.get("conn")
+        host = clients.get(conn) if isinstance(conn, str) else None
+        if host in restarted_at and int(step["at"]) >= restarted_at[host]:
+            raise ScenarioError(
+                f"step {i + 1} ({step['do']} at {step['at']} ms): {conn}'s connection died "
+                f"with {host}'s crash (restarted at {restarted_at[host]} ms)"
+            )
+
+
+# ---------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str]) -> int:
+    """``python -m sim scenario FILE``: run a scenario, check it, optionally measure it."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sim scenario", description="Run a scripted scenario file."
+    )
+    parser.add_argument("file", type=Path, metavar="FILE")
+    parser.add_argument("--trace", type=Path, metavar="FILE", help="write the trace here")
+    parser.add_argument("--metrics", action="store_true", help="print the run's metrics")
+    parser.add_argument("--metrics-json", type=Path, metavar="FILE", help="metrics as JSON")
+    ns = parser.parse_args(argv)
+    try:
+        result = run_scenario(ns.file)
+    except (OSError, ScenarioError) as exc:
+        parser.error(str(exc))
+    if ns.trace:
+        ns.trace.write_text("\n".join(result.trace_lines) + "\n")
+    metrics = compute_metrics(load_trace(result.trace_lines), result.counters)
+    if ns.metrics:
+        print("\n".join(format_metrics(metrics)))
+    if ns.metrics_json:
+        record = metrics_record(metrics, {"scenario": str(ns.file), "ok": not result.problems})
+        ns.metrics_json.write_text(json.dumps(record, indent=1) + "\n")
+    for problem in result.problems:
+        print(f"PROBLEM {problem}")
+    print(f"scenario {result.name}: {'ok' if not result.problems else 'FAILED'}")
+    return 0 if not result.problems else 1

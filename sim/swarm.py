@@ -1,4 +1,5 @@
-"""Many random configurations in parallel; reports every violating seed with its repro line."""
+"""Many random configurations in parallel; reports every violating seed with its repro line on
+stdout, and a progress line (done/total, failures, ETA) on stderr."""
 
 from __future__ import annotations
 
@@ -43,19 +44,66 @@ def run_seed(seed: int) -> SeedOutcome:
     return SeedOutcome(seed, result.ok, options.describe(), result.violations, result.wall_s)
 
 
-def swarm(seeds: list[int], jobs: int, out: TextIO = sys.stdout) -> int:
+class Progress:
+    """One status line on ``err``: rewritten in place on a terminal; elsewhere (a log, a pipe) a
+    plain line every ``every_s`` seconds (the summary on ``out`` ends the run)."""
+
+    def __init__(self, total: int, err: TextIO | None, every_s: float = 30.0) -> None:
+        self.total = total
+        self.err = err
+        self.tty = err is not None and err.isatty()
+        self.every_s = every_s
+        self.started = time.perf_counter()
+        self.last = self.started
+
+    def text(self, done: int, failed: int) -> str:
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / done * (self.total - done) if done else 0.0
+        return (
+            f"swarm: {done}/{self.total} seeds, {failed} failed, "
+            f"{elapsed:.0f} s elapsed, ETA {eta:.0f} s"
+        )
+
+    def update(self, done: int, failed: int) -> None:
+        if self.err is None:
+            return
+        now = time.perf_counter()
+        if self.tty:
+            self.err.write(f"\r\x1b[K{self.text(done, failed)}")
+        elif now - self.last >= self.every_s and done < self.total:
+            self.err.write(self.text(done, failed) + "\n")
+        else:
+            return
+        self.last = now
+        self.err.flush()
+
+    def clear(self) -> None:
+        """Erase the in-place line before other output (a FAIL report, the summary)."""
+        if self.err is not None and self.tty:
+            self.err.write("\r\x1b[K")
+            self.err.flush()
+
+
+def swarm(
+    seeds: list[int], jobs: int, out: TextIO = sys.stdout, err: TextIO | None = sys.stderr
+) -> int:
     started = time.perf_counter()
     failures: list[SeedOutcome] = []
     done = 0
+    progress = Progress(len(seeds), err)
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
         for outcome in pool.imap_unordered(run_seed, seeds, chunksize=2):
             done += 1
             if not outcome.ok:
+                progress.clear()
                 failures.append(outcome)
                 print(f"FAIL seed {outcome.seed}: {outcome.summary}", file=out)
                 for line in outcome.violations[:5]:
                     print(f"    {line}", file=out)
                 print(f"    reproduce: python -m sim --seed {outcome.seed}", file=out)
+                out.flush()
+            progress.update(done, len(failures))
+    progress.clear()
     wall = time.perf_counter() - started
     print(
         f"swarm: {done} seeds, {len(failures)} failed, {wall:.1f} s wall, {jobs} jobs",
