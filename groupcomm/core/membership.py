@@ -2,7 +2,8 @@
 
 Round (protocol/membership.md): a change is triggered by a suspected member (silence beyond
 ``suspect_timeout_ms``), a member that left, or a live daemon outside the view (merge). The
-smallest live daemon proposes a view with a fresh epoch; members accept the highest proposal,
+smallest live daemon proposes a view with a fresh epoch (for a merge, once it has listened a
+heartbeat period for every daemon that became reachable); members accept the highest proposal,
 freeze (no sends, no deliveries) and report their old-view state in a Flush; the proposer decides
 the cleanup of every old view (``viewchange``) and sends Install; each member delivers its old
 view's cleanup (regular part, transitional configuration, transitional part) and installs the
@@ -72,6 +73,8 @@ def on_status(node: Node, frame: Status, out: list[Command]) -> None:
         return  # a delayed frame from an older incarnation
     node.heard[name] = Heard(node.now, sender, frame.view, frame.proposal)
     node.max_epoch = max(node.max_epoch, frame.max_epoch, frame.view.epoch)
+    if node.proposing is not None:
+        _replace_restarted(node, node.proposing, sender, out)
     if frame.view == node.view:
         if node.phase == OPERATIONAL:
             # Frozen while gathering: the stability we advertise must be backed by the acks
@@ -79,6 +82,33 @@ def on_status(node: Node, frame: Status, out: list[Command]) -> None:
             node.epoch.on_status(frame)
     elif node.last_install is not None and frame.proposal == node.view:
         _resend_install(node, sender, out)
+
+
+def _replace_restarted(node: Node, proposal: Propose, sender: str, out: list[Command]) -> None:
+    """A proposed member restarted (``sender`` is its new incarnation): its old token will
+    never report, so propose again at once with the new token in its place, instead of
+    dropping it at the flush timeout and merging the new incarnation in a round of its own."""
+    name = token_name(sender)
+    stale = [
+        m
+        for m in proposal.members
+        if token_name(m) == name and token_incarnation(m) < token_incarnation(sender)
+    ]
+    if not stale:
+        return
+    members = tuple(sorted({*(m for m in proposal.members if m not in stale), sender}))
+    out.append(
+        Note(
+            event="gather",
+            fields={
+                "d": node.me,
+                "reason": f"restarted {stale[0]}",
+                "view": str(node.view),
+                "candidates": list(members),
+            },
+        )
+    )
+    propose(node, out, members)
 
 
 def _resend_install(node: Node, sender: str, out: list[Command]) -> None:
@@ -117,6 +147,24 @@ def check_membership(node: Node, out: list[Command]) -> None:
             start_change(node, out, reason)
         return
     if node.now < node.deadline:
+        if node.proposing is not None:
+            _resend_proposal(node, node.proposing, out)
+        elif node.accepted is None and _settled(node):
+            # Waiting for a merge to settle (start_change) and every configured peer is heard:
+            # nobody is left to wait for.
+            candidates = _candidates(node)
+            out.append(
+                Note(
+                    event="gather",
+                    fields={
+                        "d": node.me,
+                        "reason": "all heard",
+                        "view": str(node.view),
+                        "candidates": candidates,
+                    },
+                )
+            )
+            propose(node, out, tuple(candidates))
         return
     if node.proposing is not None:
         responders = tuple(sorted(node.reports))
@@ -168,6 +216,31 @@ def _candidates(node: Node) -> list[str]:
     return sorted({node.me, *alive.values()})
 
 
+def _resend_proposal(node: Node, proposal: Propose, out: list[Command]) -> None:
+    """Every ``heartbeat_ms`` while collecting, the Propose again to the members whose Flush
+    has not come: a lost Propose (or one sent into a link that was still down) would otherwise
+    cost the whole flush timeout and another round (protocol/membership.md section 7)."""
+    if node.now - node.proposal_resent < node.cfg.heartbeat_ms:
+        return
+    node.proposal_resent = node.now
+    missing = tuple(token_name(m) for m in proposal.members if m not in node.reports)
+    if missing:
+        out.append(SendFrame(targets=missing, frame=proposal))
+
+
+def _merge_settle_ms(node: Node) -> int:
+    """How long the smallest candidate listens before proposing a merge: every reachable peer
+    sends a Status at least every ``heartbeat_ms``, so two of them cover the heartbeat period,
+    tick resolution and link latency. Below ``gather_timeout_ms``, so it still goes first."""
+    return min(2 * node.cfg.heartbeat_ms, node.cfg.gather_timeout_ms)
+
+
+def _settled(node: Node) -> bool:
+    """Every configured peer is a candidate and we are the smallest: nothing left to hear."""
+    candidates = _candidates(node)
+    return candidates[0] == node.me and len(candidates) == len(set(node.cfg.peers))
+
+
 def start_change(node: Node, out: list[Command], reason: str) -> None:
     node.phase = GATHER
     node.accepted = None
@@ -186,7 +259,13 @@ def start_change(node: Node, out: list[Command], reason: str) -> None:
         )
     )
     if candidates[0] == node.me:
-        propose(node, out, tuple(candidates))
+        if any(c not in node.members for c in candidates) and not _settled(node):
+            # A merge: daemons that just became reachable (a heal, or our own restart) are
+            # heard one heartbeat at a time. Proposing to the first ones heard would merge the
+            # rest one round each (L3, seed 7310294): listen for a heartbeat period first.
+            node.deadline = node.now + _merge_settle_ms(node)
+        else:
+            propose(node, out, tuple(candidates))
     else:
         # Stagger by rank so that, if the smallest stays silent, the next one goes first
         # instead of all of them proposing at the same instant.
@@ -201,6 +280,7 @@ def propose(node: Node, out: list[Command], members: tuple[str, ...]) -> None:
     proposal = Propose(view=ViewId(node.max_epoch, node.me), members=members)
     node.proposing = proposal
     node.accepted = proposal
+    node.proposal_resent = node.now
     node.reports = {node.me: _flush(node, proposal)}
     node.deadline = node.now + node.cfg.flush_timeout_ms
     out.append(

@@ -99,6 +99,7 @@ class Node:
         self.deadline = 0  # end of the current gather step
         self.last_install: Install | None = None
         self.install_resent: dict[str, int] = {}
+        self.proposal_resent = 0  # when our Propose last went out (membership._resend_proposal)
 
     # ------------------------------------------------------------------ entry
     def handle(self, now_ms: int, event: Event) -> list[Command]:
