@@ -234,8 +234,10 @@ class Connection:
 
     # --------------------------------------------------------------- requests
     async def join(self, group: str) -> int:
-        """Ask to join ``group``; returns the request id. The join takes effect when the
-        ``RegularView`` with cause JOIN arrives; a refusal arrives as ``Rejected``."""
+        """Ask to join ``group``; returns the request id. The join takes effect with the first
+        ``RegularView`` that lists this connection (cause JOIN, or NETWORK when the join falls
+        into a view change); a refusal arrives as ``Rejected``. Joining a group this connection
+        is already in (or joining) changes nothing."""
         req = next(self._reqs)
         await self._send(JoinReq(req, group))
         return req
