@@ -1,9 +1,10 @@
 """The simulator's command line: one run (``python -m sim [--seed N] [option flags...]`` or
-``--options FILE``), ``swarm``, ``scenario FILE`` and ``demo``.
+``--options FILE``), ``swarm``, ``shrink``, ``scenario FILE`` and ``demo``.
 
 Owns the flags (one per ``SimOptions`` field), how a run's options are built (the seed's, or a
-file's, overridden by the flags), what a run prints (summary, metrics, verdict and the one line
-that reproduces it) and the files it writes (trace, metrics JSON, options file)."""
+file's, overridden by the flags), what a run prints (summary, metrics, verdict, the one line
+that reproduces it and, for a failing run, the one that shrinks it) and the files it writes
+(trace, metrics JSON, options file)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from sim.metrics import format_metrics, metrics_record
 from sim.options import OptionsError, SimOptions, random_options, with_changes
@@ -27,6 +28,7 @@ from sim.optionsfile import (
     save_options,
 )
 from sim.run import RunResult, run
+from sim.shrink import DEFAULT_MAX_RUNS, ShrinkError, shrink, shrink_command, shrink_report
 from sim.swarm import default_jobs, parse_seeds, swarm
 
 # Flags of SimOptions fields: (flag, field, type, metavar, help). --latency-ms, --faults and the
@@ -94,7 +96,8 @@ def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sim",
         description="Run one simulated configuration: the seed's options (or an options file's), "
-        "overridden by the flags. Other commands: swarm, scenario, demo (python -m sim CMD -h).",
+        "overridden by the flags. Other commands: swarm, shrink, scenario, demo "
+        "(python -m sim CMD -h).",
         argument_default=argparse.SUPPRESS,
     )
     base = parser.add_argument_group("base")
@@ -169,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "swarm":
         return _swarm(args[1:])
+    if args and args[0] == "shrink":
+        return _shrink(args[1:])
     if args and args[0] == "scenario":
         from sim.scenario import main as scenario_main
 
@@ -186,22 +191,25 @@ def main(argv: list[str] | None = None) -> int:
     result = run(options)
     _write_outputs(ns, result)
     _report(result, getattr(ns, "metrics", False))
-    print(f"  reproduce: {_repro(options, source, getattr(ns, 'save_options', None))}")
+    path = _options_file(options, source, getattr(ns, "save_options", None))
+    print(f"  reproduce: {repro_command(options, path)}")
+    if not result.ok:
+        print(f"  shrink: {shrink_command(options.seed, path)}")
     return 0 if result.ok else 1
 
 
-def _repro(options: SimOptions, source: Path | None, save: Path | None) -> str:
-    """Save the options where needed and return the command that reproduces the run."""
+def _options_file(options: SimOptions, source: Path | None, save: Path | None) -> Path | None:
+    """Save the options where needed; the file that reproduces the run (None: its seed does)."""
     if save is not None:
         save_options(options, save)
-        return repro_command(options, save)
+        return save
     if is_plain_seed(options):
-        return repro_command(options, None)
+        return None
     if source is not None:
-        return repro_command(options, source)
+        return source
     path = default_options_path(options)
     save_options(options, path)
-    return repro_command(options, path)
+    return path
 
 
 def _write_outputs(ns: argparse.Namespace, result: RunResult) -> None:
@@ -240,8 +248,92 @@ def _swarm(args: list[str]) -> int:
     )
     parser.add_argument("--seeds", default="0-199", help="e.g. 0-999 or 1,5,9")
     parser.add_argument("--jobs", type=int, default=default_jobs())
+    parser.add_argument(
+        "--shrink",
+        action="store_true",
+        help="after the swarm, shrink every failing seed (in parallel) and print each result",
+    )
+    parser.add_argument(
+        "--shrink-runs",
+        type=_number("pos"),
+        default=DEFAULT_MAX_RUNS,
+        metavar="K",
+        help=f"run budget of each shrink (default {DEFAULT_MAX_RUNS})",
+    )
     ns = parser.parse_args(args)
-    return swarm(parse_seeds(ns.seeds), ns.jobs)
+    return swarm(parse_seeds(ns.seeds), ns.jobs, shrink_runs=ns.shrink_runs if ns.shrink else None)
+
+
+class _StatusLine:
+    """Progress on ``err``: lines, and (on a terminal) a status line rewritten in place."""
+
+    def __init__(self, err: TextIO) -> None:
+        self.err = err
+        self.shown = False
+
+    def status(self, text: str) -> None:
+        if self.shown or text:
+            self.err.write(f"\r\x1b[K{text}")
+            self.err.flush()
+        self.shown = bool(text)
+
+    def line(self, text: str) -> None:
+        self.status("")
+        print(text, file=self.err, flush=True)
+
+
+def _shrink(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sim shrink",
+        description="Minimise a failing run: fewer faults, daemons, clients, shorter phases, "
+        "while it still fails the same property. Writes the minimal options and prints the "
+        "command that reproduces them. Exit 0 when shrunk, 1 when the run does not fail (the "
+        "property), 2 on bad input.",
+    )
+    base = parser.add_mutually_exclusive_group(required=True)
+    base.add_argument("--seed", type=int, metavar="N", help="shrink the seed's run")
+    base.add_argument("--options", type=Path, metavar="FILE", help="shrink this options file")
+    parser.add_argument(
+        "--property",
+        metavar="ID",
+        help="property id to keep failing (default: the first violation's, e.g. EVS-3)",
+    )
+    parser.add_argument(
+        "--max-runs",
+        type=_number("pos"),
+        default=DEFAULT_MAX_RUNS,
+        metavar="K",
+        help=f"run budget, the first run included (default {DEFAULT_MAX_RUNS})",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="write the minimal options here (default sim-shrunk-SEED-DIGEST.json)",
+    )
+    ns = parser.parse_args(args)
+    try:
+        options = load_options(ns.options) if ns.options else random_options(ns.seed)
+    except OptionsError as exc:
+        parser.error(f"argument --options: {exc}")
+
+    status = _StatusLine(sys.stderr)
+    try:
+        result = shrink(
+            options,
+            prop=ns.property,
+            max_runs=ns.max_runs,
+            report=status.line,
+            trying=status.status if sys.stderr.isatty() else None,
+        )
+    except ShrinkError as exc:
+        print(f"shrink: {exc}")
+        return 1
+    finally:
+        status.status("")
+    for line in shrink_report(result, ns.out):
+        print(line)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Many random configurations in parallel; reports every violating seed with its repro line on
-stdout, and a progress line (done/total, failures, ETA) on stderr."""
+"""Many random configurations in parallel; reports every violating seed with its repro and
+shrink lines on stdout, and a progress line (done/total, failures, ETA) on stderr. With
+``shrink_runs`` (``--shrink``), every failing seed is then shrunk (``sim.shrink``), in parallel."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from multiprocessing.pool import Pool
 from typing import TextIO
 
 from sim.options import random_options
 from sim.run import run
+from sim.shrink import ShrinkError, shrink, shrink_command, shrink_report
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +87,37 @@ class Progress:
             self.err.flush()
 
 
+def shrink_seed(task: tuple[int, int]) -> str:
+    """Shrink one failing seed with a budget of ``max_runs``; its report, as text."""
+    seed, max_runs = task
+    try:
+        result = shrink(random_options(seed), max_runs=max_runs)
+    except ShrinkError as exc:
+        return f"SHRINK seed {seed}: {exc}"
+    first, *rest = shrink_report(result)
+    return "\n".join([f"SHRINK seed {seed}: {first}", *(f"  {line}" for line in rest)])
+
+
+def _shrink_failures(
+    pool: Pool, failures: list[SeedOutcome], max_runs: int, out: TextIO, err: TextIO | None
+) -> None:
+    if err is not None:
+        print(f"swarm: shrinking {len(failures)} failing seeds, {max_runs} runs each", file=err)
+    tasks = [(f.seed, max_runs) for f in sorted(failures, key=lambda f: f.seed)]
+    for text in pool.imap(shrink_seed, tasks):
+        print(text, file=out)
+        out.flush()
+
+
 def swarm(
-    seeds: list[int], jobs: int, out: TextIO = sys.stdout, err: TextIO | None = sys.stderr
+    seeds: list[int],
+    jobs: int,
+    out: TextIO = sys.stdout,
+    err: TextIO | None = sys.stderr,
+    shrink_runs: int | None = None,
 ) -> int:
+    """Run ``seeds`` on ``jobs`` processes; exit status 1 if any failed. ``shrink_runs``: also
+    shrink every failing seed with that run budget."""
     started = time.perf_counter()
     failures: list[SeedOutcome] = []
     done = 0
@@ -101,9 +132,12 @@ def swarm(
                 for line in outcome.violations[:5]:
                     print(f"    {line}", file=out)
                 print(f"    reproduce: python -m sim --seed {outcome.seed}", file=out)
+                print(f"    shrink: {shrink_command(outcome.seed, None)}", file=out)
                 out.flush()
             progress.update(done, len(failures))
-    progress.clear()
+        progress.clear()
+        if shrink_runs is not None and failures:
+            _shrink_failures(pool, failures, shrink_runs, out, err)
     wall = time.perf_counter() - started
     print(
         f"swarm: {done} seeds, {len(failures)} failed, {wall:.1f} s wall, {jobs} jobs",
