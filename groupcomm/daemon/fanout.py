@@ -80,12 +80,17 @@ def tcp_link_options(s: zmq.Socket[bytes], timeout_ms: int) -> zmq.Socket[bytes]
     stays in TCP's retransmission backoff after it heals: after a two-second cable pull it
     stayed silent 1.2 s more, every merge attempt meanwhile timed out and the daemons installed
     six views where two do (L3, tests/netlan/test_lan_epgm.py). CONNECT_TIMEOUT keeps a SYN
-    into a dead link from backing off the same way."""
+    into a dead link from backing off the same way. The ZMTP heartbeat lets the side that only
+    receives (a SUB) find out that the sender dropped the connection: without it the SUB kept
+    its half-open connection after the heal and never heard that PUB again, so the views
+    flapped (tests/netlan/test_lan_tcp.py)."""
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.TCP_KEEPALIVE, 1)
     s.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 30)
     s.setsockopt(zmq.TCP_KEEPALIVE_INTVL, 10)
     s.setsockopt(zmq.TCP_MAXRT, timeout_ms)
+    s.setsockopt(zmq.HEARTBEAT_IVL, max(timeout_ms // 4, 50))
+    s.setsockopt(zmq.HEARTBEAT_TIMEOUT, timeout_ms)
     s.setsockopt(zmq.CONNECT_TIMEOUT, 250)
     s.setsockopt(zmq.RECONNECT_IVL, 100)
     s.setsockopt(zmq.RECONNECT_IVL_MAX, 250)
