@@ -1,5 +1,5 @@
 """The simulator's command line: one run (``python -m sim [--seed N] [option flags...]`` or
-``--options FILE``), ``swarm``, ``shrink``, ``scenario FILE`` and ``demo``.
+``--options FILE``), ``swarm``, ``shrink``, ``study FILE.toml``, ``scenario FILE`` and ``demo``.
 
 Owns the flags (one per ``SimOptions`` field), how a run's options are built (the seed's, or a
 file's, overridden by the flags), what a run prints (summary, metrics, verdict, the one line
@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from sim.checkers.liveness import core_report
 from sim.metrics import format_metrics, metrics_record
-from sim.options import OptionsError, SimOptions, random_options, with_changes
+from sim.options import PLAIN, Draws, OptionsError, SimOptions, random_options, with_changes
 from sim.optionsfile import (
     FAULT_SYNTAX,
     default_options_path,
@@ -30,6 +31,7 @@ from sim.optionsfile import (
 from sim.run import RunResult, run
 from sim.shrink import DEFAULT_MAX_RUNS, ShrinkError, shrink, shrink_command, shrink_report
 from sim.swarm import default_jobs, parse_seeds, swarm
+from sim.trace import load_trace
 
 # Flags of SimOptions fields: (flag, field, type, metavar, help). --latency-ms, --faults and the
 # two booleans are added apart.
@@ -96,7 +98,7 @@ def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sim",
         description="Run one simulated configuration: the seed's options (or an options file's), "
-        "overridden by the flags. Other commands: swarm, shrink, scenario, demo "
+        "overridden by the flags. Other commands: swarm, shrink, study, scenario, demo "
         "(python -m sim CMD -h).",
         argument_default=argparse.SUPPRESS,
     )
@@ -105,6 +107,7 @@ def _run_parser() -> argparse.ArgumentParser:
         "--seed", type=int, metavar="N", help="seed of every random choice (default 0)"
     )
     base.add_argument("--options", type=Path, metavar="FILE", help="options file (JSON)")
+    _draw_flags(base)
     opts = parser.add_argument_group("options (override the base)")
     for flag, dest, kind, metavar, text in _FLAGS:
         opts.add_argument(flag, dest=dest, type=_number(kind), metavar=metavar, help=text)
@@ -136,6 +139,28 @@ def _run_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_DRAW_HELP = {
+    "nemesis": "the seed's faults plus partition shapes, link cuts, flaps, slow and lossy links, "
+    "swizzles and clock faults (stream nemesis-SEED)",
+    "buggify": "in half the seeds, random protocol settings within their valid ranges "
+    "(stream buggify-SEED)",
+    "core": "a continuing-fault liveness run: a majority core stays connected while the others "
+    "flap, crash and are cut (L4; streams core-SEED, core-faults-SEED)",
+}
+
+
+def _draw_flags(group: Any) -> None:
+    for name, text in _DRAW_HELP.items():
+        group.add_argument(f"--{name}", action="store_true", help=text)
+
+
+def _draws(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> Draws:
+    try:
+        return Draws(**{n: bool(getattr(ns, n, False)) for n in _DRAW_HELP})
+    except OptionsError as exc:
+        parser.error(f"argument --core: {exc}")
+
+
 def build_options(
     ns: argparse.Namespace, parser: argparse.ArgumentParser
 ) -> tuple[SimOptions, Path | None]:
@@ -143,18 +168,21 @@ def build_options(
     exits through ``parser.error`` naming the flag (or the options file and its field)."""
     given = vars(ns)
     source: Path | None = given.get("options")
+    draws = _draws(ns, parser)
+    if source and not draws.plain:
+        parser.error(f"argument {draws.flags()[0]}: draws a seed's options, not with --options")
     try:
-        base = load_options(source) if source else random_options(given.get("seed", 0))
+        base = load_options(source) if source else random_options(given.get("seed", 0), draws)
     except OptionsError as exc:
         parser.error(f"argument --options: {exc}")
     try:
-        return _with_flags(base, given, source)
+        return _with_flags(base, given, source, draws)
     except OptionsError as exc:
         parser.error(f"argument {_FLAG_OF.get(exc.field, '--' + exc.field)}: {exc}")
 
 
 def _with_flags(
-    base: SimOptions, given: dict[str, Any], source: Path | None
+    base: SimOptions, given: dict[str, Any], source: Path | None, draws: Draws = PLAIN
 ) -> tuple[SimOptions, Path | None]:
     changes: dict[str, Any] = {dest: given[dest] for _, dest, *_ in _FLAGS if dest in given}
     for name in ("seed", "churn", "codec"):
@@ -164,7 +192,7 @@ def _with_flags(
         changes["latency_min_ms"], changes["latency_max_ms"] = given["latency"]
     if "faults" in given:
         changes["faults"] = parse_faults(given["faults"], changes.get("daemons", base.daemons))
-    options = with_changes(base, changes, redraw=source is None)
+    options = with_changes(base, changes, redraw=source is None, draws=draws)
     return options, source if options == base else None
 
 
@@ -174,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         return _swarm(args[1:])
     if args and args[0] == "shrink":
         return _shrink(args[1:])
+    if args and args[0] == "study":
+        from sim.study import main as study_main
+
+        return study_main(args[1:])
     if args and args[0] == "scenario":
         from sim.scenario import main as scenario_main
 
@@ -236,6 +268,9 @@ def _report(result: RunResult, metrics: bool) -> None:
     if metrics and result.metrics is not None:
         for line in format_metrics(result.metrics):
             print(f"  {line}")
+    if any(p.what == "core" for p in result.options.faults):
+        for line in core_report(load_trace(result.trace_lines)):
+            print(f"  {line}")
     if result.ok:
         print("  all properties hold")
     for line in result.violations[:50]:
@@ -260,8 +295,14 @@ def _swarm(args: list[str]) -> int:
         metavar="K",
         help=f"run budget of each shrink (default {DEFAULT_MAX_RUNS})",
     )
+    _draw_flags(parser.add_argument_group("opt-in modes (a failing seed's repro: its options)"))
     ns = parser.parse_args(args)
-    return swarm(parse_seeds(ns.seeds), ns.jobs, shrink_runs=ns.shrink_runs if ns.shrink else None)
+    return swarm(
+        parse_seeds(ns.seeds),
+        ns.jobs,
+        shrink_runs=ns.shrink_runs if ns.shrink else None,
+        draws=_draws(ns, parser),
+    )
 
 
 class _StatusLine:

@@ -201,15 +201,19 @@ def fault_sides(fault: Fault) -> list[list[str]] | None:
     return None
 
 
+# Faults that split the daemons into sides (each carries ``sides`` in its trace event).
+SIDED_CUTS = ("partition", "isolate", "majority")
+
+
 def _partitions(trace: Trace, regulars: list[Install]) -> Iterable[PartitionMetric]:
     events = trace.events
     for e in events:
-        if not (isinstance(e, Fault) and e.what == "partition"):
+        if not (isinstance(e, Fault) and e.what in SIDED_CUTS):
             continue
         sides = fault_sides(e)
         if sides is None:
             continue
-        end = _window_end(events, e.idx, ("partition", "heal"), stable=True)
+        end = _window_end(events, e.idx, (*SIDED_CUTS, "heal"), stable=True)
         window = _between(regulars, e.idx, end)
         alive = _alive_at(trace, e.idx)
         yield PartitionMetric(
@@ -263,7 +267,7 @@ def _merges(trace: Trace, regulars: list[Install]) -> Iterable[MergeMetric]:
             what = "stable"
         else:
             continue
-        end = _window_end(events, e.idx, ("partition",), stable=False)
+        end = _window_end(events, e.idx, SIDED_CUTS, stable=False)
         live = _alive_at(trace, e.idx)
         first, last = _merge_times(trace, e.idx, live, _between(regulars, e.idx, end))
         yield MergeMetric(

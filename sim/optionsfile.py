@@ -157,7 +157,11 @@ FAULT_SYNTAX = (
     "AT_MS:KIND[:ARG...] entries separated by ';' or spaces, or 'none'. Kinds: "
     "partition:d1,d2/d3 (sides; every daemon once) or partition:0,0,1 (a label per daemon), "
     "asymmetric:FROM:TO, heal, crash:D:DOWN_MS, leave:D:DOWN_MS, pause:D:MS, hold:D:MS, "
-    "loss:RATE:MS"
+    "loss:RATE:MS; shapes: isolate:D, majority:D,D,D, ring[:D,D,D,D] (a ring order), "
+    "bridge:D, cut:D-D[,D-D...]; timed: flap:D:PERIOD_MS:DURATION_MS, "
+    "flaplink:A:B:PERIOD_MS:DURATION_MS, slow:A:B:EXTRA_MS:DURATION_MS, "
+    "lossy:A:B:RATE:DURATION_MS, swizzle:STEP_MS:D,D,..., clock:D:JUMP_MS:RATE; "
+    "core:DURATION_MS:D,D,... (a continuing-fault core phase, L4)"
 )
 
 
@@ -176,16 +180,35 @@ def _parse_fault(entry: str, daemons: int) -> FaultPlan:
     if not re.fullmatch(r"\d+", at_text) or what not in FAULT_ARGS:
         raise OptionsError("faults", f"{entry!r} is not AT_MS:KIND[:ARG...] ({FAULT_SYNTAX})")
     texts = arg_text.split(":") if arg_text else []
+    kinds = FAULT_ARGS[what]
+    tail = kinds[-1] if kinds and kinds[-1][-1] in "*?" else ""
+    fixed = kinds[:-1] if tail else kinds
     if what == "partition":
         if len(texts) != 1:
             raise OptionsError("faults", f"{entry!r}: a partition takes one argument")
         args: tuple[str | int | float, ...] = _partition_labels(entry, texts[0], daemons)
+    elif tail:
+        if len(texts) < len(fixed) + (tail != "names?"):
+            raise OptionsError("faults", f"{entry!r}: {what} takes {':'.join(kinds)}")
+        head = tuple(_arg(entry, kind, t) for kind, t in zip(fixed, texts, strict=False))
+        args = head + _names(entry, tail, texts[len(fixed) :])
     else:
-        kinds = FAULT_ARGS[what]
         if len(texts) != len(kinds):
             raise OptionsError("faults", f"{entry!r}: {what} takes {':'.join(kinds) or 'nothing'}")
         args = tuple(_arg(entry, kind, t) for kind, t in zip(kinds, texts, strict=True))
     return FaultPlan(at_ms=int(at_text), what=what, args=args)
+
+
+def _names(entry: str, tail: str, texts: list[str]) -> tuple[str, ...]:
+    """A list of daemon names (``d1,d2`` or ``d1:d2``); for links, ``d1-d3,d2-d4`` or names
+    taken in pairs."""
+    items = [x for t in texts for x in t.split(",") if x]
+    if tail == "pairs*" and any("-" in x for x in items):
+        pairs = [x.split("-") for x in items]
+        if any(len(pair) != 2 for pair in pairs):
+            raise OptionsError("faults", f"{entry!r}: links are written A-B, got {texts!r}")
+        return tuple(d for pair in pairs for d in pair)
+    return tuple(items)
 
 
 def _partition_labels(entry: str, text: str, daemons: int) -> tuple[int, ...]:
@@ -200,9 +223,9 @@ def _partition_labels(entry: str, text: str, daemons: int) -> tuple[int, ...]:
 
 def _arg(entry: str, kind: str, text: str) -> str | int | float:
     try:
-        if kind == "ms":
+        if kind in ("ms", "nat"):
             return int(text)
-        if kind == "rate":
+        if kind in ("rate", "factor"):
             return float(text)
     except ValueError:
         raise OptionsError("faults", f"{entry!r}: {text!r} is not a {kind} value") from None

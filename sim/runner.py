@@ -5,12 +5,21 @@ pauses), daemon crash/restart, the observable trace, and the counters only the r
 (frames and bytes sent, repairs, when each daemon's view change began) that ``sim.metrics``
 adds to what it reads from the trace. The workload and the fault schedule live in ``workload``
 and ``faults``; the checkers in ``sim.checkers``.
+
+The network model: a frame from ``src`` to ``dst`` is dropped when the directed link is in
+``blocked`` (the static cuts: partitions and their shapes, asymmetric and link cuts) or in
+``layer_blocked`` (the union of the timed cuts' layers: flaps, swizzles), else lost with the
+global ``loss`` and then with the link's own ``link_loss``; it arrives after the random latency
+plus the link's ``link_delay``. Each daemon may have a host clock (``Clock``: an offset and a
+rate); a daemon without one reads simulated time. With no timed cut, link fault or clock, the
+model draws exactly the random numbers it always drew, so seeds keep their traces.
 """
 
 from __future__ import annotations
 
 import heapq
 import json
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,10 +68,37 @@ class SimDaemon:
     paused_until: int = 0
     held: list[Event] = field(default_factory=list)  # events that arrived while paused
     timer_versions: dict[str, int] = field(default_factory=dict)
+    timer_due: dict[str, int] = field(default_factory=dict)  # pending timer -> local ms
 
     @property
     def token(self) -> str:
         return make_token(self.name, self.incarnation)
+
+
+@dataclass(slots=True)
+class Clock:
+    """A daemon's host clock: it reads ``base_local + rate * (t - base_t)`` (floored to a ms)
+    at simulated time ``t``. It never runs backwards: a change jumps ahead or changes the
+    rate from the current reading on. It survives restarts (it is the host's)."""
+
+    base_t: int
+    base_local: float
+    rate: float
+
+    def local(self, t: int) -> int:
+        return math.floor(self.base_local + self.rate * (t - self.base_t))
+
+    def sim_time(self, local_ms: int, now: int) -> int:
+        """The first simulated ms, not before ``now``, at which this clock reads ``local_ms``."""
+        t = max(now, self.base_t + math.ceil((local_ms - self.base_local) / self.rate))
+        while self.local(t) < local_ms:
+            t += 1
+        while t > now and self.local(t - 1) >= local_ms:
+            t -= 1
+        return t
+
+
+Pair = tuple[str, str]
 
 
 class Simulation:
@@ -75,6 +111,13 @@ class Simulation:
         self.names = [f"d{i + 1}" for i in range(options.daemons)]
         self.daemons: dict[str, SimDaemon] = {}
         self.blocked: set[tuple[str, str]] = set()  # (src, dst) pairs that drop everything
+        self.layers: dict[int, frozenset[Pair]] = {}  # timed cuts (flaps, swizzles) by fault
+        self.layer_blocked: frozenset[Pair] = frozenset()  # their union
+        self.degraded: dict[int, tuple[str, frozenset[Pair], float]] = {}  # slow/lossy links
+        self.link_loss: dict[Pair, float] = {}
+        self.link_delay: dict[Pair, int] = {}
+        self.clocks: dict[str, Clock] = {}  # daemons whose host clock is not simulated time
+        self.boot_clocks: set[str] = set()  # clocks set at boot by a clock fault at 0 ms
         self.loss = options.loss
         self.trace: list[dict[str, Any]] = []
         self.anomalies: list[str] = []
@@ -106,6 +149,11 @@ class Simulation:
 
     # ---------------------------------------------------------------- daemons
     def start_daemon(self, name: str, incarnation: int) -> SimDaemon:
+        if incarnation == 0 and name not in self.clocks:
+            for plan in self.opt.faults:  # a clock fault at 0 ms is the host's clock from boot
+                if plan.what == "clock" and plan.at_ms == 0 and plan.args[0] == name:
+                    self.clocks[name] = Clock(0, int(plan.args[1]), float(plan.args[2]))
+                    self.boot_clocks.add(name)
         cfg = CoreConfig(
             name=name,
             incarnation=incarnation,
@@ -138,7 +186,8 @@ class Simulation:
             self.record("open", p=event.conn, d=daemon.token)
         elif isinstance(event, SessionClosed):
             self.record("close", p=event.conn, d=daemon.token)
-        self.execute(daemon, daemon.node.handle(self.now, event))
+        now = self.local_now(daemon.name) if self.clocks else self.now
+        self.execute(daemon, daemon.node.handle(now, event))
 
     def resume(self, daemon: SimDaemon) -> None:
         held, daemon.held = daemon.held, []
@@ -176,14 +225,46 @@ class Simulation:
     def _set_timer(self, daemon: SimDaemon, cmd: SetTimer) -> None:
         version = daemon.timer_versions.get(cmd.name, 0) + 1
         daemon.timer_versions[cmd.name] = version
+        daemon.timer_due[cmd.name] = cmd.at_ms
+        self.at(self._timer_time(daemon.name, cmd.at_ms), self._timer(daemon, cmd.name, version))
+
+    def _timer_time(self, name: str, local_ms: int) -> int:
+        clock = self.clocks.get(name) if self.clocks else None
+        return max(local_ms, self.now) if clock is None else clock.sim_time(local_ms, self.now)
+
+    def _timer(self, daemon: SimDaemon, name: str, version: int) -> Callable[[], None]:
         incarnation = daemon.incarnation
 
         def fire() -> None:
             current = self.daemons[daemon.name]
-            if current.incarnation == incarnation and daemon.timer_versions[cmd.name] == version:
-                self.feed(current, TimerFired(name=cmd.name))
+            if current.incarnation != incarnation or daemon.timer_versions[name] != version:
+                return
+            due = daemon.timer_due.get(name)
+            if due is None:  # fired already (a copy re-armed by a clock change)
+                return
+            if self.clocks and daemon.name in self.clocks and self.local_now(daemon.name) < due:
+                self.at(self._timer_time(daemon.name, due), fire)  # the clock slowed down
+                return
+            del daemon.timer_due[name]
+            self.feed(current, TimerFired(name=name))
 
-        self.at(max(cmd.at_ms, self.now), fire)
+        return fire
+
+    # ----------------------------------------------------------------- clocks
+    def local_now(self, name: str) -> int:
+        """What daemon ``name``'s host clock reads now."""
+        clock = self.clocks.get(name)
+        return self.now if clock is None else clock.local(self.now)
+
+    def set_clock(self, name: str, jump_ms: int, rate: float) -> None:
+        """From now on daemon ``name``'s clock reads ``jump_ms`` ahead of its current reading
+        and runs at ``rate``; its pending timers are re-armed for the new clock."""
+        self.clocks[name] = Clock(self.now, self.local_now(name) + jump_ms, rate)
+        daemon = self.daemons.get(name)
+        if daemon is not None and daemon.alive:
+            for timer, due in list(daemon.timer_due.items()):
+                version = daemon.timer_versions[timer]
+                self.at(self._timer_time(name, due), self._timer(daemon, timer, version))
 
     # ---------------------------------------------------------------- network
     def send(self, src: str, targets: tuple[str, ...], frame: Frame) -> None:
@@ -199,13 +280,63 @@ class Simulation:
             self.frame_bytes += len(data) * len(targets)
             payload = data
         rng = self.rng
+        layered = self.layer_blocked
+        link_loss = self.link_loss
+        link_delay = self.link_delay
         for dst in targets:
             self.frames_sent += 1
-            if (src, dst) in self.blocked or rng.random() < self.loss:
+            pair = (src, dst)
+            if pair in self.blocked or (layered and pair in layered) or rng.random() < self.loss:
                 continue
+            if link_loss and pair in link_loss and rng.random() < link_loss[pair]:
+                continue
+            delay = link_delay.get(pair, 0) if link_delay else 0
             copies = 2 if rng.random() < self.opt.duplication else 1
             for _ in range(copies):
-                self.at(self.now + self._latency(), self._arrival(dst, payload))
+                self.at(self.now + self._latency() + delay, self._arrival(dst, payload))
+
+    def set_layer(self, key: int, pairs: frozenset[Pair] | None) -> None:
+        """Timed cut ``key`` now cuts ``pairs`` (directed; None: it ends)."""
+        if pairs:
+            self.layers[key] = pairs
+        else:
+            self.layers.pop(key, None)
+        self.layer_blocked = frozenset().union(*self.layers.values())
+
+    def set_degraded(self, key: int, kind: str, pairs: frozenset[Pair], value: float) -> None:
+        """Link fault ``key`` (``slow``: ``value`` ms more latency, ``lossy``: ``value`` loss)
+        on ``pairs`` (directed); ``value`` 0 ends it. Several on one link add their delays and
+        combine their losses."""
+        if value:
+            self.degraded[key] = (kind, pairs, value)
+        else:
+            self.degraded.pop(key, None)
+        delay: dict[Pair, int] = {}
+        keep: dict[Pair, float] = {}
+        for what, links, amount in self.degraded.values():
+            for pair in links:
+                if what == "slow":
+                    delay[pair] = delay.get(pair, 0) + int(amount)
+                else:
+                    keep[pair] = keep.get(pair, 1.0) * (1.0 - amount)
+        self.link_delay = delay
+        self.link_loss = {pair: 1.0 - kept for pair, kept in keep.items()}
+
+    def cut_problem(self) -> str:
+        """Why the links cut now are not a transitive cut ('' if they are: the daemons fall
+        into groups, connected within and cut between, every cut both ways)."""
+        cut = self.blocked | self.layer_blocked
+        for a, b in sorted(cut):
+            if (b, a) not in cut:
+                return f"one-way cut {a}->{b}"
+        reach = {a: {b for b in self.names if (a, b) not in cut} for a in self.names}
+        for a in self.names:
+            for b in sorted(reach[a]):
+                if reach[a] != reach[b]:
+                    c = min(reach[a] ^ reach[b])
+                    x, y = (a, b) if c in reach[a] else (b, a)
+                    return f"{y}-{c} cut while both reach {x}"
+        return ""
 
     def _latency(self) -> int:
         opt = self.opt

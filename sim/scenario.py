@@ -11,7 +11,20 @@ Scenario JSON::
                {"at": 600, "do": "crash", "daemon": "d1"},
                {"at": 600, "do": "partition", "sides": [["d1", "d2"], ["d3"]]},
                {"at": 900, "do": "heal"}, {"at": 700, "do": "join", "conn": ..., "group": ...},
-               {"at": 700, "do": "leave", ...}, {"at": 700, "do": "restart", "daemon": "d1"}],
+               {"at": 700, "do": "leave", ...}, {"at": 700, "do": "restart", "daemon": "d1"},
+               # the nemesis' shapes (docs/simulation.md, "Faults"), keys in argument order:
+               {"at": 500, "do": "bridge", "daemon": "d2"},
+               {"at": 500, "do": "isolate", "daemon": "d3"},
+               {"at": 500, "do": "majority", "daemons": ["d1", "d2", "d3"]},
+               {"at": 500, "do": "ring", "order": ["d1", "d3", "d2", "d5", "d4"]},  # order optional
+               {"at": 500, "do": "cut", "links": [["d1", "d3"]]},
+               {"at": 500, "do": "flap", "daemon": "d4", "period_ms": 200, "duration_ms": 1000},
+               {"at": 500, "do": "flaplink", "link": ["d1", "d2"], "period_ms": 200,
+                "duration_ms": 1000},
+               {"at": 500, "do": "slow", "link": ["d1", "d2"], "ms": 80, "duration_ms": 1000},
+               {"at": 500, "do": "lossy", "link": ["d1", "d2"], "rate": 0.3, "duration_ms": 900},
+               {"at": 500, "do": "swizzle", "daemons": ["d2", "d4"], "step_ms": 100},
+               {"at": 500, "do": "clock", "daemon": "d1", "jump_ms": 0, "rate": 1.5}],
      "end_ms": 3000,
      "expect": {"final_members": ["d2", "d3"],        # daemon names in the final view
                 "views": {"#b#d2": ["regular JOIN #b#d2", "transitional", ...]},
@@ -22,9 +35,10 @@ Scenario JSON::
 A scenario is checked before it runs (``check_scenario``): unknown keys, unknown daemons or
 connections, partitions whose sides overlap or leave a daemon out, a crash of a crashed daemon,
 a restart of a live one, a client operation after its daemon restarted (its connection died with
-the crash), a fault after the liveness phase began (``end_ms - 500``) are refused with a
-``ScenarioError`` naming the step and the problem. Every scripted fault (crash, restart,
-partition, heal) writes a ``fault`` event into the trace, as random faults do.
+the crash), a fault after the liveness phase began (``end_ms - 500``), a timed fault (flap,
+flaplink, slow, lossy, swizzle) still running then, a shape the run's daemons cannot make (a ring
+of 3) are refused with a ``ScenarioError`` naming the step and the problem. Every scripted
+fault writes a ``fault`` event into the trace, as random faults do.
 
 ``python -m sim scenario FILE [--trace FILE] [--metrics] [--metrics-json FILE]`` runs one.
 """
@@ -49,8 +63,18 @@ from groupcomm.core.events import (
 from groupcomm.core.ids import token_name
 from groupcomm.core.service import Service
 from sim.checkers import check_all
+from sim.faults import Nemesis
 from sim.metrics import RunnerCounters, compute_metrics, format_metrics, metrics_record
-from sim.options import PROTOCOL_FIELDS, OptionsError, SimOptions, daemon_names, side_labels
+from sim.options import (
+    PROTOCOL_FIELDS,
+    FaultPlan,
+    OptionsError,
+    SimOptions,
+    daemon_names,
+    fault_end,
+    fault_problem,
+    side_labels,
+)
 from sim.optionsfile import parse_fields
 from sim.runner import Simulation
 from sim.trace import load_trace
@@ -70,7 +94,27 @@ STEP_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "partition": (frozenset(("sides",)), frozenset()),
     "heal": (frozenset(), frozenset()),
 }
-FAULT_STEPS = frozenset(("crash", "restart", "partition", "heal"))
+# The nemesis' faults: the step's keys, in the order of the fault's arguments (FAULT_ARGS).
+NEMESIS_STEPS: dict[str, tuple[str, ...]] = {
+    "isolate": ("daemon",),
+    "majority": ("daemons",),
+    "ring": ("order",),
+    "bridge": ("daemon",),
+    "cut": ("links",),
+    "flap": ("daemon", "period_ms", "duration_ms"),
+    "flaplink": ("link", "period_ms", "duration_ms"),
+    "slow": ("link", "ms", "duration_ms"),
+    "lossy": ("link", "rate", "duration_ms"),
+    "swizzle": ("step_ms", "daemons"),
+    "clock": ("daemon", "jump_ms", "rate"),
+}
+STEP_KEYS.update(
+    {
+        kind: (frozenset(keys) - {"order"}, frozenset(keys) & {"order"})
+        for kind, keys in NEMESIS_STEPS.items()
+    }
+)
+FAULT_STEPS = frozenset(("crash", "restart", "partition", "heal", *NEMESIS_STEPS))
 # SimOptions a scenario may set ("options"): the network and the protocol, not the workload.
 SCENARIO_OPTIONS: tuple[str, ...] = (
     "latency_min_ms",
@@ -122,6 +166,7 @@ class ScenarioRun:
             view_text(c)
         )
         self.sim.on_deliver = self._delivered
+        self.nemesis = Nemesis(self.sim)
 
     def _delivered(self, _daemon: str, cmd: DeliverMessage) -> None:
         self.deliveries.setdefault(cmd.conn, []).append(cmd.payload.decode())
@@ -199,7 +244,9 @@ class ScenarioRun:
         """A scripted fault, recorded in the trace as the random faults are."""
         sim = self.sim
         do = step["do"]
-        if do == "partition":
+        if do in NEMESIS_STEPS:
+            self.nemesis.apply(step_plan(step))
+        elif do == "partition":
             sides: list[list[str]] = step["sides"]
             labels = side_labels(sides, sim.names)
             sim.record("fault", what=do, args=list(labels), sides=[list(x) for x in sides])
@@ -338,13 +385,51 @@ def _check_step(
             f"{where}: faults must come before the liveness phase "
             f"(end_ms - {STABLE_BEFORE_END_MS} = {end_ms - STABLE_BEFORE_END_MS} ms)"
         )
-    problem = _step_problem(step, names, clients)
+    problem = _step_problem(step, names, clients, end_ms)
     if problem:
         raise ScenarioError(f"{where}: {problem}")
 
 
-def _step_problem(step: Mapping[str, Any], names: list[str], clients: dict[str, str]) -> str:
+def step_plan(step: Mapping[str, Any]) -> FaultPlan:
+    """A nemesis step as the fault it makes (``ScenarioError`` if its values are mistyped)."""
     do = step["do"]
+    args: list[Any] = []
+    for key in NEMESIS_STEPS[do]:
+        value = step.get(key, [])
+        if key in ("daemons", "order", "link"):
+            if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+                raise ScenarioError(f"{key!r} must be a list of daemon names")
+            if key == "link" and len(value) != 2:
+                raise ScenarioError("'link' must be a pair of daemon names")
+            args.extend(value)
+        elif key == "links":
+            if not isinstance(value, list) or not all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(n, str) for n in p)
+                for p in value
+            ):
+                raise ScenarioError("'links' must be a list of pairs of daemon names")
+            args.extend(n for pair in value for n in pair)
+        else:
+            if not isinstance(value, str | int | float) or isinstance(value, bool):
+                raise ScenarioError(f"{key!r} must be a name or a number, got {value!r}")
+            args.append(value)
+    return FaultPlan(at_ms=int(step["at"]), what=do, args=tuple(args))
+
+
+def _step_problem(
+    step: Mapping[str, Any], names: list[str], clients: dict[str, str], end_ms: int
+) -> str:
+    do = step["do"]
+    if do in NEMESIS_STEPS:
+        try:
+            plan = step_plan(step)
+        except ScenarioError as exc:
+            return str(exc)
+        stable = end_ms - STABLE_BEFORE_END_MS
+        problem = fault_problem(plan, len(names), stable)
+        if not problem and fault_end(plan) != float("inf") and fault_end(plan) > stable:
+            problem = f"must end before the liveness phase ({stable} ms)"
+        return problem
     if "conn" in step and step["conn"] not in clients:
         return f"connection {step['conn']!r} is not one of the scenario's clients"
     if "daemon" in step and step["daemon"] not in names:

@@ -34,6 +34,7 @@ from typing import Any
 
 from sim.checkers import Checker, check_all
 from sim.options import (
+    DURATION_ARG,
     PROTOCOL_FIELDS,
     FaultPlan,
     OptionsError,
@@ -331,11 +332,12 @@ def _calmer_network(opt: SimOptions, target: str) -> Iterator[Candidate]:
 def _smaller_faults(opt: SimOptions, target: str) -> Iterator[Candidate]:
     names = opt.names
     for i, plan in enumerate(opt.faults):
-        if plan.what in ("partition", "asymmetric", "heal"):
+        k = DURATION_ARG.get(plan.what)  # crash, leave, pause, hold, loss, the timed shapes
+        if k is None:
             continue
-        duration = int(plan.args[1])  # crash, leave, pause, hold, loss: (..., ms)
+        duration = int(plan.args[k])
         for value in _ladder(duration, 10, 10):
-            shorter = replace(plan, args=(plan.args[0], value))
+            shorter = replace(plan, args=(*plan.args[:k], value, *plan.args[k + 1 :]))
             faults = (*opt.faults[:i], shorter, *opt.faults[i + 1 :])
             what = f"{fault_text(plan, names)} -> {value} ms"
             yield from _named(what, _variant(opt, faults=faults))

@@ -1,6 +1,8 @@
 """Many random configurations in parallel; reports every violating seed with its repro and
 shrink lines on stdout, and a progress line (done/total, failures, ETA) on stderr. With
-``shrink_runs`` (``--shrink``), every failing seed is then shrunk (``sim.shrink``), in parallel."""
+``shrink_runs`` (``--shrink``), every failing seed is then shrunk (``sim.shrink``), in parallel.
+With opt-in ``draws`` (``--nemesis``, ``--buggify``, ``--core``) a failing seed's options are not
+the plain seed's: they are saved to an options file, which its repro and shrink lines name."""
 
 from __future__ import annotations
 
@@ -9,10 +11,13 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing.pool import Pool
+from pathlib import Path
 from typing import TextIO
 
-from sim.options import random_options
+from sim.options import PLAIN, Draws, SimOptions, random_options
+from sim.optionsfile import default_options_path, save_options
 from sim.run import run
 from sim.shrink import ShrinkError, shrink, shrink_command, shrink_report
 
@@ -38,8 +43,12 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def run_seed(seed: int) -> SeedOutcome:
-    options = random_options(seed)
+def _options(seed: int, draws: Draws) -> SimOptions:
+    return random_options(seed) if draws.plain else random_options(seed, draws)
+
+
+def run_seed(seed: int, draws: Draws = PLAIN) -> SeedOutcome:
+    options = _options(seed, draws)
     try:
         result = run(options)
     except Exception as exc:  # a crash of the protocol under test is a finding, not an abort
@@ -87,11 +96,13 @@ class Progress:
             self.err.flush()
 
 
-def shrink_seed(task: tuple[int, int]) -> str:
-    """Shrink one failing seed with a budget of ``max_runs``; its report, as text."""
-    seed, max_runs = task
+def shrink_seed(task: tuple[int, int] | tuple[int, int, Draws]) -> str:
+    """Shrink one failing seed (drawn with ``draws``, default plain) with a budget of
+    ``max_runs``; its report, as text."""
+    seed, max_runs = task[0], task[1]
+    draws = task[2] if len(task) > 2 else PLAIN
     try:
-        result = shrink(random_options(seed), max_runs=max_runs)
+        result = shrink(_options(seed, draws), max_runs=max_runs)
     except ShrinkError as exc:
         return f"SHRINK seed {seed}: {exc}"
     first, *rest = shrink_report(result)
@@ -99,11 +110,16 @@ def shrink_seed(task: tuple[int, int]) -> str:
 
 
 def _shrink_failures(
-    pool: Pool, failures: list[SeedOutcome], max_runs: int, out: TextIO, err: TextIO | None
+    pool: Pool,
+    failures: list[SeedOutcome],
+    max_runs: int,
+    out: TextIO,
+    err: TextIO | None,
+    draws: Draws = PLAIN,
 ) -> None:
     if err is not None:
         print(f"swarm: shrinking {len(failures)} failing seeds, {max_runs} runs each", file=err)
-    tasks = [(f.seed, max_runs) for f in sorted(failures, key=lambda f: f.seed)]
+    tasks = [(f.seed, max_runs, draws) for f in sorted(failures, key=lambda f: f.seed)]
     for text in pool.imap(shrink_seed, tasks):
         print(text, file=out)
         out.flush()
@@ -115,15 +131,16 @@ def swarm(
     out: TextIO = sys.stdout,
     err: TextIO | None = sys.stderr,
     shrink_runs: int | None = None,
+    draws: Draws = PLAIN,
 ) -> int:
-    """Run ``seeds`` on ``jobs`` processes; exit status 1 if any failed. ``shrink_runs``: also
-    shrink every failing seed with that run budget."""
+    """Run ``seeds`` (drawn with ``draws``) on ``jobs`` processes; exit status 1 if any failed.
+    ``shrink_runs``: also shrink every failing seed with that run budget."""
     started = time.perf_counter()
     failures: list[SeedOutcome] = []
     done = 0
     progress = Progress(len(seeds), err)
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
-        for outcome in pool.imap_unordered(run_seed, seeds, chunksize=2):
+        for outcome in pool.imap_unordered(partial(run_seed, draws=draws), seeds, chunksize=2):
             done += 1
             if not outcome.ok:
                 progress.clear()
@@ -131,19 +148,33 @@ def swarm(
                 print(f"FAIL seed {outcome.seed}: {outcome.summary}", file=out)
                 for line in outcome.violations[:5]:
                     print(f"    {line}", file=out)
-                print(f"    reproduce: python -m sim --seed {outcome.seed}", file=out)
-                print(f"    shrink: {shrink_command(outcome.seed, None)}", file=out)
+                path = _saved_options(outcome.seed, draws)
+                repro = f"--options {path}" if path else f"--seed {outcome.seed}"
+                print(f"    reproduce: python -m sim {repro}", file=out)
+                print(f"    shrink: {shrink_command(outcome.seed, path)}", file=out)
                 out.flush()
             progress.update(done, len(failures))
         progress.clear()
         if shrink_runs is not None and failures:
-            _shrink_failures(pool, failures, shrink_runs, out, err)
+            _shrink_failures(pool, failures, shrink_runs, out, err, draws)
     wall = time.perf_counter() - started
+    modes = "" if draws.plain else f" ({' '.join(draws.flags())})"
     print(
-        f"swarm: {done} seeds, {len(failures)} failed, {wall:.1f} s wall, {jobs} jobs",
+        f"swarm: {done} seeds{modes}, {len(failures)} failed, {wall:.1f} s wall, {jobs} jobs",
         file=out,
     )
     return 1 if failures else 0
+
+
+def _saved_options(seed: int, draws: Draws) -> Path | None:
+    """A failing seed drawn with opt-in modes: its options, saved (``sim-options-SEED-DIGEST.json``
+    in the current directory); None for a plain seed (its seed reproduces it)."""
+    if draws.plain:
+        return None
+    options = _options(seed, draws)
+    path = default_options_path(options)
+    save_options(options, path)
+    return path
 
 
 def default_jobs() -> int:

@@ -413,6 +413,17 @@ def l2_lost(ev: list[Ev]) -> None:
     _drop_delivery(ev, D3, C3, "m12")
 
 
+def l4_core_too_slow(ev: list[Ev]) -> None:
+    """A core phase over the safety phase whose bound (1 ms) the core's deliveries miss."""
+    stable = next(i for i, e in enumerate(ev) if e["ev"] == "stable")
+    core = [d.split(":")[0] for d in ALL]
+    start = {"t": ev[0]["t"], "ev": "fault", "what": "core", "state": "start", "core": core,
+             "until": ev[stable]["t"], "deliver_within_ms": 1}  # fmt: skip
+    end = {"t": ev[stable]["t"], "ev": "fault", "what": "core", "state": "end", "core": core,
+           "transitive": True}  # fmt: skip
+    ev[:] = [start, *ev[:stable], end, *ev[stable:]]
+
+
 def _case(case_id: str, expected: set[str], mutate: Mutation, base: Any = clean_events) -> Any:
     return pytest.param(base, expected, mutate, id=case_id)
 
@@ -478,6 +489,7 @@ CASES = [
     _case("L1", {"L1"}, l1_unknown_live),
     _case("L2", {"L2"}, l2_lost),
     _case("L3", {"L3"}, _churn),
+    _case("L4", {"L4"}, l4_core_too_slow),
 ]
 
 
