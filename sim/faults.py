@@ -21,7 +21,7 @@ from functools import partial
 
 from groupcomm.core.events import BacklogChanged, ShutdownRequested
 from sim.checkers.liveness import core_delivery_bound_ms
-from sim.options import (
+from sim.faultplan import (
     CUT_LINKS,
     CUT_SHAPES,
     FaultPlan,

@@ -22,15 +22,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from sim.options import (
-    FAULT_ARGS,
-    FaultPlan,
-    OptionsError,
-    SimOptions,
-    daemon_names,
-    random_options,
-    side_labels,
-)
+from sim.faultplan import FAULT_ARGS, FaultPlan, daemon_names, side_labels
+from sim.options import OptionsError, SimOptions, random_options
 
 # JSON type of each option (the annotations are strings: ``from __future__ import annotations``).
 FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in fields(SimOptions)}

@@ -63,18 +63,10 @@ from groupcomm.core.events import (
 from groupcomm.core.ids import token_name
 from groupcomm.core.service import Service
 from sim.checkers import check_all
+from sim.faultplan import FaultPlan, daemon_names, fault_end, fault_problem, side_labels
 from sim.faults import Nemesis
 from sim.metrics import RunnerCounters, compute_metrics, format_metrics, metrics_record
-from sim.options import (
-    PROTOCOL_FIELDS,
-    FaultPlan,
-    OptionsError,
-    SimOptions,
-    daemon_names,
-    fault_end,
-    fault_problem,
-    side_labels,
-)
+from sim.options import PROTOCOL_FIELDS, OptionsError, SimOptions
 from sim.optionsfile import parse_fields
 from sim.runner import Simulation
 from sim.trace import load_trace

@@ -33,14 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from sim.checkers import Checker, check_all
-from sim.options import (
-    DURATION_ARG,
-    PROTOCOL_FIELDS,
-    FaultPlan,
-    OptionsError,
-    SimOptions,
-    daemon_names,
-)
+from sim.faultplan import DURATION_ARG, FaultPlan, daemon_names
+from sim.options import PROTOCOL_FIELDS, OptionsError, SimOptions
 from sim.optionsfile import dump_options, save_options
 from sim.run import simulate
 from sim.trace import load_trace

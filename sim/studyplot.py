@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sim.studyreport import STUDY_METRICS, CellSummary, label
 
 if TYPE_CHECKING:
-    from sim.study import PlotSpec
+    from sim.studyfile import PlotSpec
 
 STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v")
@@ -63,61 +63,95 @@ def write_plot(
     try:
         for i, (metric, svalue) in enumerate(lines):
             shift = (i - (len(lines) - 1) / 2) * step
-            px, py, pe = [], [], []
-            notes = []
-            missed: list[str] = []
-            for row in _matching(rows, spec.where, spec.series, svalue):
-                xv = label(row.cell[spec.x])
-                s = row.stats[metric]
-                x = pos[xv] * (1 + shift) if spec.log_x else pos[xv] + shift
-                if s.mean is None:
-                    missed.append(xv)
-                    continue
-                px.append(x)
-                py.append(s.mean)
-                pe.append(s.ci95 or 0.0)
-                if s.missing:
-                    notes.append((x, s.mean, f"{s.missing}/{s.n + s.missing} missing"))
-            if missed:
-                where = "" if not px else f" at {spec.x}={', '.join(missed)}"
-                absent.append(_name(metric, spec.series, svalue) + where)
-            if not px:
-                continue
             colour = f"C{series_values.index(svalue) if spec.series else spec.y.index(metric)}"
-            style = STYLES[spec.y.index(metric) % len(STYLES)] if spec.series else "-"
-            marker = MARKERS[spec.y.index(metric) % len(MARKERS)]
-            ax.errorbar(
-                px, py, yerr=pe, fmt=marker, linestyle=style, color=colour, capsize=3,
-                markersize=4, linewidth=1.2,
-                label=_name(metric, spec.series, svalue, alone=len(spec.y) == 1),
-            )  # fmt: skip
-            for x, y, text in notes:
-                ax.annotate(
-                    text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
-                    color=colour,
-                )  # fmt: skip
-        if not numeric:
-            ax.set_xticks(list(pos.values()), list(pos))
-        if spec.log_x:
-            ax.set_xscale("log")
-        if spec.log_y:
-            ax.set_yscale("log")
-        ax.set_xlabel(spec.x)
-        ax.set_ylabel(spec.ylabel or _unit(spec.y))
-        where = ", ".join(f"{k}={label(v)}" for k, v in spec.where.items())
-        ax.set_title(spec.title + (f"\n({where})" if where else ""), fontsize=10)
-        ax.grid(True, alpha=0.3)
-        if len(lines) > 1 and ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-        if absent:
-            fig.text(
-                0.01, 0.01, "no value in any run: " + "; ".join(absent), fontsize=6,
-                wrap=True, va="bottom",
-            )  # fmt: skip
-        fig.tight_layout(rect=(0, 0.05 if absent else 0, 1, 1))
+            missing = _draw_line(ax, spec, rows, pos, metric, svalue, shift, colour)
+            if missing is not None:
+                absent.append(missing)
+        _finish(fig, ax, spec, pos, numeric, len(lines) > 1, absent)
         fig.savefig(path, metadata={"Software": None})
     finally:
         plt.close(fig)
+
+
+def _draw_line(
+    ax: Any,
+    spec: PlotSpec,
+    rows: Sequence[CellSummary],
+    pos: Mapping[str, float],
+    metric: str,
+    svalue: Any,
+    shift: float,
+    colour: str,
+) -> str | None:
+    """One line of the plot: ``metric`` over the cells of series value ``svalue``, shifted by
+    ``shift`` along x, with error bars and ``k/n missing`` notes. Returns the line's entry for
+    the list of values no run had (None when every cell had one)."""
+    px, py, pe = [], [], []
+    notes = []
+    missed: list[str] = []
+    for row in _matching(rows, spec.where, spec.series, svalue):
+        xv = label(row.cell[spec.x])
+        s = row.stats[metric]
+        x = pos[xv] * (1 + shift) if spec.log_x else pos[xv] + shift
+        if s.mean is None:
+            missed.append(xv)
+            continue
+        px.append(x)
+        py.append(s.mean)
+        pe.append(s.ci95 or 0.0)
+        if s.missing:
+            notes.append((x, s.mean, f"{s.missing}/{s.n + s.missing} missing"))
+    absent = None
+    if missed:
+        where = "" if not px else f" at {spec.x}={', '.join(missed)}"
+        absent = _name(metric, spec.series, svalue) + where
+    if not px:
+        return absent
+    style = STYLES[spec.y.index(metric) % len(STYLES)] if spec.series else "-"
+    marker = MARKERS[spec.y.index(metric) % len(MARKERS)]
+    ax.errorbar(
+        px, py, yerr=pe, fmt=marker, linestyle=style, color=colour, capsize=3,
+        markersize=4, linewidth=1.2,
+        label=_name(metric, spec.series, svalue, alone=len(spec.y) == 1),
+    )  # fmt: skip
+    for x, y, text in notes:
+        ax.annotate(
+            text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
+            color=colour,
+        )  # fmt: skip
+    return absent
+
+
+def _finish(
+    fig: Any,
+    ax: Any,
+    spec: PlotSpec,
+    pos: Mapping[str, float],
+    numeric: bool,
+    several: bool,
+    absent: Sequence[str],
+) -> None:
+    """Ticks, scales, labels, title, grid, the legend (``several`` lines) and the list of
+    values no run had, then the layout."""
+    if not numeric:
+        ax.set_xticks(list(pos.values()), list(pos))
+    if spec.log_x:
+        ax.set_xscale("log")
+    if spec.log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(spec.x)
+    ax.set_ylabel(spec.ylabel or _unit(spec.y))
+    where = ", ".join(f"{k}={label(v)}" for k, v in spec.where.items())
+    ax.set_title(spec.title + (f"\n({where})" if where else ""), fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if several and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    if absent:
+        fig.text(
+            0.01, 0.01, "no value in any run: " + "; ".join(absent), fontsize=6,
+            wrap=True, va="bottom",
+        )  # fmt: skip
+    fig.tight_layout(rect=(0, 0.05 if absent else 0, 1, 1))
 
 
 def _matching(

@@ -6,8 +6,9 @@ Owns the study metric names (``STUDY_METRICS``: one number per run, derived from
 (``flat_metrics``), the confidence interval, and the two text outputs. A metric a run does not
 have (a partition never detected, a merge that did not happen while the faults lasted, a service
 level nobody used) is ``None`` in ``runs.jsonl``: aggregation counts those runs as *missing* and
-reports the count; they are never averaged as 0. The study itself (file, grid, runs, resume) is
-``sim.study``; the plots ``sim.studyplot``.
+reports the count; they are never averaged as 0. The study itself is ``sim.studyfile`` (the
+file and its grid) and ``sim.studyrun`` (runs, resume, writing the outputs); the plots
+``sim.studyplot``.
 """
 
 from __future__ import annotations

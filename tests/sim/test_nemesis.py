@@ -15,6 +15,8 @@ import pytest
 
 from groupcomm.core.frames import Frame
 from sim.__main__ import main
+from sim.draws import nemesis_faults
+from sim.faultplan import fault_links
 from sim.faults import Nemesis
 from sim.options import (
     Draws,
@@ -22,8 +24,6 @@ from sim.options import (
     OptionsError,
     SimOptions,
     buggify_settings,
-    fault_links,
-    nemesis_faults,
     random_options,
 )
 from sim.optionsfile import load_options, options_from_json, options_to_json, parse_faults

@@ -12,13 +12,13 @@ import pytest
 
 from groupcomm.core.config import CoreConfig
 from sim.__main__ import main
+from sim.faultplan import fault_problem
 from sim.options import (
     PROTOCOL_FIELDS,
     SIM_SUSPECT_TIMEOUT_MS,
     FaultPlan,
     OptionsError,
     SimOptions,
-    fault_problem,
     random_options,
     with_changes,
 )

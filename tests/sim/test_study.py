@@ -1,5 +1,6 @@
-"""Studies (sim.study): a tiny grid end to end (runs.jsonl, CSV, Markdown with mean ± CI, PNG),
-resuming after an interrupt, refusing bad study files, and the statistics behind the summary."""
+"""Studies (sim.study, sim.studyfile, sim.studyrun): a tiny grid end to end (runs.jsonl, CSV,
+Markdown with mean ± CI, PNG), resuming after an interrupt, refusing bad study files, and the
+statistics behind the summary."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import pytest
 
 from sim.__main__ import main
 from sim.metrics import MergeMetric, PartitionMetric, RunMetrics, SideDetection
-from sim.study import Progress, StudyError, Task, load_study, plan, run_study
+from sim.studyfile import StudyError, load_study
 from sim.studyreport import flat_metrics, stat, t975
+from sim.studyrun import Progress, Task, plan, run_study
 
 TINY = """
 [study]
@@ -103,7 +105,7 @@ def test_a_study_resumes_where_it_stopped(tmp_path: Path, monkeypatch: pytest.Mo
     def no_run(task: Task) -> dict[str, Any]:
         raise AssertionError(f"ran {task.key} again")
 
-    monkeypatch.setattr("sim.study.run_task", no_run)
+    monkeypatch.setattr("sim.studyrun.run_task", no_run)
     assert main(["study", str(path), "--jobs", "1"]) == 0
     assert (d / "runs.jsonl").read_text() == before and (d / "summary.md").exists()
     # Runs recorded before SimOptions gained a field (here: codec, at its default) still count.
@@ -120,15 +122,15 @@ def test_a_study_resumes_where_it_stopped(tmp_path: Path, monkeypatch: pytest.Mo
     lines = before.splitlines(keepends=True)
     (d / "runs.jsonl").write_text("".join(lines[:3]) + lines[3][:40])
     ran: list[str] = []
-    import sim.study
+    import sim.studyrun
 
-    real = sim.study.run_task
+    real = sim.studyrun.run_task
 
     def counting(task: Task) -> dict[str, Any]:
         ran.append(task.key)
         return real(task)
 
-    monkeypatch.setattr("sim.study.run_task", counting)
+    monkeypatch.setattr("sim.studyrun.run_task", counting)
     err = io.StringIO()
     assert run_study(study, d, jobs=1, out=io.StringIO(), err=err) == 0
     assert len(ran) == 5 and "unfinished last line" in err.getvalue()
