@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from sim.options import SimOptions
 from sim.optionsfile import options_from_json, options_to_json
+from sim.progress import StatusLine
 from sim.run import run
 from sim.studyfile import Study, StudyError, faults_text
 from sim.studyreport import (
@@ -144,18 +145,14 @@ def load_runs(path: Path, err: TextIO | None = None) -> list[dict[str, Any]]:
     return records
 
 
-class Progress:
-    """``study: [#####-----] done/total runs, failed, elapsed, ETA`` on ``err``: rewritten in
-    place on a terminal, a plain line every ``every_s`` seconds elsewhere. The ETA weighs the
-    runs left by their expected cost (``Task.weight``)."""
+class Progress(StatusLine):
+    """``study: [#####-----] done/total runs, failed, elapsed, ETA`` (see ``StatusLine``). The
+    ETA weighs the runs left by their expected cost (``Task.weight``)."""
 
     def __init__(self, total: int, resumed: int, weight: float, err: TextIO | None,
                  every_s: float = 30.0) -> None:  # fmt: skip
-        self.total, self.resumed, self.weight = total, resumed, weight
-        self.err = err
-        self.tty = err is not None and err.isatty()
-        self.every_s = every_s
-        self.started = self.last = time.perf_counter()
+        super().__init__(total, err, every_s)
+        self.resumed, self.weight = resumed, weight
         self.done_weight = 0.0
 
     def text(self, done: int, failed: int) -> str:
@@ -175,22 +172,7 @@ class Progress:
 
     def update(self, done: int, failed: int, weight: float = 0.0) -> None:
         self.done_weight += weight
-        if self.err is None:
-            return
-        now = time.perf_counter()
-        if self.tty:
-            self.err.write(f"\r\x1b[K{self.text(done, failed)}")
-        elif now - self.last >= self.every_s and done < self.total:
-            self.err.write(self.text(done, failed) + "\n")
-        else:
-            return
-        self.last = now
-        self.err.flush()
-
-    def clear(self) -> None:
-        if self.err is not None and self.tty:
-            self.err.write("\r\x1b[K")
-            self.err.flush()
+        super().update(done, failed)
 
 
 def _duration(seconds: float) -> str:

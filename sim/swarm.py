@@ -18,6 +18,7 @@ from typing import TextIO
 
 from sim.options import PLAIN, Draws, SimOptions, random_options
 from sim.optionsfile import default_options_path, save_options
+from sim.progress import StatusLine
 from sim.run import run
 from sim.shrink import ShrinkError, shrink, shrink_command, shrink_report
 
@@ -56,17 +57,8 @@ def run_seed(seed: int, draws: Draws = PLAIN) -> SeedOutcome:
     return SeedOutcome(seed, result.ok, options.describe(), result.violations, result.wall_s)
 
 
-class Progress:
-    """One status line on ``err``: rewritten in place on a terminal; elsewhere (a log, a pipe) a
-    plain line every ``every_s`` seconds (the summary on ``out`` ends the run)."""
-
-    def __init__(self, total: int, err: TextIO | None, every_s: float = 30.0) -> None:
-        self.total = total
-        self.err = err
-        self.tty = err is not None and err.isatty()
-        self.every_s = every_s
-        self.started = time.perf_counter()
-        self.last = self.started
+class Progress(StatusLine):
+    """``swarm: done/total seeds, failed, elapsed, ETA`` (see ``StatusLine``)."""
 
     def text(self, done: int, failed: int) -> str:
         elapsed = time.perf_counter() - self.started
@@ -75,25 +67,6 @@ class Progress:
             f"swarm: {done}/{self.total} seeds, {failed} failed, "
             f"{elapsed:.0f} s elapsed, ETA {eta:.0f} s"
         )
-
-    def update(self, done: int, failed: int) -> None:
-        if self.err is None:
-            return
-        now = time.perf_counter()
-        if self.tty:
-            self.err.write(f"\r\x1b[K{self.text(done, failed)}")
-        elif now - self.last >= self.every_s and done < self.total:
-            self.err.write(self.text(done, failed) + "\n")
-        else:
-            return
-        self.last = now
-        self.err.flush()
-
-    def clear(self) -> None:
-        """Erase the in-place line before other output (a FAIL report, the summary)."""
-        if self.err is not None and self.tty:
-            self.err.write("\r\x1b[K")
-            self.err.flush()
 
 
 def shrink_seed(task: tuple[int, int] | tuple[int, int, Draws]) -> str:

@@ -152,19 +152,7 @@ def check_membership(node: Node, out: list[Command]) -> None:
         elif node.accepted is None and _settled(node):
             # Waiting for a merge to settle (start_change) and every configured peer is heard:
             # nobody is left to wait for.
-            candidates = _candidates(node)
-            out.append(
-                Note(
-                    event="gather",
-                    fields={
-                        "d": node.me,
-                        "reason": "all heard",
-                        "view": str(node.view),
-                        "candidates": candidates,
-                    },
-                )
-            )
-            propose(node, out, tuple(candidates))
+            _propose_to_candidates(node, out, "all heard")
         return
     if node.proposing is not None:
         responders = tuple(sorted(node.reports))
@@ -177,19 +165,23 @@ def check_membership(node: Node, out: list[Command]) -> None:
         # Nobody proposed to us (the smallest candidate may not see a reason to change, or
         # may not hear us): propose ourselves, to everyone. A candidate that really cannot
         # hear us is dropped by the flush timeout, not here.
-        candidates = _candidates(node)
-        out.append(
-            Note(
-                event="gather",
-                fields={
-                    "d": node.me,
-                    "reason": "no proposal",
-                    "view": str(node.view),
-                    "candidates": candidates,
-                },
-            )
+        _propose_to_candidates(node, out, "no proposal")
+
+
+def _propose_to_candidates(node: Node, out: list[Command], reason: str) -> None:
+    candidates = _candidates(node)
+    out.append(
+        Note(
+            event="gather",
+            fields={
+                "d": node.me,
+                "reason": reason,
+                "view": str(node.view),
+                "candidates": candidates,
+            },
         )
-        propose(node, out, tuple(candidates))
+    )
+    propose(node, out, tuple(candidates))
 
 
 def _change_reason(node: Node) -> str:
