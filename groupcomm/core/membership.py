@@ -97,17 +97,7 @@ def _replace_restarted(node: Node, proposal: Propose, sender: str, out: list[Com
     if not stale:
         return
     members = tuple(sorted({*(m for m in proposal.members if m not in stale), sender}))
-    out.append(
-        Note(
-            event="gather",
-            fields={
-                "d": node.me,
-                "reason": f"restarted {stale[0]}",
-                "view": str(node.view),
-                "candidates": list(members),
-            },
-        )
-    )
+    out.append(_gather_note(node, "gather", f"restarted {stale[0]}", list(members)))
     propose(node, out, members)
 
 
@@ -170,18 +160,19 @@ def check_membership(node: Node, out: list[Command]) -> None:
 
 def _propose_to_candidates(node: Node, out: list[Command], reason: str) -> None:
     candidates = _candidates(node)
-    out.append(
-        Note(
-            event="gather",
-            fields={
-                "d": node.me,
-                "reason": reason,
-                "view": str(node.view),
-                "candidates": candidates,
-            },
-        )
-    )
+    out.append(_gather_note(node, "gather", reason, candidates))
     propose(node, out, tuple(candidates))
+
+
+def _gather_note(node: Node, event: str, reason: str, candidates: list[str]) -> Note:
+    """The note of a daemon starting (or restarting) a view change: why, and with whom."""
+    fields: dict[str, object] = {
+        "d": node.me,
+        "reason": reason,
+        "view": str(node.view),
+        "candidates": candidates,
+    }
+    return Note(event=event, fields=fields)
 
 
 def _change_reason(node: Node) -> str:
@@ -239,17 +230,8 @@ def start_change(node: Node, out: list[Command], reason: str) -> None:
     node.proposing = None
     node.deadline = node.now + node.cfg.gather_timeout_ms
     candidates = _candidates(node)
-    out.append(
-        Note(
-            event="suspect" if reason.startswith("suspect") else "gather",
-            fields={
-                "d": node.me,
-                "reason": reason,
-                "view": str(node.view),
-                "candidates": candidates,
-            },
-        )
-    )
+    event = "suspect" if reason.startswith("suspect") else "gather"
+    out.append(_gather_note(node, event, reason, candidates))
     if candidates[0] == node.me:
         if any(c not in node.members for c in candidates) and not _settled(node):
             # A merge: daemons that just became reachable (a heal, or our own restart) are
