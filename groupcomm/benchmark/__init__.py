@@ -12,5 +12,7 @@ statistics), ``analysis`` (member results -> one run record), ``runner`` (one ru
 (table, JSON, progress) and ``command`` (the CLI). The grid sweep for the published tables is
 ``sweep`` (``python -m groupcomm.benchmark.sweep``), with ``sweepgrid`` (its runs and time
 estimate), ``sweepreport`` (markdown tables, latency knee, memory bound) and ``plot`` (the
-optional matplotlib plot). ``docs/performance.md`` explains the fields.
+optional matplotlib plot). ``corebench`` (``python -m groupcomm.benchmark.corebench``) measures
+the protocol core alone: three ``Node``s in one process, no sockets. ``docs/performance.md``
+explains the fields.
 """
