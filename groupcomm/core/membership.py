@@ -1,4 +1,4 @@
-"""Daemon membership: failure detection, the view-change round, and installing a view.
+"""Daemon membership: failure detection, the view-change round, and deciding a view's install.
 
 Round (protocol/membership.md): a change is triggered by a suspected member (silence beyond
 ``suspect_timeout_ms``), a member that left, or a live daemon outside the view (merge). The
@@ -10,35 +10,55 @@ view's cleanup (regular part, transitional configuration, transitional part) and
 new regular view. A proposer missing reports re-proposes without the silent ones; a member
 missing the Install restarts the round. Each side of a partition does this on its own.
 
-Functions over the ``Node``'s membership fields; no message state (``Epoch`` owns that).
+``Membership`` owns the round's state (phase, what was heard from whom, the proposal accepted or
+being collected). It reaches the daemon it runs in only through ``Host`` (the current regular
+view, its ``Epoch``, the Status heartbeat, and applying a decided install), so this module never
+imports ``node``. No message state (``Epoch`` owns that) and no group state (``GroupTable``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from groupcomm.core.commands import Command, Note, SendFrame
+from groupcomm.core.config import CoreConfig
 from groupcomm.core.epoch import Epoch
-from groupcomm.core.frames import Cleanup, Flush, Install, Leave, Msg, Propose, Status
-from groupcomm.core.groups import GroupOp, joined_by
-from groupcomm.core.ids import (
-    ViewId,
-    regular_conf_id,
-    token_incarnation,
-    token_name,
-    transitional_conf_id,
-)
-from groupcomm.core.service import Kind
+from groupcomm.core.frames import Cleanup, Flush, Install, Leave, Propose, Status
+from groupcomm.core.ids import ViewId, token_incarnation, token_name
 from groupcomm.core.viewchange import decide_install
-
-if TYPE_CHECKING:
-    from groupcomm.core.node import Node
 
 OPERATIONAL = "operational"
 GATHER = "gather"
 MAX_REPORTED = 1 << 22  # bound on ordering entries a Flush may describe (hostile-input guard)
+
+
+class Host(Protocol):
+    """What the round needs from the daemon state machine it runs in (``Node``).
+
+    The round decides; the host owns the regular view and its per-view state, and applies a
+    decided install to them (``install_view``)."""
+
+    @property
+    def view(self) -> ViewId: ...
+
+    @property
+    def members(self) -> tuple[str, ...]: ...
+
+    @property
+    def epoch(self) -> Epoch: ...
+
+    def final_local_groups(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Our connections' groups once every own operation already stamped is applied."""
+        ...
+
+    def status(self) -> Status:
+        """A fresh Status frame (heartbeat, acknowledgements, our accepted proposal)."""
+        ...
+
+    def install_view(self, install: Install, cleanup: Cleanup, out: list[Command]) -> None:
+        """Deliver ``cleanup`` (ours, of the current view) and switch to ``install``'s view."""
+        ...
 
 
 def _plausible(frame: Flush) -> bool:
@@ -58,363 +78,321 @@ class Heard:
     proposal: ViewId | None
 
 
-def accepted_view(node: Node) -> ViewId | None:
-    return node.accepted.view if node.accepted is not None else None
+class Membership:
+    """One daemon's side of the round. The entry points (``on_*``, ``check_membership``) take
+    the event's time; the steps they call (``start_change``, ``propose``, ``apply_install``)
+    use it."""
 
+    def __init__(self, cfg: CoreConfig, me: str, others: tuple[str, ...], host: Host) -> None:
+        self.cfg = cfg
+        self.me = me  # our token
+        self.others = others  # every configured peer but us (Status after an install)
+        self.host = host
+        self.now = 0  # the time of the event being handled
+        self.phase = OPERATIONAL
+        self.max_epoch = 0
+        self.heard: dict[str, Heard] = {}
+        self.left: set[str] = set()
+        self.mismatch_since: dict[str, int] = {}
+        self.accepted: Propose | None = None  # the proposal we flushed to
+        self.proposing: Propose | None = None  # our own proposal, while collecting reports
+        self.reports: dict[str, Flush] = {}
+        self.deadline = 0  # end of the current gather step
+        self.last_install: Install | None = None
+        self.install_resent: dict[str, int] = {}
+        self.proposal_resent = 0  # when our Propose last went out (_resend_proposal)
 
-# -------------------------------------------------------- failure detector
-def on_status(node: Node, frame: Status, out: list[Command]) -> None:
-    sender = frame.sender
-    name = token_name(sender)
-    if name == node.name or name not in node.cfg.peers:
-        return
-    known = node.heard.get(name)
-    if known is not None and token_incarnation(known.token) > token_incarnation(sender):
-        return  # a delayed frame from an older incarnation
-    node.heard[name] = Heard(node.now, sender, frame.view, frame.proposal)
-    node.max_epoch = max(node.max_epoch, frame.max_epoch, frame.view.epoch)
-    if node.proposing is not None:
-        _replace_restarted(node, node.proposing, sender, out)
-    if frame.view == node.view:
-        if node.phase == OPERATIONAL:
-            # Frozen while gathering: the stability we advertise must be backed by the acks
-            # in our Flush report (EVS-7.1 relies on it, see protocol/membership.md).
-            node.epoch.on_status(frame)
-    elif node.last_install is not None and frame.proposal == node.view:
-        _resend_install(node, sender, out)
+    def accepted_view(self) -> ViewId | None:
+        return self.accepted.view if self.accepted is not None else None
 
-
-def _replace_restarted(node: Node, proposal: Propose, sender: str, out: list[Command]) -> None:
-    """A proposed member restarted (``sender`` is its new incarnation): its old token will
-    never report, so propose again at once with the new token in its place, instead of
-    dropping it at the flush timeout and merging the new incarnation in a round of its own."""
-    name = token_name(sender)
-    stale = [
-        m
-        for m in proposal.members
-        if token_name(m) == name and token_incarnation(m) < token_incarnation(sender)
-    ]
-    if not stale:
-        return
-    members = tuple(sorted({*(m for m in proposal.members if m not in stale), sender}))
-    out.append(_gather_note(node, "gather", f"restarted {stale[0]}", list(members)))
-    propose(node, out, members)
-
-
-def _resend_install(node: Node, sender: str, out: list[Command]) -> None:
-    # The member flushed to our view but missed the Install: send it again (rate-limited).
-    assert node.last_install is not None
-    if sender not in node.last_install.members:
-        return
-    if node.now - node.install_resent.get(sender, -(10**9)) < node.cfg.heartbeat_ms:
-        return
-    node.install_resent[sender] = node.now
-    out.append(SendFrame(targets=(token_name(sender),), frame=node.last_install))
-
-
-def on_leave(node: Node, frame: Leave, out: list[Command]) -> None:
-    if frame.sender in node.members or token_name(frame.sender) in node.heard:
-        node.left.add(frame.sender)
-        node.heard.pop(token_name(frame.sender), None)
-        if node.phase == OPERATIONAL:
-            start_change(node, out, "leave")
-
-
-def _alive(node: Node) -> dict[str, str]:
-    """Live peers: name -> token (heard recently, not left)."""
-    horizon = node.now - node.cfg.suspect_timeout_ms
-    return {
-        name: h.token
-        for name, h in node.heard.items()
-        if h.at_ms >= horizon and h.token not in node.left
-    }
-
-
-def check_membership(node: Node, out: list[Command]) -> None:
-    if node.phase == OPERATIONAL:
-        reason = _change_reason(node)
-        if reason:
-            start_change(node, out, reason)
-        return
-    if node.now < node.deadline:
-        if node.proposing is not None:
-            _resend_proposal(node, node.proposing, out)
-        elif node.accepted is None and _settled(node):
-            # Waiting for a merge to settle (start_change) and every configured peer is heard:
-            # nobody is left to wait for.
-            _propose_to_candidates(node, out, "all heard")
-        return
-    if node.proposing is not None:
-        responders = tuple(sorted(node.reports))
-        out.append(Note(event="flush_timeout", fields={"d": node.me, "got": list(responders)}))
-        propose(node, out, responders)
-    elif node.accepted is not None:
-        out.append(Note(event="install_timeout", fields={"d": node.me}))
-        start_change(node, out, "install timeout")
-    else:
-        # Nobody proposed to us (the smallest candidate may not see a reason to change, or
-        # may not hear us): propose ourselves, to everyone. A candidate that really cannot
-        # hear us is dropped by the flush timeout, not here.
-        _propose_to_candidates(node, out, "no proposal")
-
-
-def _propose_to_candidates(node: Node, out: list[Command], reason: str) -> None:
-    candidates = _candidates(node)
-    out.append(_gather_note(node, "gather", reason, candidates))
-    propose(node, out, tuple(candidates))
-
-
-def _gather_note(node: Node, event: str, reason: str, candidates: list[str]) -> Note:
-    """The note of a daemon starting (or restarting) a view change: why, and with whom."""
-    fields: dict[str, object] = {
-        "d": node.me,
-        "reason": reason,
-        "view": str(node.view),
-        "candidates": candidates,
-    }
-    return Note(event=event, fields=fields)
-
-
-def _change_reason(node: Node) -> str:
-    alive = _alive(node)
-    for member in node.members:
-        if member != node.me and alive.get(token_name(member)) != member:
-            return f"suspect {member}"
-    for name, token in sorted(alive.items()):
-        heard = node.heard[name]
-        if token not in node.members:
-            return f"merge {token}"
-        if heard.view != node.view and heard.proposal != node.view:
-            since = node.mismatch_since.setdefault(name, node.now)
-            if node.now - since >= node.cfg.gather_timeout_ms:
-                return f"view mismatch {token}"
-        else:
-            node.mismatch_since.pop(name, None)
-    return ""
-
-
-# ------------------------------------------------------------------ round
-def _candidates(node: Node) -> list[str]:
-    alive = _alive(node)
-    return sorted({node.me, *alive.values()})
-
-
-def _resend_proposal(node: Node, proposal: Propose, out: list[Command]) -> None:
-    """Every ``heartbeat_ms`` while collecting, the Propose again to the members whose Flush
-    has not come: a lost Propose (or one sent into a link that was still down) would otherwise
-    cost the whole flush timeout and another round (protocol/membership.md section 7)."""
-    if node.now - node.proposal_resent < node.cfg.heartbeat_ms:
-        return
-    node.proposal_resent = node.now
-    missing = tuple(token_name(m) for m in proposal.members if m not in node.reports)
-    if missing:
-        out.append(SendFrame(targets=missing, frame=proposal))
-
-
-def _merge_settle_ms(node: Node) -> int:
-    """How long the smallest candidate listens before proposing a merge: every reachable peer
-    sends a Status at least every ``heartbeat_ms``, so two of them cover the heartbeat period,
-    tick resolution and link latency. Below ``gather_timeout_ms``, so it still goes first."""
-    return min(2 * node.cfg.heartbeat_ms, node.cfg.gather_timeout_ms)
-
-
-def _settled(node: Node) -> bool:
-    """Every configured peer is a candidate and we are the smallest: nothing left to hear."""
-    candidates = _candidates(node)
-    return candidates[0] == node.me and len(candidates) == len(set(node.cfg.peers))
-
-
-def start_change(node: Node, out: list[Command], reason: str) -> None:
-    node.phase = GATHER
-    node.accepted = None
-    node.proposing = None
-    node.deadline = node.now + node.cfg.gather_timeout_ms
-    candidates = _candidates(node)
-    event = "suspect" if reason.startswith("suspect") else "gather"
-    out.append(_gather_note(node, event, reason, candidates))
-    if candidates[0] == node.me:
-        if any(c not in node.members for c in candidates) and not _settled(node):
-            # A merge: daemons that just became reachable (a heal, or our own restart) are
-            # heard one heartbeat at a time. Proposing to the first ones heard would merge the
-            # rest one round each (L3, seed 7310294): listen for a heartbeat period first.
-            node.deadline = node.now + _merge_settle_ms(node)
-        else:
-            propose(node, out, tuple(candidates))
-    else:
-        # Stagger by rank so that, if the smallest stays silent, the next one goes first
-        # instead of all of them proposing at the same instant.
-        rank = candidates.index(node.me)
-        node.deadline = node.now + node.cfg.gather_timeout_ms * rank
-
-
-def propose(node: Node, out: list[Command], members: tuple[str, ...]) -> None:
-    if node.me not in members:
-        members = tuple(sorted({*members, node.me}))
-    node.max_epoch = max(node.max_epoch, node.view.epoch) + 1
-    proposal = Propose(view=ViewId(node.max_epoch, node.me), members=members)
-    node.proposing = proposal
-    node.accepted = proposal
-    node.proposal_resent = node.now
-    node.reports = {node.me: _flush(node, proposal)}
-    node.deadline = node.now + node.cfg.flush_timeout_ms
-    out.append(
-        Note(
-            event="propose",
-            fields={"d": node.me, "view": str(proposal.view), "members": list(members)},
-        )
-    )
-    targets = tuple(token_name(m) for m in members if m != node.me)
-    if targets:
-        out.append(SendFrame(targets=targets, frame=proposal))
-    _maybe_finish(node, out)
-
-
-def on_propose(node: Node, frame: Propose, out: list[Command]) -> None:
-    view = frame.view
-    node.max_epoch = max(node.max_epoch, view.epoch)
-    if node.me not in frame.members or view.epoch <= node.view.epoch:
-        return
-    if node.accepted is not None:
-        if view < node.accepted.view:
+    # ---------------------------------------------------- failure detector
+    def on_status(self, now: int, frame: Status, out: list[Command]) -> None:
+        self.now = now
+        sender = frame.sender
+        name = token_name(sender)
+        if name == self.cfg.name or name not in self.cfg.peers:
             return
-        if view == node.accepted.view:
-            if node.proposing is None:  # a repeated proposal: our Flush may be lost
-                out.append(SendFrame(targets=(token_name(view.coord),), frame=_flush(node, frame)))
+        known = self.heard.get(name)
+        if known is not None and token_incarnation(known.token) > token_incarnation(sender):
+            return  # a delayed frame from an older incarnation
+        self.heard[name] = Heard(now, sender, frame.view, frame.proposal)
+        self.max_epoch = max(self.max_epoch, frame.max_epoch, frame.view.epoch)
+        if self.proposing is not None:
+            self._replace_restarted(self.proposing, sender, out)
+        host = self.host
+        if frame.view == host.view:
+            if self.phase == OPERATIONAL:
+                # Frozen while gathering: the stability we advertise must be backed by the acks
+                # in our Flush report (EVS-7.1 relies on it, see protocol/membership.md).
+                host.epoch.on_status(frame)
+        elif self.last_install is not None and frame.proposal == host.view:
+            self._resend_install(sender, out)
+
+    def _replace_restarted(self, proposal: Propose, sender: str, out: list[Command]) -> None:
+        """A proposed member restarted (``sender`` is its new incarnation): its old token will
+        never report, so propose again at once with the new token in its place, instead of
+        dropping it at the flush timeout and merging the new incarnation in a round of its own."""
+        name = token_name(sender)
+        stale = [
+            m
+            for m in proposal.members
+            if token_name(m) == name and token_incarnation(m) < token_incarnation(sender)
+        ]
+        if not stale:
             return
-    node.phase = GATHER
-    node.proposing = None
-    node.accepted = frame
-    node.deadline = node.now + node.cfg.install_timeout_ms
-    out.append(Note(event="flush", fields={"d": node.me, "view": str(view)}))
-    out.append(SendFrame(targets=(token_name(view.coord),), frame=_flush(node, frame)))
+        members = tuple(sorted({*(m for m in proposal.members if m not in stale), sender}))
+        out.append(self._gather_note("gather", f"restarted {stale[0]}", list(members)))
+        self.propose(out, members)
 
+    def _resend_install(self, sender: str, out: list[Command]) -> None:
+        # The member flushed to our view but missed the Install: send it again (rate-limited).
+        assert self.last_install is not None
+        if sender not in self.last_install.members:
+            return
+        if self.now - self.install_resent.get(sender, -(10**9)) < self.cfg.heartbeat_ms:
+            return
+        self.install_resent[sender] = self.now
+        out.append(SendFrame(targets=(token_name(sender),), frame=self.last_install))
 
-def _flush(node: Node, proposal: Propose) -> Flush:
-    epoch = node.epoch
-    return Flush(
-        proposal=proposal.view,
-        sender=node.me,
-        old_view=node.view,
-        old_members=node.members,
-        delivered_upto=epoch.delivered,
-        order=epoch.order_report(),
-        msgs=epoch.retained(),
-        acks=tuple(sorted(epoch.ack_ord.items())),
-        local_groups=node.final_local_groups(),
-    )
+    def on_leave(self, now: int, frame: Leave, out: list[Command]) -> None:
+        self.now = now
+        if frame.sender in self.host.members or token_name(frame.sender) in self.heard:
+            self.left.add(frame.sender)
+            self.heard.pop(token_name(frame.sender), None)
+            if self.phase == OPERATIONAL:
+                self.start_change(out, "leave")
 
+    def _alive(self) -> dict[str, str]:
+        """Live peers: name -> token (heard recently, not left)."""
+        horizon = self.now - self.cfg.suspect_timeout_ms
+        return {
+            name: h.token
+            for name, h in self.heard.items()
+            if h.at_ms >= horizon and h.token not in self.left
+        }
 
-def on_flush(node: Node, frame: Flush, out: list[Command]) -> None:
-    proposal = node.proposing
-    if proposal is None or frame.proposal != proposal.view:
-        return
-    if frame.sender not in proposal.members or not _plausible(frame):
-        return
-    node.reports[frame.sender] = frame
-    _maybe_finish(node, out)
+    def check_membership(self, now: int, out: list[Command]) -> None:
+        self.now = now
+        if self.phase == OPERATIONAL:
+            reason = self._change_reason()
+            if reason:
+                self.start_change(out, reason)
+            return
+        if now < self.deadline:
+            if self.proposing is not None:
+                self._resend_proposal(self.proposing, out)
+            elif self.accepted is None and self._settled():
+                # Waiting for a merge to settle (start_change) and every configured peer is
+                # heard: nobody is left to wait for.
+                self._propose_to_candidates(out, "all heard")
+            return
+        if self.proposing is not None:
+            responders = tuple(sorted(self.reports))
+            out.append(Note(event="flush_timeout", fields={"d": self.me, "got": list(responders)}))
+            self.propose(out, responders)
+        elif self.accepted is not None:
+            out.append(Note(event="install_timeout", fields={"d": self.me}))
+            self.start_change(out, "install timeout")
+        else:
+            # Nobody proposed to us (the smallest candidate may not see a reason to change, or
+            # may not hear us): propose ourselves, to everyone. A candidate that really cannot
+            # hear us is dropped by the flush timeout, not here.
+            self._propose_to_candidates(out, "no proposal")
 
+    def _propose_to_candidates(self, out: list[Command], reason: str) -> None:
+        candidates = self._candidates()
+        out.append(self._gather_note("gather", reason, candidates))
+        self.propose(out, tuple(candidates))
 
-def _maybe_finish(node: Node, out: list[Command]) -> None:
-    proposal = node.proposing
-    if proposal is None or len(node.reports) < len(proposal.members):
-        return
-    install = decide_install(proposal.view, node.reports)
-    targets = tuple(token_name(m) for m in install.members if m != node.me)
-    if targets:
-        out.append(SendFrame(targets=targets, frame=install))
-    apply_install(node, install, out)
-    node.last_install = install
-    node.install_resent = {}
+    def _gather_note(self, event: str, reason: str, candidates: list[str]) -> Note:
+        """The note of a daemon starting (or restarting) a view change: why, and with whom."""
+        fields: dict[str, object] = {
+            "d": self.me,
+            "reason": reason,
+            "view": str(self.host.view),
+            "candidates": candidates,
+        }
+        return Note(event=event, fields=fields)
 
+    def _change_reason(self) -> str:
+        alive = self._alive()
+        view = self.host.view
+        members = self.host.members
+        for member in members:
+            if member != self.me and alive.get(token_name(member)) != member:
+                return f"suspect {member}"
+        for name, token in sorted(alive.items()):
+            heard = self.heard[name]
+            if token not in members:
+                return f"merge {token}"
+            if heard.view != view and heard.proposal != view:
+                since = self.mismatch_since.setdefault(name, self.now)
+                if self.now - since >= self.cfg.gather_timeout_ms:
+                    return f"view mismatch {token}"
+            else:
+                self.mismatch_since.pop(name, None)
+        return ""
 
-def on_install(node: Node, frame: Install, out: list[Command]) -> None:
-    node.max_epoch = max(node.max_epoch, frame.view.epoch)
-    if node.accepted is None or frame.view != node.accepted.view or node.proposing:
-        return
-    if node.me not in frame.members:
-        return
-    node.last_install = None
-    apply_install(node, frame, out)
+    # -------------------------------------------------------------- round
+    def _candidates(self) -> list[str]:
+        alive = self._alive()
+        return sorted({self.me, *alive.values()})
 
+    def _resend_proposal(self, proposal: Propose, out: list[Command]) -> None:
+        """Every ``heartbeat_ms`` while collecting, the Propose again to the members whose
+        Flush has not come: a lost Propose (or one sent into a link that was still down) would
+        otherwise cost the whole flush timeout and another round (protocol/membership.md
+        section 7)."""
+        if self.now - self.proposal_resent < self.cfg.heartbeat_ms:
+            return
+        self.proposal_resent = self.now
+        missing = tuple(token_name(m) for m in proposal.members if m not in self.reports)
+        if missing:
+            out.append(SendFrame(targets=missing, frame=proposal))
 
-# ---------------------------------------------------------------- install
-def apply_install(node: Node, install: Install, out: list[Command]) -> None:
-    cleanup = next((c for c in install.cleanups if node.me in c.trans_members), None)
-    if cleanup is None or cleanup.old_view != node.view:
-        out.append(Note(event="install_rejected", fields={"d": node.me, "view": str(install.view)}))
-        return
-    _deliver_cleanup(node, install, cleanup, out)
-    vs_of: dict[str, int] = {}
-    joined_in_trans: list[dict[str, set[str]]] = []
-    for index, c in enumerate(install.cleanups):
-        for member in c.trans_members:
-            vs_of[member] = index
-        joined_in_trans.append(joined_by(group_ops(c.transitional)))
-    table: dict[str, dict[str, str]] = {}
-    for daemon, conn, groups in install.groups:
-        for group in groups:
-            table.setdefault(group, {})[conn] = daemon
-    node.view = install.view
-    node.members = install.members
-    node.member_peers = tuple(token_name(m) for m in install.members if m != node.me)
-    held = node.epoch.held  # a lagging local client still lags in the new view
-    node.epoch = Epoch(node.view, node.members, node.me)
-    node.epoch.hold(held)
-    node.own_delivered_seq = 0
-    conf = regular_conf_id(node.view)
-    node.groups.set_conf(conf)
-    note_install(node, out, conf, "regular", node.members, node.view.epoch)
-    out.extend(node.groups.install(table, vs_of, joined_in_trans))
-    for member in node.members:
-        # Every member just took part in the round: give each a full suspect timeout from
-        # now, even one we had not heard directly before (e.g. across a healed partition).
-        name = token_name(member)
-        known = node.heard.get(name)
-        if member != node.me and (known is None or known.token == member):
-            node.heard[name] = Heard(node.now, member, node.view, None)
-    node.phase = OPERATIONAL
-    node.installed_at = node.now
-    node.accepted = None
-    node.proposing = None
-    node.mismatch_since.clear()
-    out.append(SendFrame(targets=node.others, frame=node.status()))
+    def _merge_settle_ms(self) -> int:
+        """How long the smallest candidate listens before proposing a merge: every reachable
+        peer sends a Status at least every ``heartbeat_ms``, so two of them cover the heartbeat
+        period, tick resolution and link latency. Below ``gather_timeout_ms``, so it still goes
+        first."""
+        return min(2 * self.cfg.heartbeat_ms, self.cfg.gather_timeout_ms)
 
+    def _settled(self) -> bool:
+        """Every configured peer is a candidate and we are the smallest: nothing left to hear."""
+        candidates = self._candidates()
+        return candidates[0] == self.me and len(candidates) == len(set(self.cfg.peers))
 
-def _deliver_cleanup(node: Node, install: Install, cleanup: Cleanup, out: list[Command]) -> None:
-    old_view = node.view
-    conf = regular_conf_id(old_view)
-    epoch = node.epoch
-    for gseq, sender, seq, msg in cleanup.regular:
-        if gseq > epoch.delivered:
-            epoch.delivered = gseq
-            node.deliver(sender, old_view, seq, msg, conf, out)
-    tconf = transitional_conf_id(install.view, old_view)
-    note_install(node, out, tconf, "transitional", cleanup.trans_members, install.view.epoch)
-    node.groups.set_conf(tconf)
-    ops = group_ops(cleanup.transitional)
-    next_conf = regular_conf_id(install.view)
-    out.extend(node.groups.begin_transitional(set(cleanup.trans_members), next_conf, ops))
-    for sender, seq, msg in cleanup.transitional:
-        node.deliver(sender, old_view, seq, msg, tconf, out)
+    def start_change(self, out: list[Command], reason: str) -> None:
+        self.phase = GATHER
+        self.accepted = None
+        self.proposing = None
+        self.deadline = self.now + self.cfg.gather_timeout_ms
+        candidates = self._candidates()
+        event = "suspect" if reason.startswith("suspect") else "gather"
+        out.append(self._gather_note(event, reason, candidates))
+        if candidates[0] == self.me:
+            if any(c not in self.host.members for c in candidates) and not self._settled():
+                # A merge: daemons that just became reachable (a heal, or our own restart) are
+                # heard one heartbeat at a time. Proposing to the first ones heard would merge
+                # the rest one round each (L3, seed 7310294): listen for a heartbeat period
+                # first.
+                self.deadline = self.now + self._merge_settle_ms()
+            else:
+                self.propose(out, tuple(candidates))
+        else:
+            # Stagger by rank so that, if the smallest stays silent, the next one goes first
+            # instead of all of them proposing at the same instant.
+            rank = candidates.index(self.me)
+            self.deadline = self.now + self.cfg.gather_timeout_ms * rank
 
-
-def group_ops(entries: Iterable[tuple[str, int, Msg]]) -> list[GroupOp]:
-    """The group operations among a cleanup's transitional entries, in delivery order."""
-    return [(m.kind, m.conn, m.groups) for _, _, m in entries if m.kind != Kind.DATA]
-
-
-def note_install(
-    node: Node, out: list[Command], conf: str, kind: str, members: tuple[str, ...], epoch: int
-) -> None:
-    out.append(
-        Note(
-            event="install",
-            fields={
-                "d": node.me,
-                "conf": conf,
-                "kind": kind,
-                "members": list(members),
-                "epoch": epoch,
-            },
+    def propose(self, out: list[Command], members: tuple[str, ...]) -> None:
+        me = self.me
+        if me not in members:
+            members = tuple(sorted({*members, me}))
+        self.max_epoch = max(self.max_epoch, self.host.view.epoch) + 1
+        proposal = Propose(view=ViewId(self.max_epoch, me), members=members)
+        self.proposing = proposal
+        self.accepted = proposal
+        self.proposal_resent = self.now
+        self.reports = {me: self._flush(proposal)}
+        self.deadline = self.now + self.cfg.flush_timeout_ms
+        out.append(
+            Note(
+                event="propose",
+                fields={"d": me, "view": str(proposal.view), "members": list(members)},
+            )
         )
-    )
+        targets = tuple(token_name(m) for m in members if m != me)
+        if targets:
+            out.append(SendFrame(targets=targets, frame=proposal))
+        self._maybe_finish(out)
+
+    def on_propose(self, now: int, frame: Propose, out: list[Command]) -> None:
+        self.now = now
+        view = frame.view
+        self.max_epoch = max(self.max_epoch, view.epoch)
+        if self.me not in frame.members or view.epoch <= self.host.view.epoch:
+            return
+        if self.accepted is not None:
+            if view < self.accepted.view:
+                return
+            if view == self.accepted.view:
+                if self.proposing is None:  # a repeated proposal: our Flush may be lost
+                    flush = self._flush(frame)
+                    out.append(SendFrame(targets=(token_name(view.coord),), frame=flush))
+                return
+        self.phase = GATHER
+        self.proposing = None
+        self.accepted = frame
+        self.deadline = now + self.cfg.install_timeout_ms
+        out.append(Note(event="flush", fields={"d": self.me, "view": str(view)}))
+        out.append(SendFrame(targets=(token_name(view.coord),), frame=self._flush(frame)))
+
+    def _flush(self, proposal: Propose) -> Flush:
+        host = self.host
+        epoch = host.epoch
+        return Flush(
+            proposal=proposal.view,
+            sender=self.me,
+            old_view=host.view,
+            old_members=host.members,
+            delivered_upto=epoch.delivered,
+            order=epoch.order_report(),
+            msgs=epoch.retained(),
+            acks=tuple(sorted(epoch.ack_ord.items())),
+            local_groups=host.final_local_groups(),
+        )
+
+    def on_flush(self, now: int, frame: Flush, out: list[Command]) -> None:
+        self.now = now
+        proposal = self.proposing
+        if proposal is None or frame.proposal != proposal.view:
+            return
+        if frame.sender not in proposal.members or not _plausible(frame):
+            return
+        self.reports[frame.sender] = frame
+        self._maybe_finish(out)
+
+    def _maybe_finish(self, out: list[Command]) -> None:
+        proposal = self.proposing
+        if proposal is None or len(self.reports) < len(proposal.members):
+            return
+        install = decide_install(proposal.view, self.reports)
+        targets = tuple(token_name(m) for m in install.members if m != self.me)
+        if targets:
+            out.append(SendFrame(targets=targets, frame=install))
+        self.apply_install(install, out)
+        self.last_install = install
+        self.install_resent = {}
+
+    def on_install(self, now: int, frame: Install, out: list[Command]) -> None:
+        self.now = now
+        self.max_epoch = max(self.max_epoch, frame.view.epoch)
+        if self.accepted is None or frame.view != self.accepted.view or self.proposing:
+            return
+        if self.me not in frame.members:
+            return
+        self.last_install = None
+        self.apply_install(frame, out)
+
+    # ------------------------------------------------------------ install
+    def apply_install(self, install: Install, out: list[Command]) -> None:
+        me = self.me
+        host = self.host
+        cleanup = next((c for c in install.cleanups if me in c.trans_members), None)
+        if cleanup is None or cleanup.old_view != host.view:
+            out.append(Note(event="install_rejected", fields={"d": me, "view": str(install.view)}))
+            return
+        host.install_view(install, cleanup, out)
+        for member in install.members:
+            # Every member just took part in the round: give each a full suspect timeout from
+            # now, even one we had not heard directly before (e.g. across a healed partition).
+            name = token_name(member)
+            known = self.heard.get(name)
+            if member != me and (known is None or known.token == member):
+                self.heard[name] = Heard(self.now, member, install.view, None)
+        self.phase = OPERATIONAL
+        self.accepted = None
+        self.proposing = None
+        self.mismatch_since.clear()
+        out.append(SendFrame(targets=self.others, frame=host.status()))

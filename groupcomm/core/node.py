@@ -1,8 +1,9 @@
 """``Node``: one daemon's protocol state machine. ``handle(now_ms, event) -> list[Command]``.
 
-Owns the phase (operational or gathering a new view), client request intake and the glue between
-the per-view ``Epoch``, the membership round (``membership``) and the ``GroupTable``. It does no
-I/O: the driver executes the returned commands in order.
+Owns the current regular view and the glue between the per-view ``Epoch``, the membership round
+(``membership.Membership``, which reaches the node only through its ``Host`` protocol), client
+request intake (``requests``) and the ``GroupTable``: the round decides an install, the node
+applies it (``install_view``). It does no I/O: the driver executes the returned commands in order.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from collections import deque
 from collections.abc import Iterable
 from typing import assert_never
 
-from groupcomm.core import membership, requests
+from groupcomm.core import requests
 from groupcomm.core.commands import (
     Command,
     Credit,
     DeliverMessage,
     Note,
-    RejectRequest,
     SendFrame,
     SetTimer,
 )
@@ -38,6 +38,7 @@ from groupcomm.core.events import (
     TimerFired,
 )
 from groupcomm.core.frames import (
+    Cleanup,
     Data,
     Flush,
     Frame,
@@ -49,8 +50,16 @@ from groupcomm.core.frames import (
     Propose,
     Status,
 )
-from groupcomm.core.groups import GroupTable
-from groupcomm.core.ids import ViewId, make_token, message_id, regular_conf_id, token_name
+from groupcomm.core.groups import GroupOp, GroupTable, joined_by
+from groupcomm.core.ids import (
+    ViewId,
+    make_token,
+    message_id,
+    regular_conf_id,
+    token_name,
+    transitional_conf_id,
+)
+from groupcomm.core.membership import OPERATIONAL, Membership
 from groupcomm.core.service import SELF_DISCARD, Kind
 from groupcomm.core.tracing import SERVICE_NAMES
 
@@ -87,19 +96,12 @@ class Node:
         self.last_status = -(10**9)  # when we last built a Status (heartbeat or report)
         self.installed_at = 0  # when the current view was installed
         self.counters: dict[str, int] = {"delivered": 0, "retransmitted": 0, "naks": 0}
-        # Membership state (owned by groupcomm.core.membership's functions).
-        self.phase = membership.OPERATIONAL
-        self.max_epoch = 0
-        self.heard: dict[str, membership.Heard] = {}
-        self.left: set[str] = set()
-        self.mismatch_since: dict[str, int] = {}
-        self.accepted: Propose | None = None  # the proposal we flushed to
-        self.proposing: Propose | None = None  # our own proposal, while collecting reports
-        self.reports: dict[str, Flush] = {}
-        self.deadline = 0  # end of the current gather step
-        self.last_install: Install | None = None
-        self.install_resent: dict[str, int] = {}
-        self.proposal_resent = 0  # when our Propose last went out (membership._resend_proposal)
+        self.membership = Membership(config, self.me, self.others, self)
+
+    @property
+    def phase(self) -> str:
+        """``membership.OPERATIONAL`` or ``membership.GATHER`` (the round's phase)."""
+        return self.membership.phase
 
     # ------------------------------------------------------------------ entry
     def handle(self, now_ms: int, event: Event) -> list[Command]:
@@ -143,9 +145,11 @@ class Node:
                 if name == TICK:
                     self._on_tick(out)
             case SessionOpened() | SessionClosed() | JoinRequested() | LeaveRequested():
-                requests.on_session_event(self, event, out)
+                requests.on_session_event(self.groups, self.pending, event, out)
             case MulticastRequested():
-                requests.on_multicast(self, event, out)
+                requests.on_multicast(
+                    self.groups, self.pending, self.cfg.max_message_bytes, event, out
+                )
             case Started():
                 self._start(out)
             case BacklogChanged(lagging=lagging):
@@ -160,8 +164,10 @@ class Node:
             return
         self.started = True
         self.groups.set_conf(regular_conf_id(self.view))
-        membership.note_install(
-            self, out, regular_conf_id(self.view), "regular", self.members, self.view.epoch
+        out.append(
+            _install_note(
+                self.me, regular_conf_id(self.view), "regular", self.members, self.view.epoch
+            )
         )
         out.append(SetTimer(name=TICK, at_ms=self.now + self.cfg.tick_ms))
 
@@ -177,23 +183,23 @@ class Node:
             # While gathering, the old view's state is frozen: what we acknowledge must never
             # exceed what our Flush reports, or peers would free messages the cleanup needs.
             case Data():
-                if frame.view == self.view and self.phase == membership.OPERATIONAL:
+                if frame.view == self.view and self.membership.phase == OPERATIONAL:
                     self.epoch.on_data(frame)
             case Ordered():
-                if frame.view == self.view and self.phase == membership.OPERATIONAL:
+                if frame.view == self.view and self.membership.phase == OPERATIONAL:
                     self.epoch.on_ordered(frame)
             case Status():
-                membership.on_status(self, frame, out)
+                self.membership.on_status(self.now, frame, out)
             case Nak():
                 self._on_nak(frame, out)
             case Propose():
-                membership.on_propose(self, frame, out)
+                self.membership.on_propose(self.now, frame, out)
             case Flush():
-                membership.on_flush(self, frame, out)
+                self.membership.on_flush(self.now, frame, out)
             case Install():
-                membership.on_install(self, frame, out)
+                self.membership.on_install(self.now, frame, out)
             case Leave():
-                membership.on_leave(self, frame, out)
+                self.membership.on_leave(self.now, frame, out)
             case _:
                 assert_never(frame)
 
@@ -210,7 +216,7 @@ class Node:
         if self.now - self.last_heartbeat >= self.cfg.heartbeat_ms:
             self.last_heartbeat = self.now
             out.append(SendFrame(targets=self.others, frame=self.status()))
-        if self.phase == membership.OPERATIONAL:
+        if self.membership.phase == OPERATIONAL:
             nak = self.epoch.missing()
             if nak is not None:
                 self.counters["naks"] += 1
@@ -220,16 +226,17 @@ class Node:
                 wanted.discard(self.name)
                 if wanted:
                     out.append(SendFrame(targets=tuple(sorted(wanted)), frame=nak))
-        membership.check_membership(self, out)
+        self.membership.check_membership(self.now, out)
 
     def status(self) -> Status:
         self.last_status = self.now
-        return self.epoch.status(self.max_epoch, membership.accepted_view(self))
+        ms = self.membership
+        return self.epoch.status(ms.max_epoch, ms.accepted_view())
 
     # ------------------------------------------------------------------- pump
     def _pump(self, out: list[Command]) -> None:
         """After every event: send what we may, order, deliver, free, acknowledge."""
-        if self.phase != membership.OPERATIONAL:
+        if self.membership.phase != OPERATIONAL:
             return
         epoch = self.epoch
         peers = self.member_peers
@@ -379,5 +386,65 @@ class Node:
                 joined.pop(msg.conn, None)
         return tuple((c, tuple(sorted(g))) for c, g in sorted(joined.items()) if g)
 
-    def reject(self, out: list[Command], conn: str, op: str, group: str | None, why: str) -> None:
-        out.append(RejectRequest(conn=conn, op=op, group=group, reason=why))
+    # ----------------------------------------------------------- view change
+    def install_view(self, install: Install, cleanup: Cleanup, out: list[Command]) -> None:
+        """Apply an install the round decided (``membership.Host``): deliver our old view's
+        ``cleanup`` (regular part, transitional configuration, transitional part), then
+        install the new regular view with a fresh epoch and the merged group table."""
+        self._deliver_cleanup(install, cleanup, out)
+        vs_of: dict[str, int] = {}
+        joined_in_trans: list[dict[str, set[str]]] = []
+        for index, c in enumerate(install.cleanups):
+            for member in c.trans_members:
+                vs_of[member] = index
+            joined_in_trans.append(joined_by(group_ops(c.transitional)))
+        table: dict[str, dict[str, str]] = {}
+        for daemon, conn, groups in install.groups:
+            for group in groups:
+                table.setdefault(group, {})[conn] = daemon
+        self.view = install.view
+        self.members = install.members
+        self.member_peers = tuple(token_name(m) for m in install.members if m != self.me)
+        held = self.epoch.held  # a lagging local client still lags in the new view
+        self.epoch = Epoch(self.view, self.members, self.me)
+        self.epoch.hold(held)
+        self.own_delivered_seq = 0
+        conf = regular_conf_id(self.view)
+        self.groups.set_conf(conf)
+        out.append(_install_note(self.me, conf, "regular", self.members, self.view.epoch))
+        out.extend(self.groups.install(table, vs_of, joined_in_trans))
+        self.installed_at = self.now
+
+    def _deliver_cleanup(self, install: Install, cleanup: Cleanup, out: list[Command]) -> None:
+        old_view = self.view
+        conf = regular_conf_id(old_view)
+        epoch = self.epoch
+        for gseq, sender, seq, msg in cleanup.regular:
+            if gseq > epoch.delivered:
+                epoch.delivered = gseq
+                self.deliver(sender, old_view, seq, msg, conf, out)
+        tconf = transitional_conf_id(install.view, old_view)
+        trans = cleanup.trans_members
+        out.append(_install_note(self.me, tconf, "transitional", trans, install.view.epoch))
+        self.groups.set_conf(tconf)
+        ops = group_ops(cleanup.transitional)
+        next_conf = regular_conf_id(install.view)
+        out.extend(self.groups.begin_transitional(set(trans), next_conf, ops))
+        for sender, seq, msg in cleanup.transitional:
+            self.deliver(sender, old_view, seq, msg, tconf, out)
+
+
+def group_ops(entries: Iterable[tuple[str, int, Msg]]) -> list[GroupOp]:
+    """The group operations among a cleanup's transitional entries, in delivery order."""
+    return [(m.kind, m.conn, m.groups) for _, _, m in entries if m.kind != Kind.DATA]
+
+
+def _install_note(me: str, conf: str, kind: str, members: tuple[str, ...], epoch: int) -> Note:
+    fields: dict[str, object] = {
+        "d": me,
+        "conf": conf,
+        "kind": kind,
+        "members": list(members),
+        "epoch": epoch,
+    }
+    return Note(event="install", fields=fields)

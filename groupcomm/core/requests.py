@@ -4,14 +4,16 @@ Every accepted request becomes a ``Msg`` in the node's pending queue; it is stam
 current view when flow control allows. Joins, leaves and disconnects travel in the same ordered
 stream as data, so every daemon sees them at the same point (SP-VIEW-ORDER, EVS-2.6). Anything
 invalid is rejected with a reason and changes nothing.
+
+The functions get the node's ``GroupTable`` and pending queue, never the ``Node`` itself.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from collections import deque
 
-from groupcomm.core.commands import Command
+from groupcomm.core.commands import Command, RejectRequest
 from groupcomm.core.events import (
     JoinRequested,
     LeaveRequested,
@@ -20,6 +22,7 @@ from groupcomm.core.events import (
     SessionOpened,
 )
 from groupcomm.core.frames import Msg, new_msg
+from groupcomm.core.groups import GroupTable
 from groupcomm.core.service import (
     MAX_GROUPS_PER_MESSAGE,
     SELF_DISCARD,
@@ -29,47 +32,45 @@ from groupcomm.core.service import (
     validate_group_name,
 )
 
-if TYPE_CHECKING:
-    from groupcomm.core.node import Node
-
 VALID_SERVICES = frozenset(int(s) for s in Service)
 DATA = int(Kind.DATA)  # a plain int: decoded frames carry ints, and comparing them is cheaper
 
 
 def on_session_event(
-    node: Node,
+    groups: GroupTable,
+    pending: deque[Msg],
     event: SessionOpened | SessionClosed | JoinRequested | LeaveRequested,
     out: list[Command],
 ) -> None:
     match event:
         case SessionOpened(conn=conn):
-            if not is_private_name(conn) or validate_group_name(conn) or conn in node.groups.local:
-                node.reject(out, conn, "session", None, "connection name in use or malformed")
+            if not is_private_name(conn) or validate_group_name(conn) or conn in groups.local:
+                _reject(out, conn, "session", None, "connection name in use or malformed")
                 return
-            node.groups.open_local(conn)
+            groups.open_local(conn)
         case SessionClosed(conn=conn):
-            if conn not in node.groups.local:
+            if conn not in groups.local:
                 return
-            node.groups.close_local(conn)  # nothing more is delivered to it from now on
-            node.pending.append(_op(Kind.DISCONNECT, conn, ()))
+            groups.close_local(conn)  # nothing more is delivered to it from now on
+            pending.append(_op(Kind.DISCONNECT, conn, ()))
         case JoinRequested(conn=conn, group=group):
-            why = _check_group_op(node, conn, group)
+            why = _check_group_op(groups, conn, group)
             if why:
-                node.reject(out, conn, "join", group, why)
+                _reject(out, conn, "join", group, why)
                 return
-            if node.groups.request(conn, group, join=True):  # a member's join is a no-op
-                node.pending.append(_op(Kind.JOIN, conn, (group,)))
+            if groups.request(conn, group, join=True):  # a member's join is a no-op
+                pending.append(_op(Kind.JOIN, conn, (group,)))
         case LeaveRequested(conn=conn, group=group):
-            why = _check_group_op(node, conn, group)
+            why = _check_group_op(groups, conn, group)
             if why:
-                node.reject(out, conn, "leave", group, why)
+                _reject(out, conn, "leave", group, why)
                 return
-            if node.groups.request(conn, group, join=False):  # so is a non-member's leave
-                node.pending.append(_op(Kind.LEAVE, conn, (group,)))
+            if groups.request(conn, group, join=False):  # so is a non-member's leave
+                pending.append(_op(Kind.LEAVE, conn, (group,)))
 
 
-def _check_group_op(node: Node, conn: str, group: str) -> str:
-    if conn not in node.groups.local:
+def _check_group_op(groups: GroupTable, conn: str, group: str) -> str:
+    if conn not in groups.local:
         return "no such session"
     return group_op_problem(group)
 
@@ -81,24 +82,30 @@ def group_op_problem(group: str) -> str:
     return validate_group_name(group) or ""
 
 
-def on_multicast(node: Node, event: MulticastRequested, out: list[Command]) -> None:
-    why = _check_multicast(node, event)
+def on_multicast(
+    groups: GroupTable,
+    pending: deque[Msg],
+    max_message_bytes: int,
+    event: MulticastRequested,
+    out: list[Command],
+) -> None:
+    why = _check_multicast(groups, max_message_bytes, event)
     if why:
-        node.reject(out, event.conn, "multicast", None, why)
+        _reject(out, event.conn, "multicast", None, why)
         return
-    conn, groups, service, msg_type, payload = event
-    node.pending.append(new_msg(DATA, conn, service, groups, msg_type, payload))
+    conn, dests, service, msg_type, payload = event
+    pending.append(new_msg(DATA, conn, service, dests, msg_type, payload))
 
 
-def _check_multicast(node: Node, event: MulticastRequested) -> str:
-    if event.conn not in node.groups.local:
+def _check_multicast(groups: GroupTable, max_message_bytes: int, event: MulticastRequested) -> str:
+    if event.conn not in groups.local:
         return "no such session"
     return multicast_problem(
         event.groups,
         event.service,
         event.msg_type,
         len(event.payload),
-        node.cfg.max_message_bytes,
+        max_message_bytes,
     )
 
 
@@ -141,3 +148,7 @@ def _op(kind: Kind, conn: str, groups: tuple[str, ...]) -> Msg:
     return Msg(
         kind=kind, conn=conn, service=int(Service.AGREED), groups=groups, msg_type=0, payload=b""
     )
+
+
+def _reject(out: list[Command], conn: str, op: str, group: str | None, why: str) -> None:
+    out.append(RejectRequest(conn=conn, op=op, group=group, reason=why))
