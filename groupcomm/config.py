@@ -20,6 +20,7 @@ from typing import Any
 
 from groupcomm.core.config import CoreConfig
 from groupcomm.core.ids import MAX_NAME_LEN
+from groupcomm.wire.stream import parse_endpoint
 
 DEFAULT_NAME = "d1"
 DEFAULT_CLIENT_ENDPOINTS = ("ipc:///tmp/groupcomm-4803.sock", "tcp://127.0.0.1:4803")
@@ -29,8 +30,7 @@ DEFAULT_CONTROL_PORT = 4811
 DEFAULT_SLOW_CONSUMER_BYTES = 8 << 20
 DEFAULT_SESSION_SEND_WINDOW = 1 << 20
 DEFAULT_SESSION_IDLE_MS = 60_000
-ENDPOINT_SCHEMES = ("tcp://", "ipc://", "inproc://")
-TRANSPORTS = ("tcp", "epgm")
+TRANSPORTS = ("tcp", "zmq", "epgm")
 DEFAULT_EPGM_GROUP = "239.192.74.1"
 DEFAULT_EPGM_PORT = 7400
 # libzmq's defaults (ZMQ_RATE 100 kbit/s, ZMQ_RECOVERY_IVL 10 s) would cap the whole cluster at
@@ -121,7 +121,7 @@ class DaemonConfig:
     slow_consumer_bytes: int = DEFAULT_SLOW_CONSUMER_BYTES
     session_send_window: int = DEFAULT_SESSION_SEND_WINDOW
     session_idle_ms: int = DEFAULT_SESSION_IDLE_MS
-    transport: str = "tcp"  # the data plane: "tcp" (PUB/SUB mesh) or "epgm" (multicast)
+    transport: str = "tcp"  # the data plane: "tcp" (plain TCP links), "zmq" or "epgm"
     epgm: EpgmConfig = field(default_factory=EpgmConfig)
     peers: tuple[PeerConfig, ...] = (PeerConfig(name=DEFAULT_NAME),)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
@@ -335,11 +335,10 @@ class _Validator:
         if not isinstance(value, list) or not all(isinstance(e, str) for e in value):
             raise self.fail(f"[daemon] client_endpoints must be a list of strings, got {value!r}")
         for e in value:
-            if not e.startswith(ENDPOINT_SCHEMES):
-                raise self.fail(
-                    f"[daemon] client_endpoints: {e!r} must start with "
-                    + ", ".join(ENDPOINT_SCHEMES)
-                )
+            try:
+                parse_endpoint(e)
+            except ValueError as exc:
+                raise self.fail(f"[daemon] client_endpoints: {exc}") from None
         return tuple(value)
 
     def peers(self, raw: Mapping[str, Any], me: str) -> tuple[PeerConfig, ...]:

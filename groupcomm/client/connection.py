@@ -24,11 +24,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
 
 import msgpack
-import zmq
-import zmq.asyncio
 
 from groupcomm.client.events import (
     Event,
@@ -38,6 +35,7 @@ from groupcomm.client.events import (
     SelfLeave,
     TransitionalView,
 )
+from groupcomm.client.link import Link, open_link
 from groupcomm.core.service import SELF_DISCARD, Service
 from groupcomm.wire.client import (
     AdminReply,
@@ -136,7 +134,7 @@ class Connection:
         self._unreported = 0
         self._reported_at = 0.0
         self._reqs = itertools.count(1)
-        self._sock: zmq.asyncio.Socket | None = None
+        self._link: Link | None = None
         # Delivered events in order, as the batches they arrived in, each with its payload
         # bytes: a ``msgs`` reply of hundreds of messages is one list, built in C, and
         # ``receive_many`` usually hands out whole lists, so no Python code runs per message
@@ -146,7 +144,8 @@ class Connection:
         self._batches: deque[tuple[list[Event], int]] = deque()
         self._offset = 0
         self._arrived = asyncio.Event()
-        self._window = asyncio.Condition()
+        self._window_moved = asyncio.Event()  # in-flight bytes fell or the session ended
+        self._opening: asyncio.Future[Reply] | None = None  # the answer to ``hello``
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._closed: ConnectionClosed | None = None
@@ -173,53 +172,57 @@ class Connection:
     async def open(self) -> Connection:
         """Say hello and wait for ``welcome``. Raises ``DaemonUnavailable`` or
         ``SessionRefused``."""
-        sock = zmq.asyncio.Context.instance().socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 500)
-        sock.connect(self.endpoint)
-        self._sock = sock
+        loop = asyncio.get_running_loop()
+        self._opening = loop.create_future()
         try:
-            await self._send(Hello(self.name, self.membership))
-            while True:
-                try:
-                    data = await asyncio.wait_for(sock.recv(), self.timeout)
-                except TimeoutError:
-                    raise DaemonUnavailable(f"no answer from {self.endpoint}") from None
-                reply = decode_reply(data)
-                match reply:
-                    case Welcome(private_name=pn, daemon=daemon, send_window=window):
-                        self._private_name, self._daemon = pn, daemon
-                        self._send_window = window
-                        break
-                    case RejectMsg(reason=reason):
-                        raise SessionRefused(reason)
-                    case ErrorMsg(code=code, text=text):
-                        raise SessionRefused(f"{code}: {text}")
-                    case _:
-                        continue  # stale traffic: ignore
+            self._link = await asyncio.wait_for(
+                open_link(self.endpoint, self._on_record, self._on_lost), self.timeout
+            )
+        except (OSError, TimeoutError) as exc:
+            self._closed = ConnectionClosed("not open")
+            raise DaemonUnavailable(f"no daemon at {self.endpoint}: {exc}") from None
+        try:
+            self._send(Hello(self.name, self.membership))
+            try:
+                reply = await asyncio.wait_for(asyncio.shield(self._opening), self.timeout)
+            except TimeoutError:
+                raise DaemonUnavailable(f"no answer from {self.endpoint}") from None
+            except ConnectionClosed as exc:
+                raise DaemonUnavailable(f"{self.endpoint}: {exc.reason}") from None
+            match reply:
+                case Welcome(private_name=pn, daemon=daemon, send_window=window):
+                    self._private_name, self._daemon = pn, daemon
+                    self._send_window = window
+                case RejectMsg(reason=reason):
+                    raise SessionRefused(reason)
+                case ErrorMsg(code=code, text=text):
+                    raise SessionRefused(f"{code}: {text}")
         except BaseException:
-            sock.close(0)
-            self._sock = None
+            self._link.abort()
+            self._link = None
             self._closed = ConnectionClosed("not open")
             raise
-        self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._pinger())]
+        finally:
+            self._opening = None
+        self._tasks = [asyncio.create_task(self._pinger())]
         return self
 
     async def close(self) -> None:
         """Say ``bye`` (the groups see a DISCONNECT view) and release the socket."""
-        if self._sock is None:
+        if self._link is None:
             return
         if self._closed is None:
             self._local_close = True
-            with contextlib.suppress(zmq.ZMQError):
-                await self._send(Bye())
+            with contextlib.suppress(ConnectionError):
+                self._send(Bye())
             self._end(ConnectionClosed("closed by the application"))
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._sock.close(200)
-        self._sock = None
+        self._link.close()
+        self._link = None
 
     async def __aenter__(self) -> Connection:
         return await self.open()
@@ -239,13 +242,13 @@ class Connection:
         into a view change); a refusal arrives as ``Rejected``. Joining a group this connection
         is already in (or joining) changes nothing."""
         req = next(self._reqs)
-        await self._send(JoinReq(req, group))
+        self._send(JoinReq(req, group))
         return req
 
     async def leave(self, group: str) -> int:
         """Ask to leave ``group``; a ``SelfLeave`` event confirms it."""
         req = next(self._reqs)
-        await self._send(LeaveReq(req, group))
+        self._send(LeaveReq(req, group))
         return req
 
     async def multicast(
@@ -264,7 +267,7 @@ class Connection:
         await self._reserve(len(payload))
         svc = int(service) | (SELF_DISCARD if self_discard else 0)
         req = next(self._reqs)
-        await self._send(McastReq(req, targets, svc, msg_type, payload))
+        self._send(McastReq(req, targets, svc, msg_type, payload))
         return req
 
     async def multicast_obj(
@@ -309,7 +312,7 @@ class Connection:
             first = next(self._reqs)
             for _ in range(len(chunk) - 1):
                 next(self._reqs)
-            await self._send(McastBatchReq(first, targets, svc, msg_type, tuple(chunk)))
+            self._send(McastBatchReq(first, targets, svc, msg_type, tuple(chunk)))
             reqs.extend(range(first, first + len(chunk)))
             start += len(chunk)
         return reqs
@@ -318,10 +321,9 @@ class Connection:
         """Wait until the daemon accepted every multicast sent so far (nothing in flight)."""
 
         async def settled() -> None:
-            async with self._window:
-                await self._window.wait_for(
-                    lambda: self._in_flight == 0 or self._closed is not None
-                )
+            while self._in_flight != 0 and self._closed is None:
+                self._window_moved.clear()
+                await self._window_moved.wait()
 
         await asyncio.wait_for(settled(), timeout)
 
@@ -418,43 +420,47 @@ class Connection:
     def _check_open(self) -> None:
         if self._closed is not None:
             raise self._closed
-        if self._sock is None:
+        if self._link is None:
             raise ConnectionClosed("not open")
 
     async def _reserve(self, size: int) -> None:
         """Wait until ``size`` more payload bytes fit the send window (or nothing is in
         flight: an oversized message goes alone and the daemon refuses it by name)."""
-        async with self._window:
-            await self._window.wait_for(
-                lambda: (
-                    self._closed is not None
-                    or self._in_flight == 0
-                    or self._in_flight + size <= self._send_window
-                )
-            )
-            self._check_open()
-            self._in_flight += size
+        while not (
+            self._closed is not None
+            or self._in_flight == 0
+            or self._in_flight + size <= self._send_window
+        ):
+            self._window_moved.clear()
+            await self._window_moved.wait()
+        self._check_open()
+        self._in_flight += size
 
-    async def _send(self, request: Request) -> None:
-        if self._sock is None:
+    def _send(self, request: Request) -> None:
+        if self._closed is not None and not isinstance(request, Bye):
+            raise self._closed
+        if self._link is None:
             raise ConnectionClosed("not open")
-        await self._sock.send(encode(request))
+        try:
+            self._link.send(encode(request))
+        except ConnectionError as exc:
+            raise ConnectionClosed(f"daemon connection lost: {exc}") from None
 
     async def _call(self, request: StatusReq | AdminReq) -> Reply:
         self._check_open()
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[request.req] = future
         try:
-            await self._send(request)
+            self._send(request)
             return await asyncio.wait_for(future, self.timeout)
         finally:
             self._pending.pop(request.req, None)
 
     async def _report_consumed(self) -> None:
-        if self._unreported and self._closed is None and self._sock is not None:
+        if self._unreported and self._closed is None and self._link is not None:
             n, self._unreported = self._unreported, 0
             self._reported_at = time.monotonic()
-            await self._send(Consumed(n))
+            self._send(Consumed(n))
 
     async def _pinger(self) -> None:
         """Keepalive: the daemon closes sessions it has not heard from for a while."""
@@ -463,21 +469,31 @@ class Connection:
             if self._closed is not None:
                 return
             n, self._unreported = self._unreported, 0
-            await self._send(Consumed(n))
+            self._send(Consumed(n))
 
-    async def _reader(self) -> None:
-        assert self._sock is not None
-        sock = self._sock
-        while self._closed is None:
-            data = await sock.recv()
-            try:
-                reply = decode_reply(data)
-            except ClientWireError as e:
-                self.errors.append(f"undecodable reply: {e}")
-                continue
-            await self._on_reply(reply)
+    def _on_record(self, data: bytes) -> None:
+        """One record from the daemon (called from asyncio's read callback)."""
+        try:
+            reply = decode_reply(data)
+        except ClientWireError as e:
+            self.errors.append(f"undecodable reply: {e}")
+            return
+        opening = self._opening
+        if opening is not None and not opening.done():
+            if isinstance(reply, Welcome | RejectMsg | ErrorMsg):
+                opening.set_result(reply)
+            return  # nothing else is meaningful before the session is open
+        self._on_reply(reply)
 
-    async def _on_reply(self, reply: Reply) -> None:
+    def _on_lost(self, reason: str) -> None:
+        """The stream ended: the daemon closed it or is gone (``kill -9`` included)."""
+        opening = self._opening
+        if opening is not None and not opening.done():
+            opening.set_exception(ConnectionClosed(reason))
+        if not self._local_close:
+            self._end(ConnectionClosed(reason))
+
+    def _on_reply(self, reply: Reply) -> None:
         match reply:
             case Msgs(msgs=msgs) if msgs:  # an empty batch would hand out no event at all
                 batch: list[Event] = list(map(_as_message, msgs))  # one copy per message, in C
@@ -495,9 +511,8 @@ class Connection:
             case ViewMsg(group=group):
                 self._push(SelfLeave(group))
             case CreditGrant(nbytes=n):
-                async with self._window:
-                    self._in_flight = max(0, self._in_flight - n)
-                    self._window.notify_all()
+                self._in_flight = max(0, self._in_flight - n)
+                self._window_moved.set()
             case RejectMsg(req=req, op=op, group=group, reason=reason):
                 self._push(Rejected(req, op, group, reason))
             case StatusReply(req=req) | AdminReply(req=req):
@@ -507,9 +522,9 @@ class Connection:
             case ErrorMsg(code=code, text=text):
                 self.errors.append(f"{code}: {text}")
                 if code == "fatal":
-                    await self._end_locked(ConnectionClosed(f"fatal: {text}"))
+                    self._end(ConnectionClosed(f"fatal: {text}"))
             case Closed(reason=reason):
-                await self._end_locked(ConnectionClosed(reason))
+                self._end(ConnectionClosed(reason))
             case Welcome():
                 pass
 
@@ -518,16 +533,12 @@ class Connection:
         self._batches.append(([event], 0))
         self._arrived.set()
 
-    async def _end_locked(self, closed: ConnectionClosed) -> None:
-        self._end(closed)
-        async with self._window:
-            self._window.notify_all()
-
     def _end(self, closed: ConnectionClosed) -> None:
         if self._closed is not None:
             return
         self._closed = closed  # after the batches still queued (see receive_many)
         self._arrived.set()
+        self._window_moved.set()
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(closed)
@@ -549,18 +560,28 @@ def connect(
 
 async def query_status(endpoint: str | None = None, timeout: float = 2.0) -> dict[str, object]:
     """Ask a daemon for its status without opening a session."""
-    sock: Any = zmq.asyncio.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(endpoint or default_endpoint())
-    try:
-        await sock.send(encode(StatusReq(1)))
-        while True:
-            try:
-                data = await asyncio.wait_for(sock.recv(), timeout)
-            except TimeoutError:
-                raise DaemonUnavailable(f"no answer from {endpoint}") from None
+    endpoint = endpoint or default_endpoint()
+    answer: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
+
+    def on_record(data: bytes) -> None:
+        with contextlib.suppress(ClientWireError):
             reply = decode_reply(data)
-            if isinstance(reply, StatusReply):
-                return dict(reply.info)
+            if isinstance(reply, StatusReply) and not answer.done():
+                answer.set_result(dict(reply.info))
+
+    def on_lost(reason: str) -> None:
+        if not answer.done():
+            answer.set_exception(DaemonUnavailable(f"{endpoint}: {reason}"))
+
+    try:
+        link = await asyncio.wait_for(open_link(endpoint, on_record, on_lost), timeout)
+    except (OSError, TimeoutError) as exc:
+        raise DaemonUnavailable(f"no daemon at {endpoint}: {exc}") from None
+    try:
+        link.send(encode(StatusReq(1)))
+        try:
+            return await asyncio.wait_for(asyncio.shield(answer), timeout)
+        except TimeoutError:
+            raise DaemonUnavailable(f"no answer from {endpoint}") from None
     finally:
-        sock.close(0)
+        link.abort()

@@ -1,18 +1,19 @@
-"""The driver: the asyncio loop that runs one ``Node`` over a ``DataPlane`` and a ``FrontEnd``.
+"""The driver: the loop that runs one ``Node`` over a ``DataPlane`` and a ``FrontEnd``.
 
-One turn: find the readable sockets (``zmq.Poller.poll(0)``), drain up to ``batch`` ready frames
-and client requests without blocking, add ``TimerFired("tick")`` when due, call
-``node.handle_batch`` once, execute the commands in order, flush the front-end and the trace.
+One turn: take the frames and client requests that were ready at the last wait (the transport
+and the front-end read their own descriptors from the shared ``Readiness`` set, a bounded amount
+each), add ``TimerFired("tick")`` when due, call ``node.handle_batch`` once, execute the
+commands in order, then flush: one write per peer and per client with everything the turn
+produced (``docs/performance.md`` "Transports"), and the trace.
 
 Two ways to sleep when nothing is ready, with the same turns:
 
-- ``run_blocking`` (the daemon process): ``zmq.Poller.poll(timeout)`` until a socket is readable
-  or the timer is due. Every socket of the daemon is a ZeroMQ socket, so the process needs no
-  event loop; at 1,000 msg/s a wake-up through asyncio (selector, callback, future, task step)
-  cost about a tenth of the daemon's CPU (docs/performance.md "Profiles").
-- ``run`` (asyncio, for several drivers in one process, as some tests do): sleeps on the
-  sockets' file descriptors (``loop.add_reader`` on ``zmq.FD``). The poll right before sleeping
-  is the last ZeroMQ call, which is what the edge-triggered ``zmq.FD`` requires.
+- ``run_blocking`` (the daemon process): ``epoll_wait`` until a descriptor is ready or the timer
+  is due. One thread, no event loop: a wake-up through asyncio (selector, callback, future, task
+  step) cost about a tenth of the daemon's CPU at 1,000 msg/s (docs/performance.md
+  "Profiles").
+- ``run`` (asyncio, for several drivers in one process, as some tests do): sleeps on the epoll
+  descriptor itself (``loop.add_reader``), which is readable when any watched socket is.
 
 Time for the core is ``time.monotonic`` in milliseconds; the trace uses wall-clock time.
 ``stop()`` (SIGTERM/SIGINT) feeds ``ShutdownRequested``: peers get a ``Leave`` and react at once;
@@ -28,7 +29,6 @@ import time
 from typing import Any
 
 import structlog
-import zmq
 
 from groupcomm.config import DaemonConfig, core_config
 from groupcomm.core.commands import (
@@ -52,9 +52,11 @@ from groupcomm.core.events import (
     TimerFired,
 )
 from groupcomm.core.node import TICK, Node
+from groupcomm.daemon.dataplanes import make_transport
 from groupcomm.daemon.frontend_api import FrontEnd
+from groupcomm.daemon.readiness import Readiness
 from groupcomm.daemon.trace import TraceWriter
-from groupcomm.daemon.transport import DataPlane, ZmqTransport
+from groupcomm.daemon.transport import DataPlane
 
 ROUND_NOTES = frozenset(
     (
@@ -95,7 +97,7 @@ class Driver:
         self.core = core_config(config, incarnation=incarnation, trace_messages=tracing)
         self.node = Node(self.core, random.Random())
         self.token = self.node.me
-        self.transport: DataPlane = transport if transport is not None else ZmqTransport(config)
+        self.transport: DataPlane = transport if transport is not None else make_transport(config)
         self.frontend = frontend
         self.trace = trace
         if self.trace is None and config.trace:
@@ -118,13 +120,12 @@ class Driver:
         self._stop_requested = False
         self._stopped = False
         self._waiter: asyncio.Future[None] | None = None
-        self._poller = zmq.Poller()
-        self._transport_socks = self.transport.sockets()
-        self._frontend_socks = frontend.sockets() if frontend is not None else []
-        for s in (*self._transport_socks, *self._frontend_socks):
-            self._poller.register(s, zmq.POLLIN)
+        self.readiness = Readiness()
+        self.transport.attach(self.readiness)
         if frontend is not None:
+            frontend.attach(self.readiness)
             frontend.status_provider(self)
+        self._busy = False  # the last turn did work: look again before sleeping
 
     # ---------------------------------------------------------------------------- public
     def stop(self) -> None:
@@ -168,14 +169,12 @@ class Driver:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, lambda _sig, _frame: self.stop())
         self._log_started()
-        poll = self._poller.poll
+        wait = self.readiness.wait
         try:
             self._turn([Started()])
             while not self._stopped:
-                if not self._step():
-                    timeout = self._sleep_ms()
-                    if timeout > 0:
-                        poll(timeout)
+                wait(0 if self._busy else self._sleep_ms())
+                self._busy = self._step()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -186,12 +185,8 @@ class Driver:
     async def run(self, *, install_signal_handlers: bool = True) -> int:
         """Run until stopped inside an asyncio loop (several drivers may share it)."""
         loop = asyncio.get_running_loop()
-        fds: list[int] = []
-        for s in (*self._transport_socks, *self._frontend_socks):
-            fd = s.getsockopt(zmq.FD)
-            assert isinstance(fd, int)
-            loop.add_reader(fd, self._wake)
-            fds.append(fd)
+        fds = [self.readiness.fileno()]
+        loop.add_reader(fds[0], self._wake)
         signals: list[signal.Signals] = []
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -204,6 +199,7 @@ class Driver:
         try:
             self._turn([Started()])
             while not self._stopped:
+                self.readiness.wait(0)
                 if not self._step():
                     await self._sleep(loop)
         finally:
@@ -233,18 +229,20 @@ class Driver:
         self.transport.close(linger)
         if self.frontend is not None:
             self.frontend.close()
+        self.readiness.close()
         if self.trace is not None:
             self.trace.close()
 
     # ---------------------------------------------------------------------------- the loop
     def _step(self) -> bool:
-        """One turn if anything is ready; False when the caller should sleep."""
-        ready = dict(self._poller.poll(0))
+        """One turn with what the last ``Readiness.wait`` found; False when the caller may
+        sleep."""
+        ready = bool(self.readiness.ready) or bool(self.readiness.zmq_ready())
         events: list[Event] = []
-        if any(s in ready for s in self._transport_socks):
+        if ready:
             events.extend(FrameReceived(frame=f) for f in self.transport.receive(self.batch))
         if self.frontend is not None:
-            if any(s in ready for s in self._frontend_socks):
+            if ready or self.frontend.pending():
                 client = self.frontend.take_events(monotonic_ms(), self.batch)
                 self.counters["client_events"] += len(client)
                 events.extend(client)
@@ -265,7 +263,10 @@ class Driver:
             self._stop_requested = False
             events.append(ShutdownRequested())
         if not events:
-            return bool(ready)
+            self.transport.flush()  # a link that became writable, a connect that completed
+            if self.frontend is not None:
+                self.frontend.flush()
+            return ready
         self._turn(events, now)
         self._time_turn(now, len(events))
         return True
@@ -322,6 +323,7 @@ class Driver:
                 self._note(cmd)
                 if trace is not None:
                     trace.command(cmd)
+        self.transport.flush()
         if frontend is not None:
             frontend.flush()
         if trace is not None:
@@ -362,7 +364,7 @@ class Driver:
     def _sleep_ms(self) -> int:
         """How long the loop may sleep: until the tick is due (1 s before the first one), 0 when
         a stop is pending."""
-        if self._stop_requested:
+        if self._stop_requested or (self.frontend is not None and self.frontend.pending()):
             return 0
         due = self.timers.get(TICK)
         return 1000 if due is None else max(0, due - monotonic_ms())

@@ -66,7 +66,7 @@ class Fanout(Protocol):
 def make_fanout(config: DaemonConfig, ctx: zmq.Context[Any]) -> Fanout:
     if config.transport == "epgm":
         return EpgmFanout(config.epgm, ctx)
-    return TcpFanout(config, ctx)
+    return TcpFanout(config, ctx)  # transport = "zmq"
 
 
 def link_timeout_ms(config: DaemonConfig) -> int:

@@ -1,33 +1,28 @@
-"""``NativeFrontEnd``: the groupcomm native client protocol (``protocol/client.md``) over a
-ZeroMQ ``ROUTER`` socket, on top of the format-independent ``SessionLayer``.
+"""``NativeFrontEnd``: the groupcomm native client protocol (``protocol/client.md``) over plain
+stream sockets (``clientlinks.ClientLinks``: a Unix socket and TCP), on top of the
+format-independent ``SessionLayer``.
 
-It maps ROUTER identities to sessions, decodes requests with ``groupcomm.wire.client`` (a
-malformed message gets an ``error`` reply and is counted; it never stops the daemon), batches
-each client's consecutive deliveries of one driver turn into one ``msgs`` message, forwards
-``admin`` requests to the driver and answers ``status`` from the provider (the driver).
+It maps links to sessions, decodes requests with ``groupcomm.wire.client`` (a malformed message
+gets an ``error`` reply and is counted; it never stops the daemon), batches each client's
+consecutive deliveries of one driver turn into one ``msgs`` message, forwards ``admin`` requests
+to the driver and answers ``status`` from the provider (the driver). A link that ends closes
+its session at once (the groups see a DISCONNECT view).
 
-Besides the ROUTER, ``sockets()`` returns the read end of an internal ``inproc`` pair: the
-front-end pokes it when the session layer has core events to hand in outside a request (a slow
-consumer or an idle session closed while executing or flushing), so a driver that calls
-``take_events`` only for readable sockets still feeds them to the core promptly.
+``pending()`` tells the driver that the session layer has core events to hand in outside a
+request (a slow consumer or an idle session closed while executing or flushing), so they reach
+the core on the next turn even when no client socket is readable.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import os
-import socket as stdsocket
-import stat
 import time
 from collections.abc import Callable
-from typing import Any
-
-import zmq
 
 from groupcomm.core.commands import DeliverMembership, DeliverMessage
 from groupcomm.core.events import Event
+from groupcomm.daemon.clientlinks import ClientLinks
 from groupcomm.daemon.frontend_api import SessionCommand
+from groupcomm.daemon.readiness import Readiness
 from groupcomm.daemon.sessions import (
     LAGGING_MS,
     Ended,
@@ -38,7 +33,6 @@ from groupcomm.daemon.sessions import (
     Refused,
     SessionLayer,
 )
-from groupcomm.daemon.zmqrecv import recv_parts
 from groupcomm.wire.client import (
     AdminReply,
     AdminReq,
@@ -68,35 +62,10 @@ from groupcomm.wire.client import (
 )
 
 ADMIN_COMMANDS = frozenset({"partition", "heal"})
-_instances = itertools.count(1)
 
 
 def _monotonic_ms() -> int:
     return time.monotonic_ns() // 1_000_000
-
-
-def ipc_path(endpoint: str) -> str | None:
-    return endpoint[len("ipc://") :] if endpoint.startswith("ipc://") else None
-
-
-def remove_stale_ipc(path: str) -> None:
-    """Remove a leftover unix socket file; refuse if a live process still listens on it."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise RuntimeError(f"{path} exists and is not a socket")
-    probe = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
-    try:
-        probe.settimeout(0.5)
-        probe.connect(path)
-    except OSError:
-        os.unlink(path)  # nobody listens: stale
-        return
-    finally:
-        probe.close()
-    raise RuntimeError(f"{path} is in use by another daemon")
 
 
 def _plain(value: object, depth: int = 0) -> object:
@@ -132,7 +101,6 @@ class NativeFrontEnd:
         lagging_ms: int = LAGGING_MS,
         max_message_bytes: int = 1 << 20,
         allow_admin: bool = False,
-        context: zmq.Context[Any] | None = None,
         clock: Callable[[], int] = _monotonic_ms,
     ) -> None:
         self.daemon_name = daemon_name
@@ -150,65 +118,47 @@ class NativeFrontEnd:
         )
         self.counters: dict[str, int] = {"requests": 0, "malformed": 0, "send_failed": 0}
         self._clock = clock
-        self._ctx: zmq.Context[Any] = context or zmq.Context.instance()
-        self._by_identity: dict[bytes, str] = {}
-        self._by_conn: dict[str, bytes] = {}
+        self._by_link: dict[int, str] = {}
+        self._by_conn: dict[str, int] = {}
         self._admin: list[tuple[str, list[str]]] = []
-        self._direct: list[tuple[bytes, Reply]] = []  # replies to identities without a session
+        self._direct: list[tuple[int, Reply]] = []  # replies to links without a session
         self._provider: object = None
         self._last_expire = clock()
-        self._ipc_paths: list[str] = []
         self.endpoints = list(endpoints)
-
-        self.router: zmq.Socket[bytes] = self._ctx.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.LINGER, 0)
-        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unknown peer / full queue -> error
-        self.router.setsockopt(zmq.SNDHWM, 100_000)
-        self.router.setsockopt(zmq.RCVHWM, 100_000)
-        try:
-            for endpoint in endpoints:
-                path = ipc_path(endpoint)
-                if path is not None:
-                    remove_stale_ipc(path)
-                self.router.bind(endpoint)
-                if path is not None:
-                    self._ipc_paths.append(path)
-        except Exception:
-            self.router.close(0)
-            raise
-        wake_addr = f"inproc://groupcomm-frontend-{os.getpid()}-{next(_instances)}"
-        self._wake_r: zmq.Socket[bytes] = self._ctx.socket(zmq.PAIR)
-        self._wake_r.bind(wake_addr)
-        self._wake_w: zmq.Socket[bytes] = self._ctx.socket(zmq.PAIR)
-        self._wake_w.connect(wake_addr)
-        self._woken = False
+        # A client that stops reading is closed by the session layer long before its link
+        # holds this much; the margin covers replies and one turn's deliveries.
+        self.links = ClientLinks(
+            endpoints,
+            max_record=HARD_MAX_PAYLOAD + 64 * 1024,
+            out_limit=2 * slow_consumer_bytes + (4 << 20),
+        )
 
     # --------------------------------------------------------------- FrontEnd
-    def sockets(self) -> list[zmq.Socket[bytes]]:
-        return [self.router, self._wake_r]
+    def attach(self, readiness: Readiness) -> None:
+        self.links.attach(readiness)
+
+    def pending(self) -> bool:
+        return self.layer.has_events()
 
     def take_events(self, now_ms: int, limit: int) -> list[Event]:
-        self._drain_wake()
         now = self._clock()
-        # ``limit`` bounds the core events of one turn, not the requests: one ``mcastb`` holds
-        # up to thousands of multicasts, and a turn that long delays heartbeats (L2).
         layer = self.layer
-        for _ in range(max(0, limit)):
-            if layer.event_count() >= limit:
-                break
-            try:
-                frames = recv_parts(self.router)
-            except zmq.Again:
-                break
-            self._on_message(frames, now)
+        # ``limit`` bounds the records read per turn; one ``mcastb`` holds up to thousands of
+        # multicasts, and the session layer hands the core what the records make.
+        for link_id, data in self.links.receive(limit):
+            self._on_message(link_id, data, now)
+        for link_id in self.links.take_closed():
+            conn = self._by_link.pop(link_id, None)
+            if conn is not None:
+                self._by_conn.pop(conn, None)
+                if conn in layer.sessions:
+                    layer.close(conn, "disconnected", notify=False)
         layer.release_parked()  # a consumed report may have ended a local consumer's lag
         self._send_direct()
         return layer.take_events()
 
     def execute(self, command: SessionCommand) -> None:
         self.layer.apply(command)
-        if self.layer.has_events():
-            self._wake()  # e.g. a slow consumer closed: SessionClosed must reach the core
 
     def flush(self) -> None:
         now = self._clock()
@@ -220,11 +170,10 @@ class NativeFrontEnd:
         for notice in self.layer.take_notices():
             per_conn.setdefault(notice.conn, []).append(notice)
         for conn, notices in per_conn.items():
-            identity = self._by_conn.get(conn)
-            if identity is not None:
-                self._send_notices(conn, identity, notices)
-        if self.layer.has_events():
-            self._wake()
+            link_id = self._by_conn.get(conn)
+            if link_id is not None:
+                self._send_notices(conn, link_id, notices)
+        self.links.flush()
 
     def lagging(self) -> bool:
         return self.layer.lagging()
@@ -237,29 +186,21 @@ class NativeFrontEnd:
         self._provider = provider
 
     def close(self) -> None:
-        for sock in (self.router, self._wake_r, self._wake_w):
-            sock.close(0)
-        for path in self._ipc_paths:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+        self.links.close()
 
     # ------------------------------------------------------------------ input
-    def _on_message(self, frames: list[bytes], now: int) -> None:
+    def _on_message(self, identity: int, data: bytes, now: int) -> None:
         self.counters["requests"] += 1
-        identity = frames[0]
-        if len(frames) != 2:
-            self._malformed(identity, f"expected one message part, got {len(frames) - 1}")
-            return
         try:
             # Decode up to a hard ceiling, not the message limit: an oversized multicast must
             # reach the session layer, which refuses it by name and gives its window back.
             request = _decode_request(
-                frames[1], max_size=HARD_MAX_PAYLOAD + 64 * 1024, max_payload=HARD_MAX_PAYLOAD
+                data, max_size=HARD_MAX_PAYLOAD + 64 * 1024, max_payload=HARD_MAX_PAYLOAD
             )
         except ClientWireError as e:
             self._malformed(identity, str(e))
             return
-        conn = self._by_identity.get(identity)
+        conn = self._by_link.get(identity)
         layer = self.layer
         match request:
             case Hello(name=name, want_membership=want):
@@ -271,7 +212,7 @@ class NativeFrontEnd:
                 except OpenRefused as e:
                     self._reply(identity, RejectMsg(0, "hello", None, str(e)))
                     return
-                self._by_identity[identity] = session.conn
+                self._by_link[identity] = session.conn
                 self._by_conn[session.conn] = identity
                 self._reply(identity, Welcome(session.conn, self.daemon_name, layer.send_window))
                 self.log.info("session_opened", conn=session.conn)
@@ -308,7 +249,7 @@ class NativeFrontEnd:
                 layer.close(conn, "bye", notify=False)
                 self._forget(conn)
 
-    def _malformed(self, identity: bytes, text: str) -> None:
+    def _malformed(self, identity: int, text: str) -> None:
         self.counters["malformed"] += 1
         self.log.warning("client_malformed", error=text[:200])
         self._reply(identity, ErrorMsg("malformed", text[:500]))
@@ -331,7 +272,7 @@ class NativeFrontEnd:
         return plain
 
     # ----------------------------------------------------------------- output
-    def _reply(self, identity: bytes, reply: Reply) -> None:
+    def _reply(self, identity: int, reply: Reply) -> None:
         self._direct.append((identity, reply))
 
     def _send_direct(self) -> None:
@@ -339,7 +280,7 @@ class NativeFrontEnd:
         for identity, reply in direct:
             self._send(identity, encode(reply))
 
-    def _send_notices(self, conn: str, identity: bytes, notices: list[Notice]) -> None:
+    def _send_notices(self, conn: str, identity: int, notices: list[Notice]) -> None:
         batch: list[DeliveredEntry] = []
         credit = 0
         out: list[Reply | bytes] = []  # bytes: an encoded ``msgs`` batch
@@ -382,29 +323,13 @@ class NativeFrontEnd:
                 self._forget(conn)
                 return
 
-    def _send(self, identity: bytes, data: bytes) -> bool:
-        try:
-            self.router.send_multipart([identity, data], zmq.NOBLOCK)
-        except zmq.ZMQError as e:  # EHOSTUNREACH (gone) or EAGAIN (its queue is full)
-            self.counters["send_failed"] += 1
-            self.log.warning("client_send_failed", error=str(e))
-            return False
-        return True
+    def _send(self, identity: int, data: bytes) -> bool:
+        if self.links.send(identity, data):
+            return True
+        self.counters["send_failed"] += 1
+        return False
 
     def _forget(self, conn: str) -> None:
-        identity = self._by_conn.pop(conn, None)
-        if identity is not None:
-            self._by_identity.pop(identity, None)
-
-    def _wake(self) -> None:
-        if not self._woken:
-            self._woken = True
-            self._wake_w.send(b"", zmq.NOBLOCK)
-
-    def _drain_wake(self) -> None:
-        self._woken = False
-        while True:
-            try:
-                self._wake_r.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        link_id = self._by_conn.pop(conn, None)
+        if link_id is not None:
+            self._by_link.pop(link_id, None)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import zmq
-
 from groupcomm.core.commands import (
     CloseSession,
     Credit,
@@ -20,17 +18,23 @@ from groupcomm.core.commands import (
     RejectRequest,
 )
 from groupcomm.core.events import Event
+from groupcomm.daemon.readiness import Readiness
 
 SessionCommand = DeliverMessage | DeliverMembership | RejectRequest | CloseSession | Credit
 
 
 class FrontEnd(Protocol):
-    def sockets(self) -> list[zmq.Socket[bytes]]:
-        """Sockets the driver polls; when one is readable the driver calls ``take_events``."""
+    def attach(self, readiness: Readiness) -> None:
+        """Watch the front-end's sockets in the driver's ``Readiness`` set."""
+        ...
+
+    def pending(self) -> bool:
+        """Core events are waiting although no socket may be readable (call ``take_events``)."""
         ...
 
     def take_events(self, now_ms: int, limit: int) -> list[Event]:
-        """Read up to ``limit`` ready client requests without blocking, as core events."""
+        """Read the client requests ready at the last wait (about ``limit`` at most) without
+        blocking, as core events."""
         ...
 
     def execute(self, command: SessionCommand) -> None:

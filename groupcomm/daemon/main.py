@@ -22,19 +22,20 @@ import zmq
 
 from groupcomm.config import ConfigError, DaemonConfig, load_config
 from groupcomm.core.ids import make_token
+from groupcomm.daemon.dataplanes import make_transport
 from groupcomm.daemon.driver import Driver
 from groupcomm.daemon.fanout import TransportUnavailable
 from groupcomm.daemon.frontend_api import FrontEnd
 from groupcomm.daemon.trace import TraceWriter
-from groupcomm.daemon.transport import ZmqTransport
+from groupcomm.daemon.transport import DataPlane
 from groupcomm.gctune import tune_gc
 from groupcomm.logconfig import configure_logging
 
-# frontend_factory(config, context) -> FrontEnd
+# frontend_factory(config) -> FrontEnd
 FrontEndFactory = Callable[..., FrontEnd]
 
 
-def native_frontend(config: DaemonConfig, context: zmq.Context[Any]) -> FrontEnd:
+def native_frontend(config: DaemonConfig) -> FrontEnd:
     """The native client front-end (``groupcomm.daemon.frontend.NativeFrontEnd``)."""
     module: Any = importlib.import_module("groupcomm.daemon.frontend")
     frontend: FrontEnd = module.NativeFrontEnd(
@@ -45,7 +46,6 @@ def native_frontend(config: DaemonConfig, context: zmq.Context[Any]) -> FrontEnd
         structlog.get_logger("groupcomm.frontend").bind(d=config.name),
         idle_timeout_ms=config.session_idle_ms,
         allow_admin=config.allow_admin,
-        context=context,
     )
     return frontend
 
@@ -67,23 +67,23 @@ def run_daemon(
 ) -> int:
     """Run one daemon until SIGTERM/SIGINT; return the process exit status.
 
-    ``frontend_factory(config, context)`` builds the client front-end; ``None`` means the native
+    ``frontend_factory(config)`` builds the client front-end; ``None`` means the native
     one when available. No front-end is built when ``config.client_endpoints`` is empty."""
     if configure_logs:
         configure_logging(config.log_json, config.log_level)
     log = structlog.get_logger("groupcomm.daemon").bind(d=config.name)
     factory = frontend_factory if frontend_factory is not None else default_frontend_factory()
-    ctx: zmq.Context[Any] = zmq.Context()
-    transport: ZmqTransport | None = None
+    ctx: zmq.Context[Any] | None = None if config.transport == "tcp" else zmq.Context()
+    transport: DataPlane | None = None
     frontend: FrontEnd | None = None
     try:
         try:
-            transport = ZmqTransport(config, context=ctx)
+            transport = make_transport(config, ctx)
         except TransportUnavailable as exc:
             log.error("transport_unavailable", transport=config.transport, msg=str(exc))
             print(f"groupcomm daemon: {exc}", file=sys.stderr)
             return 1
-        except zmq.ZMQError as exc:
+        except (zmq.ZMQError, OSError) as exc:
             data = config.epgm.endpoint if config.transport == "epgm" else config.me.data_endpoint
             log.error(
                 "transport_failed",
@@ -95,7 +95,7 @@ def run_daemon(
             return 1
         if config.client_endpoints and factory is not None:
             try:
-                frontend = factory(config, ctx)
+                frontend = factory(config)
             except (zmq.ZMQError, OSError, RuntimeError) as exc:
                 log.error(
                     "frontend_failed", error=str(exc), endpoints=list(config.client_endpoints)
@@ -125,7 +125,8 @@ def run_daemon(
             transport.close()
         if frontend is not None:
             frontend.close()
-        ctx.destroy(linger=0)
+        if ctx is not None:
+            ctx.destroy(linger=0)
 
 
 def build_parser(prog: str = "python -m groupcomm.daemon") -> argparse.ArgumentParser:

@@ -39,6 +39,7 @@ import zmq
 from groupcomm.config import DaemonConfig, PeerConfig
 from groupcomm.core.frames import Data, Frame, Ordered
 from groupcomm.daemon.fanout import Fanout, link_timeout_ms, make_fanout, tcp_link_options
+from groupcomm.daemon.readiness import Readiness
 from groupcomm.daemon.zmqrecv import recv_parts
 from groupcomm.wire.errors import WireError
 from groupcomm.wire.peer import DEFAULT_MAX_FRAME_SIZE, decode_frame, encode_frame
@@ -56,8 +57,9 @@ MAX_HELLO_BYTES = 4096
 class DataPlane(Protocol):
     """What the driver needs from a peer transport. Frames in, frames out; never blocks."""
 
-    def sockets(self) -> list[zmq.Socket[bytes]]:
-        """Sockets to poll for readability; when one is readable call ``receive``."""
+    def attach(self, readiness: Readiness) -> None:
+        """Watch the transport's sockets in the driver's ``Readiness`` set (and start
+        connecting)."""
         ...
 
     def send(self, targets: tuple[str, ...], frame: Frame) -> None:
@@ -65,7 +67,11 @@ class DataPlane(Protocol):
         ...
 
     def receive(self, limit: int) -> list[Frame]:
-        """Up to ``limit`` valid frames from accepted peers, without blocking."""
+        """Up to about ``limit`` valid frames from accepted peers, without blocking."""
+        ...
+
+    def flush(self) -> None:
+        """Write what ``send`` queued during this driver turn (called once per turn)."""
         ...
 
     def tick(self) -> None:
@@ -195,8 +201,12 @@ class ZmqTransport:
         return s
 
     # ------------------------------------------------------------------------------ DataPlane
-    def sockets(self) -> list[zmq.Socket[bytes]]:
-        return [self.sub, self.router]
+    def attach(self, readiness: Readiness) -> None:
+        readiness.watch_zmq(self.sub)
+        readiness.watch_zmq(self.router)
+
+    def flush(self) -> None:
+        """ZeroMQ sends at once (its I/O thread batches)."""
 
     def send(self, targets: tuple[str, ...], frame: Frame) -> None:
         try:

@@ -11,8 +11,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import zmq
-
 from groupcomm.core.commands import (
     CloseSession,
     Credit,
@@ -25,6 +23,7 @@ from groupcomm.core.config import CoreConfig
 from groupcomm.core.events import Event, Started, TimerFired
 from groupcomm.core.node import Node
 from groupcomm.daemon.frontend import NativeFrontEnd
+from groupcomm.daemon.readiness import Readiness
 
 
 class ListLog:
@@ -49,9 +48,8 @@ class MiniDaemon:
         self.fe = NativeFrontEnd([endpoint], "d1", log=self.log, allow_admin=True, **kw)
         self.fe.status_provider(self)
         self.endpoint = endpoint
-        self.poller = zmq.Poller()
-        for sock in self.fe.sockets():
-            self.poller.register(sock, zmq.POLLIN)
+        self.readiness = Readiness()
+        self.fe.attach(self.readiness)
         self.stopping = False
 
     def status(self) -> dict[str, object]:
@@ -66,7 +64,7 @@ class MiniDaemon:
             if not started:
                 events.append(Started())
                 started = True
-            if dict(self.poller.poll(0)):
+            if self.readiness.wait(0) or self.fe.pending():
                 events.extend(self.fe.take_events(now, 1000))
             if now >= next_tick:
                 events.append(TimerFired(name="tick"))

@@ -28,9 +28,9 @@ def payloads(events: list[Event]) -> list[bytes]:
 
 async def test_events_come_out_in_arrival_order_within_the_limit() -> None:
     conn = Connection("ipc:///nonexistent", "q")
-    await conn._on_reply(msgs(b"a", b"bb", b"ccc"))
-    await conn._on_reply(view(("#q#d1",)))
-    await conn._on_reply(msgs(b"dddd", b"eeeee"))
+    conn._on_reply(msgs(b"a", b"bb", b"ccc"))
+    conn._on_reply(view(("#q#d1",)))
+    conn._on_reply(msgs(b"dddd", b"eeeee"))
 
     first = await conn.receive_many(2, T)
     assert payloads(first) == [b"a", b"bb"] and len(first) == 2
@@ -46,7 +46,7 @@ async def test_events_come_out_in_arrival_order_within_the_limit() -> None:
 async def test_receive_takes_one_event_at_a_time_from_a_batch() -> None:
     conn = Connection("ipc:///nonexistent", "q")
     batch = [bytes([i]) * (i + 1) for i in range(50)]
-    await conn._on_reply(msgs(*batch))
+    conn._on_reply(msgs(*batch))
     got = [await conn.receive(T) for _ in range(50)]
     assert payloads(got) == batch
     assert conn._unreported == sum(map(len, batch))
@@ -55,7 +55,7 @@ async def test_receive_takes_one_event_at_a_time_from_a_batch() -> None:
 
 async def test_events_queued_before_the_end_are_still_delivered() -> None:
     conn = Connection("ipc:///nonexistent", "q")
-    await conn._on_reply(msgs(b"x", b"y"))
+    conn._on_reply(msgs(b"x", b"y"))
     conn._end(ConnectionClosed("slow consumer"))
     assert payloads(await conn.receive_many(1, T)) == [b"x"]
     assert payloads(await conn.receive_many(5, T)) == [b"y"]
@@ -66,8 +66,8 @@ async def test_events_queued_before_the_end_are_still_delivered() -> None:
 
 async def test_an_empty_msgs_reply_is_not_an_event() -> None:
     conn = Connection("ipc:///nonexistent", "q")
-    await conn._on_reply(Msgs(()))
+    conn._on_reply(Msgs(()))
     with pytest.raises(TimeoutError):
         await conn.receive_many(10, 0.01)
-    await conn._on_reply(msgs(b"z"))
+    conn._on_reply(msgs(b"z"))
     assert payloads(await conn.receive_many(10, T)) == [b"z"]

@@ -7,8 +7,6 @@ from typing import TypeVar
 
 import msgpack
 import pytest
-import zmq
-import zmq.asyncio
 
 from groupcomm.client import (
     Connection,
@@ -23,7 +21,8 @@ from groupcomm.client import (
     query_status,
 )
 from groupcomm.client.events import Event
-from groupcomm.wire.client import ErrorMsg, Hello, decode_reply, encode
+from groupcomm.wire.client import ErrorMsg, Hello, Reply, decode_reply, encode
+from groupcomm.wire.stream import record
 from tests.client.harness import mini_daemon
 
 T = 10.0  # every test is bounded
@@ -192,24 +191,28 @@ async def test_malformed_bytes_get_error_and_daemon_keeps_working() -> None:
     async def body() -> None:
         async with mini_daemon() as d, connect(d.endpoint, "good") as good:
             await joined(good, "g")
-            raw = zmq.asyncio.Context.instance().socket(zmq.DEALER)
-            raw.setsockopt(zmq.LINGER, 0)
-            raw.connect(d.endpoint)
+            path = d.endpoint[len("ipc://") :]
+            reader, writer = await asyncio.open_unix_connection(path)
+
+            async def ask(data: bytes) -> Reply:
+                writer.write(record(data))
+                size = int.from_bytes(await asyncio.wait_for(reader.readexactly(4), 5), "big")
+                return decode_reply(await asyncio.wait_for(reader.readexactly(size), 5))
+
             try:
                 for junk in (b"\xc1", b"", msgpack.packb([2, "hello", "x", True]), b"\x93\x01"):
-                    await raw.send(junk)
-                    reply = decode_reply(await asyncio.wait_for(raw.recv(), 5))
+                    reply = await ask(junk)
                     assert isinstance(reply, ErrorMsg) and reply.code == "malformed"
-                await raw.send(msgpack.packb([1, "join", 1, "g"]))  # no session yet
-                reply = decode_reply(await asyncio.wait_for(raw.recv(), 5))
+                reply = await ask(msgpack.packb([1, "join", 1, "g"]))  # no session yet
                 assert reply == ErrorMsg("no_session", "send hello first")
-                await raw.send(encode(Hello("raw", True)))
-                decode_reply(await asyncio.wait_for(raw.recv(), 5))
-                await raw.send(encode(Hello("raw", True)))
-                reply = decode_reply(await asyncio.wait_for(raw.recv(), 5))
+                await ask(encode(Hello("raw", True)))
+                reply = await ask(encode(Hello("raw", True)))
                 assert isinstance(reply, ErrorMsg) and reply.code == "protocol"
+                # A length beyond any request: only this link is closed.
+                writer.write(b"\xff\xff\xff\xff")
+                assert await asyncio.wait_for(reader.read(), 5) == b""
             finally:
-                raw.close(0)
+                writer.close()
             assert d.fe.counters["malformed"] == 4
             await good.multicast("g", b"still here")
             m = await next_of(good, Message)

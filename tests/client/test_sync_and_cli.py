@@ -77,7 +77,7 @@ async def test_cli_reports_unreachable_daemon(capsys: pytest.CaptureFixture[str]
     rc = await asyncio.wait_for(
         asyncio.to_thread(main, ["status", "--endpoint", "ipc:///tmp/gc-nobody-here.sock"]), 10
     )
-    assert rc == 1 and "no answer" in capsys.readouterr().err
+    assert rc == 1 and "no daemon at" in capsys.readouterr().err
 
 
 def test_doc_examples_compile_and_name_real_api() -> None:

@@ -30,6 +30,8 @@ from groupcomm.core.events import (
 from groupcomm.core.service import Service
 from groupcomm.daemon.driver import Driver
 from groupcomm.daemon.frontend_api import SessionCommand
+from groupcomm.daemon.readiness import Readiness
+from groupcomm.daemon.tcplinks import TcpTransport
 from groupcomm.daemon.transport import ZmqTransport
 from sim.check_trace import main as check_trace_main
 
@@ -244,14 +246,12 @@ def test_help() -> None:
 
 
 class FakeFrontEnd:
-    """A scripted FrontEnd: ``push`` queues client events and makes its socket readable."""
+    """A scripted FrontEnd: ``push`` queues client events and makes its pipe readable."""
 
-    def __init__(self, ctx: zmq.Context[Any], name: str) -> None:
-        addr = f"inproc://fake-frontend-{name}-{id(self)}"
-        self.r: zmq.Socket[bytes] = ctx.socket(zmq.PAIR)
-        self.r.bind(addr)
-        self.w: zmq.Socket[bytes] = ctx.socket(zmq.PAIR)
-        self.w.connect(addr)
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.r, self.w = os.pipe()
+        os.set_blocking(self.r, False)
         self.queue: list[Event] = []
         self.executed: list[SessionCommand] = []
         self.admin: list[tuple[str, list[str]]] = []
@@ -261,15 +261,18 @@ class FakeFrontEnd:
 
     def push(self, *events: Event) -> None:
         self.queue.extend(events)
-        self.w.send(b"x")
+        os.write(self.w, b"x")
 
-    def sockets(self) -> list[zmq.Socket[bytes]]:
-        return [self.r]
+    def attach(self, readiness: Readiness) -> None:
+        readiness.watch(self.r)
+
+    def pending(self) -> bool:
+        return False  # what ``push`` queued is announced through the pipe
 
     def take_events(self, now_ms: int, limit: int) -> list[Event]:
-        with contextlib.suppress(zmq.Again):
-            while True:
-                self.r.recv(zmq.NOBLOCK)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.r, 4096):
+                pass
         out, self.queue = self.queue[:limit], self.queue[limit:]
         return out
 
@@ -291,8 +294,8 @@ class FakeFrontEnd:
 
     def close(self) -> None:
         self.closed = True
-        self.r.close(0)
-        self.w.close(0)
+        os.close(self.r)
+        os.close(self.w)
 
 
 async def until(what: str, cond: Callable[[], bool], timeout: float) -> None:
@@ -309,12 +312,17 @@ def trace_configs(tmp: Path, names: list[str]) -> list[DaemonConfig]:
     return [load_config(path, name=n, trace=str(tmp / f"{n}.jsonl")) for n in names]
 
 
-async def test_drivers_in_process_deliver_and_trace(tmp_path: Path) -> None:
+@pytest.mark.parametrize("plane", ["tcp", "zmq"])
+async def test_drivers_in_process_deliver_and_trace(tmp_path: Path, plane: str) -> None:
     ctx: zmq.Context[Any] = zmq.Context()
     cfgs = trace_configs(tmp_path, ["d1", "d2"])
-    fes = [FakeFrontEnd(ctx, c.name) for c in cfgs]
+    fes = [FakeFrontEnd(c.name) for c in cfgs]
     drivers = [
-        Driver(c, transport=ZmqTransport(c, context=ctx), frontend=fe)
+        Driver(
+            c,
+            transport=TcpTransport(c) if plane == "tcp" else ZmqTransport(c, context=ctx),
+            frontend=fe,
+        )
         for c, fe in zip(cfgs, fes, strict=True)
     ]
     tasks = [asyncio.create_task(d.run(install_signal_handlers=False)) for d in drivers]

@@ -183,7 +183,10 @@ def test_fingerprint_is_sorted_protocol_settings() -> None:
             "this daemon 'd1' is not among [[peers]] (d2)",
         ),
         ("[daemon\n", "invalid TOML"),
-        ("[daemon]\ntransport = 'pgm'\n", "[daemon] transport must be one of tcp, epgm, got 'pgm'"),
+        (
+            "[daemon]\ntransport = 'pgm'\n",
+            "[daemon] transport must be one of tcp, zmq, epgm, got 'pgm'",
+        ),
         ("[daemon]\ntransport = 'epgm'\n", "[epgm] interface is required with transport"),
         ("[epgm]\ninterface = 'eth0;x'\n", "[epgm] interface must be an interface name"),
         ("[epgm]\ngroup = '10.0.0.1'\n", "[epgm] group must be an IPv4 multicast address"),

@@ -1,0 +1,87 @@
+"""The client's end of the link to its daemon: a Unix or TCP stream of records.
+
+``open_link`` connects to ``ipc://PATH`` or ``tcp://HOST:PORT`` and calls ``on_record`` for
+every complete record (``wire.stream``) straight from asyncio's read callback, and ``on_lost``
+once when the stream ends (the daemon closed it, died, or sent something unreadable). No task
+and no queue between the socket and the connection: each delivered batch costs one wake-up
+(``docs/performance.md`` "Transports").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from groupcomm.wire.errors import WireError
+from groupcomm.wire.stream import RecordReader, parse_endpoint, record_header
+
+MAX_REPLY = 256 << 20  # the daemon is trusted; this only stops a broken stream from growing
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, on_record: Callable[[bytes], None], on_lost: Callable[[str], None]) -> None:
+        self.reader = RecordReader(MAX_REPLY)
+        self.on_record = on_record
+        self.on_lost = on_lost
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            records = self.reader.feed(data)
+        except WireError as exc:
+            self.on_lost(f"unreadable reply stream: {exc}")
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        on_record = self.on_record
+        for rec in records:
+            on_record(rec)
+
+    def eof_received(self) -> bool | None:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.on_lost("daemon connection lost" + (f": {exc}" if exc else ""))
+
+
+class Link:
+    """An open stream to the daemon: ``send`` one record, ``close``."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+
+    def send(self, data: bytes) -> None:
+        """Queue one record; asyncio writes at once when the socket takes it."""
+        if self.transport.is_closing():
+            raise ConnectionResetError("the link to the daemon is closed")
+        self.transport.write(record_header(len(data)) + data)
+
+    def close(self) -> None:
+        self.transport.close()  # flushes what is queued, then closes
+
+    def abort(self) -> None:
+        self.transport.abort()
+
+
+async def open_link(
+    endpoint: str, on_record: Callable[[bytes], None], on_lost: Callable[[str], None]
+) -> Link:
+    """Connect; raises ``OSError`` if nobody listens there, ``ValueError`` for a bad endpoint."""
+    kind, address = parse_endpoint(endpoint)
+    loop = asyncio.get_running_loop()
+    transport: asyncio.BaseTransport
+    if kind == "unix":
+        transport, _ = await loop.create_unix_connection(
+            lambda: _Protocol(on_record, on_lost), address
+        )
+    else:
+        host, port = address
+        transport, _ = await loop.create_connection(  # asyncio sets TCP_NODELAY
+            lambda: _Protocol(on_record, on_lost), host, port
+        )
+    assert isinstance(transport, asyncio.Transport)
+    return Link(transport)

@@ -1,0 +1,255 @@
+"""``ClientLinks``: the client connections of a daemon, as plain stream sockets.
+
+Listens on each client endpoint (``ipc://PATH``: a Unix stream socket; ``tcp://HOST:PORT``) and
+turns every accepted connection into a link with a small integer id. Records (``wire.stream``)
+in, records out; what they mean is the front-end's business (``frontend.py``).
+
+Output is buffered per link and written by ``flush`` once per driver turn (one write per client
+per turn), and waits for ``EPOLLOUT`` when the client's socket buffer is full. A link whose
+unsent output exceeds ``out_limit`` is closed: the session layer's slow-consumer rules keep a
+reading client far below it, so only a client that stopped reading entirely reaches it. A link
+that ends (EOF, reset, oversized record) is reported by ``take_closed`` so its session ends at
+once: the groups see the DISCONNECT without waiting for an idle timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import stat
+
+import structlog
+
+from groupcomm.daemon.readiness import READ, WRITE, Readiness
+from groupcomm.wire.errors import WireError
+from groupcomm.wire.stream import RecordReader, parse_endpoint, record_header
+
+READ_CHUNK = 256 << 10
+ACCEPTS_PER_TURN = 64
+
+
+def remove_stale_socket(path: str) -> None:
+    """Remove a leftover unix socket file; refuse if a live process still listens on it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise RuntimeError(f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(0.5)
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody listens: stale
+        return
+    finally:
+        probe.close()
+    raise RuntimeError(f"{path} is in use by another daemon")
+
+
+def listen(endpoint: str) -> socket.socket:
+    kind, address = parse_endpoint(endpoint)
+    if kind == "unix":
+        remove_stale_socket(address)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    else:
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class _Link:
+    __slots__ = ("out", "reader", "sock", "writing")
+
+    def __init__(self, sock: socket.socket, max_record: int) -> None:
+        self.sock = sock
+        self.reader = RecordReader(max_record)
+        self.out = bytearray()
+        self.writing = False
+
+
+class ClientLinks:
+    """Listeners and client links in one ``Readiness`` set (see the module docstring)."""
+
+    def __init__(self, endpoints: list[str], *, max_record: int, out_limit: int) -> None:
+        self.max_record = max_record
+        self.out_limit = out_limit
+        self.log = structlog.get_logger("groupcomm.frontend")
+        self.counters: dict[str, int] = {"accepted": 0, "link_errors": 0, "accept_errors": 0}
+        self._listeners: dict[int, socket.socket] = {}
+        self._paths: list[str] = []
+        self._links: dict[int, _Link] = {}
+        self._by_fd: dict[int, int] = {}
+        self._next_id = 1
+        self._closed: list[int] = []
+        self._dirty: set[int] = set()
+        self._readiness: Readiness | None = None
+        try:
+            for endpoint in endpoints:
+                sock = listen(endpoint)
+                self._listeners[sock.fileno()] = sock
+                kind, address = parse_endpoint(endpoint)
+                if kind == "unix":
+                    self._paths.append(address)
+        except Exception:
+            self.close()
+            raise
+
+    def attach(self, readiness: Readiness) -> None:
+        self._readiness = readiness
+        for fd in self._listeners:
+            readiness.watch(fd)
+
+    def links(self) -> int:
+        return len(self._links)
+
+    def receive(self, limit: int) -> list[tuple[int, bytes]]:
+        """``(link, record)`` pairs from the links readable at the last wait; accepts new
+        links. About ``limit`` records at most (whole reads are kept together)."""
+        readiness = self._readiness
+        if readiness is None:
+            return []
+        out: list[tuple[int, bytes]] = []
+        for fd, mask in list(readiness.ready.items()):
+            link_id = self._by_fd.get(fd)
+            if link_id is not None:
+                if mask & WRITE:
+                    self._write(link_id)
+                if mask & READ and len(out) < limit:
+                    self._read(link_id, out)
+            elif fd in self._listeners:
+                self._accept(self._listeners[fd])
+        return out
+
+    def take_closed(self) -> list[int]:
+        """Links that ended since the last call."""
+        closed, self._closed = self._closed, []
+        return closed
+
+    def send(self, link_id: int, data: bytes) -> bool:
+        """Queue one record; False (and the link is closed) if the link is gone or its client
+        stopped reading."""
+        link = self._links.get(link_id)
+        if link is None:
+            return False
+        if len(link.out) + len(data) > self.out_limit:
+            self.log.warning("client_not_reading", link=link_id, queued=len(link.out))
+            self.drop(link_id)
+            return False
+        link.out += record_header(len(data))
+        link.out += data
+        self._dirty.add(link_id)
+        return True
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for link_id in dirty:
+            link = self._links.get(link_id)
+            if link is not None and not link.writing:
+                self._write(link_id)
+
+    def drop(self, link_id: int) -> None:
+        """Close a link (its unsent output is discarded)."""
+        link = self._links.pop(link_id, None)
+        if link is None:
+            return
+        fd = link.sock.fileno()
+        self._by_fd.pop(fd, None)
+        if self._readiness is not None:
+            self._readiness.unwatch(fd)
+        link.sock.close()
+        self._dirty.discard(link_id)
+        self._closed.append(link_id)
+
+    def close(self) -> None:
+        for link_id in list(self._links):
+            link = self._links[link_id]
+            with contextlib.suppress(OSError):  # a last "closed" notice, if it fits
+                link.sock.send(link.out)
+            self.drop(link_id)
+        for fd, sock in self._listeners.items():
+            if self._readiness is not None:
+                self._readiness.unwatch(fd)
+            sock.close()
+        self._listeners.clear()
+        for path in self._paths:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        self._paths.clear()
+
+    # ------------------------------------------------------------------------------ internals
+    def _accept(self, listener: socket.socket) -> None:
+        assert self._readiness is not None
+        for _ in range(ACCEPTS_PER_TURN):
+            try:
+                sock, _addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: the daemon keeps running
+                self.counters["accept_errors"] += 1
+                self.log.warning("client_accept_failed", error=str(exc))
+                return
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            link_id = self._next_id
+            self._next_id += 1
+            self._links[link_id] = _Link(sock, self.max_record)
+            self._by_fd[sock.fileno()] = link_id
+            self._readiness.watch(sock.fileno())
+            self.counters["accepted"] += 1
+
+    def _read(self, link_id: int, out: list[tuple[int, bytes]]) -> None:
+        link = self._links.get(link_id)
+        if link is None:
+            return
+        try:
+            data = link.sock.recv(READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.drop(link_id)
+            return
+        try:
+            records = link.reader.feed(data)
+        except WireError as exc:
+            self.counters["link_errors"] += 1
+            self.log.warning("client_bad_stream", link=link_id, error=str(exc)[:200])
+            self.drop(link_id)
+            return
+        out.extend((link_id, rec) for rec in records)
+
+    def _write(self, link_id: int) -> None:
+        link = self._links.get(link_id)
+        if link is None or not link.out:
+            if link is not None and link.writing:
+                self._set_writing(link, False)
+            return
+        try:
+            sent = link.sock.send(link.out)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.drop(link_id)
+            return
+        del link.out[:sent]
+        want = bool(link.out)
+        if want != link.writing:
+            self._set_writing(link, want)
+
+    def _set_writing(self, link: _Link, want: bool) -> None:
+        link.writing = want
+        assert self._readiness is not None
+        self._readiness.watch(link.sock.fileno(), READ | WRITE if want else READ)
