@@ -63,5 +63,5 @@ def test_endpoints(endpoint: str, parsed: tuple[str, object]) -> None:
     "endpoint", ["ipc://", "tcp://host", "tcp://:80", "tcp://h:0", "tcp://h:99999", "inproc://x"]
 )
 def test_bad_endpoints(endpoint: str) -> None:
-    with pytest.raises(ValueError, match="endpoint|expected|empty"):
+    with pytest.raises(ValueError, match=r"endpoint|expected|empty"):
         parse_endpoint(endpoint)
