@@ -99,8 +99,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--transport",
         choices=TRANSPORTS,
         default="tcp",
-        help="the daemons' data plane: tcp (ZeroMQ mesh, default) or epgm (PGM multicast; "
-        "needs --netns and a pyzmq with PGM)",
+        help="the daemons' data plane: tcp (plain TCP links, default), zmq (the ZeroMQ "
+        "PUB/SUB mesh) or epgm (PGM multicast; needs --netns and a pyzmq with PGM)",
     )
     p.add_argument(
         "--member-gc",

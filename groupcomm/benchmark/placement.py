@@ -2,10 +2,10 @@
 daemon on a network-namespace LAN (``--netns``, ``groupcomm.netlan.NetLan``), members next to
 their daemon, as the peer kit places corosync and Spread nodes.
 
-The runner asks a placement for the cluster (on the TCP mesh or, on a LAN, optionally on the
-epgm multicast data plane), for the command prefix of a member on node ``i`` and for that node's
-address (the zmq baseline binds there), and, on a LAN, for every host's traffic counters, so a
-report can carry bytes on the wire per message and per daemon (``wirecost``).
+The runner asks a placement for the cluster (on TCP links, on the ZeroMQ mesh, or, on a LAN,
+on the epgm multicast data plane), for the command prefix of a member on node ``i`` and for that
+node's address (the zmq baseline binds there), and, on a LAN, for every host's traffic counters,
+so a report can carry bytes on the wire per message and per daemon (``wirecost``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from groupcomm.benchmark.wirecost import PROTOCOLS, HostBytes, WireSample
 from groupcomm.localcluster import LocalCluster
 
-TRANSPORTS = ("tcp", "epgm")
+TRANSPORTS = ("tcp", "zmq", "epgm")
 EPGM_PORT_BASE = 7480
 
 
@@ -42,7 +42,7 @@ def transport_problem(transport: str, netns: bool) -> str | None:
     """``None`` if the daemons can run on ``transport`` here, else why not (one line)."""
     if transport not in TRANSPORTS:
         return f"unknown transport {transport!r} (one of {', '.join(TRANSPORTS)})"
-    if transport == "tcp":
+    if transport in ("tcp", "zmq"):
         return None
     if not netns:
         return (
@@ -69,9 +69,15 @@ class Loopback:
         protocol: Mapping[str, int],
         transport: str = "tcp",
     ) -> LocalCluster:
-        if transport != "tcp":
+        if transport == "epgm":
             raise RuntimeError(f"transport {transport} needs a namespace LAN (--netns)")
-        return LocalCluster(workdir, tuple(names), protocol=dict(protocol), trace=False)
+        return LocalCluster(
+            workdir,
+            tuple(names),
+            protocol=dict(protocol),
+            daemon={"transport": transport},
+            trace=False,
+        )
 
     def prefix(self, node: int) -> list[str]:
         return []
@@ -108,8 +114,10 @@ class Namespaces:
         transport: str = "tcp",
     ) -> LocalCluster:
         hosts = {n: self.lan.hosts[i] for i, n in enumerate(names)}
-        if transport == "tcp":
-            return LocalCluster.on_hosts(workdir, hosts, protocol=protocol, trace=False)
+        if transport != "epgm":
+            return LocalCluster.on_hosts(
+                workdir, hosts, protocol=protocol, daemon={"transport": transport}, trace=False
+            )
         group, port = epgm_group(self.lan.subnet)
         return LocalCluster.on_hosts(
             workdir,
