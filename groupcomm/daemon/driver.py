@@ -125,7 +125,6 @@ class Driver:
         if frontend is not None:
             frontend.attach(self.readiness)
             frontend.status_provider(self)
-        self._busy = False  # the last turn did work: look again before sleeping
 
     # ---------------------------------------------------------------------------- public
     def stop(self) -> None:
@@ -173,8 +172,9 @@ class Driver:
         try:
             self._turn([Started()])
             while not self._stopped:
-                wait(0 if self._busy else self._sleep_ms())
-                self._busy = self._step()
+                # Level-triggered: a socket left unread (a turn's budget) wakes us at once.
+                wait(self._sleep_ms())
+                self._step()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
