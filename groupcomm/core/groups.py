@@ -11,6 +11,12 @@ regular view at once. In a transitional configuration no regular view is emitted
 groups that lose members get one transitional view, operations change the table silently (a
 leaver still gets its self_leave), and the next regular install emits one NETWORK view for every
 group that was in transition or touched (GV-VIEWS, SP-TRANS-PAIR).
+
+Cost of a view change: the table is also indexed by connection (``by_conn``). Entering a
+transitional configuration and installing a regular one find the groups whose views may change
+with set operations per connection, and run Python code only for those: a group that a view
+change leaves alone costs a few set and dict operations in C, however many groups there are
+(issue 11: 10,000 groups cost no more Python than their connections). So does a DISCONNECT.
 """
 
 from __future__ import annotations
@@ -22,6 +28,11 @@ from groupcomm.core.service import Kind
 
 # group -> conn -> daemon token hosting that conn
 Table = dict[str, dict[str, str]]
+# The same table per connection: conn -> daemon token -> groups (one daemon per connection but
+# for malformed input).
+ByConn = dict[str, dict[str, set[str]]]
+# One entry of ``Install.groups``: (daemon token, conn, groups of conn).
+GroupsEntry = tuple[str, str, tuple[str, ...]]
 # A group operation of the ordered stream: (kind, conn, groups).
 GroupOp = tuple[int, str, tuple[str, ...]]
 JOIN, LEAVE, DISCONNECT = int(Kind.JOIN), int(Kind.LEAVE), int(Kind.DISCONNECT)
@@ -59,6 +70,7 @@ class GroupTable:
     def __init__(self, me: str) -> None:
         self.me = me
         self.table: Table = {}
+        self.by_conn: ByConn = {}  # the table by connection, kept by join, leave and install
         self.local: set[str] = set()  # connections open on this daemon (use open/close_local)
         self._recipients: dict[tuple[str, ...], list[str]] = {}  # cleared on every change
         self.conf = ""
@@ -76,7 +88,11 @@ class GroupTable:
         return sorted(self.table.get(group, {}))
 
     def joined(self, conn: str) -> tuple[str, ...]:
-        return tuple(sorted(g for g, members in self.table.items() if conn in members))
+        return tuple(sorted(set().union(*self.by_conn.get(conn, {}).values())))
+
+    def groups_on(self, daemon: str) -> dict[str, set[str]]:
+        """conn -> its groups, for every connection of the table hosted on ``daemon`` (copies)."""
+        return {conn: set(per[daemon]) for conn, per in self.by_conn.items() if daemon in per}
 
     def recipients(self, groups: tuple[str, ...]) -> list[str]:
         """Local connections that receive a message addressed to ``groups`` (each once)."""
@@ -136,6 +152,7 @@ class GroupTable:
         if conn in members:
             return []
         members[conn] = daemon
+        self.by_conn.setdefault(conn, {}).setdefault(daemon, set()).add(group)
         self._recipients.clear()
         if self.transitional:
             self.touched.add(group)
@@ -147,7 +164,7 @@ class GroupTable:
         members = self.table.get(group)
         if not members or conn not in members:
             return []
-        del members[conn]
+        self._unindex(conn, members.pop(conn), group)
         self._recipients.clear()
         out: list[DeliverMembership] = []
         if conn in self.local and cause == "LEAVE":
@@ -158,6 +175,7 @@ class GroupTable:
             self.unviewed.get(group, set()).discard(conn)
         if not members:
             del self.table[group]
+            self.last_gid.pop(group, None)  # read only while the group has members
             return out
         if self.transitional:
             return out  # the next regular install shows the result (NETWORK view)
@@ -165,10 +183,18 @@ class GroupTable:
 
     def disconnect(self, conn: str) -> list[DeliverMembership]:
         out: list[DeliverMembership] = []
-        for group in sorted(self.table):
-            if conn in self.table[group]:
-                out.extend(self.leave(conn, group, "DISCONNECT"))
+        for group in self.joined(conn):
+            out.extend(self.leave(conn, group, "DISCONNECT"))
         return out
+
+    def _unindex(self, conn: str, daemon: str, group: str) -> None:
+        per = self.by_conn[conn]
+        groups = per[daemon]
+        groups.discard(group)
+        if not groups:
+            del per[daemon]
+            if not per:
+                del self.by_conn[conn]
 
     def _views(
         self,
@@ -209,44 +235,87 @@ class GroupTable:
         listing the members that do; its NETWORK view at the install closes it."""
         self.transitional = True
         left, disconnected = removed_by(ops)
+        # The groups with a member that may not move on; the others cannot get a view.
+        suspects: set[str] = set()
+        for conn, per in self.by_conn.items():
+            gone = conn in disconnected
+            for daemon, groups in per.items():
+                if gone or daemon not in survivors:
+                    suspects.update(groups)
+        for group, leavers in left.items():
+            if not leavers.isdisjoint(self.table.get(group, ())):
+                suspects.add(group)
         out: list[DeliverMembership] = []
-        for group in sorted(self.table):
+        local = self.local
+        for group in sorted(suspects):
             members = self.table[group]
-            lost = left.get(group, set()) | disconnected
-            moving = tuple(
-                sorted(c for c, d in members.items() if d in survivors and c not in lost)
-            )
+            lost = left[group] | disconnected if group in left else disconnected
+            moving = [c for c, d in members.items() if d in survivors and c not in lost]
             if len(moving) == len(members):
                 continue
             self.in_transition.add(group)
+            if local.isdisjoint(moving):
+                continue  # nobody here to tell
+            moving.sort()
+            together = tuple(moving)
             tgid = trans_gid(self.last_gid.get(group, ""), f"{next_conf}/{group}/1")
             out.extend(
-                _view(c, group, "transitional", tgid, moving, "", (), ())
-                for c in moving
-                if c in self.local
+                _view(c, group, "transitional", tgid, together, "", (), ())
+                for c in together
+                if c in local
             )
         return out
 
     def install(
         self,
-        new: Table,
+        entries: Iterable[GroupsEntry],
         vs_of_daemon: Mapping[str, int],
         joined_in_trans: Sequence[Mapping[str, set[str]]],
     ) -> list[DeliverMembership]:
-        """Replace the table by the merged one; NETWORK views where the group was in
-        transition, was changed in the transitional configuration, or changed membership.
+        """Replace the table by the merged one of the Install (``entries``: its ``groups``);
+        NETWORK views where the group was in transition, was changed in the transitional
+        configuration, changed membership, or has members from more than one old view.
 
         ``vs_of_daemon`` maps each member daemon to the index of its cleanup (its old view) and
         ``joined_in_trans[i]`` the connections that joined a group in cleanup ``i``'s
         transitional part: SP-VSSET puts two members in one vs_set exactly when they come from
-        the same old view and the same previous group view (a silent joiner had none)."""
+        the same old view and the same previous group view (a silent joiner had none).
+
+        Only candidate groups are looked at, found per connection: a group none of whose
+        connections changed, whose members all come from our old view's side, that was not in
+        transition nor touched, keeps its members and gets no view."""
+        new = _index(entries)
+        # The candidates, in set operations per connection: groups in transition or touched,
+        # groups a connection joined, left or moved in, and groups with members on another
+        # side than ours (a merge, or a daemon that was in our view but installed another).
+        candidates = self.in_transition | self.touched
+        old = self.by_conn
+        for conn in old.keys() | new.keys():
+            was = old.get(conn, {})
+            now = new.get(conn, {})
+            if was != now:
+                for daemon in was.keys() | now.keys():
+                    candidates |= was.get(daemon, set()) ^ now.get(daemon, set())
+        home = vs_of_daemon.get(self.me)
+        for per in new.values():
+            for daemon, groups in per.items():
+                if vs_of_daemon[daemon] != home:  # a KeyError for a daemon outside the view
+                    candidates |= groups
+        after_of: Table = {}  # the Install's members of every candidate group
+        for conn, per in new.items():
+            for daemon, groups in per.items():
+                for group in groups & candidates:
+                    after_of.setdefault(group, {})[conn] = daemon
         out: list[DeliverMembership] = []
         views: dict[str, str] = {}
-        for group in sorted(set(self.table) | set(new)):
+        for group in sorted(candidates):
             before = self.table.get(group, {})
-            after = new.get(group, {})
-            if not after:
+            after = after_of.get(group)
+            if after is None:
+                if self.table.pop(group, None) is not None:
+                    self.last_gid.pop(group, None)
                 continue
+            self.table[group] = after  # ``before`` stays the old members
             sides = {vs_of_daemon[d] for d in after.values()}
             if (
                 set(before) == set(after)
@@ -270,8 +339,8 @@ class GroupTable:
                 )
             out.extend(self._network(group, gid, after, vs_of_daemon, joined_in_trans))
             views[group] = gid
-        self.table = {g: dict(m) for g, m in new.items() if m}
-        self.last_gid = {g: views.get(g, self.last_gid.get(g, "")) for g in self.table}
+        self.by_conn = new
+        self.last_gid.update(views)
         self._recipients.clear()
         self.in_transition.clear()
         self.transitional = False
@@ -302,6 +371,27 @@ class GroupTable:
             for c in ordered
             if c in self.local
         ]
+
+
+def _index(entries: Iterable[GroupsEntry]) -> ByConn:
+    """The Install's table by connection. A connection listed twice (only a malformed report
+    does that) keeps each group at the daemon listed last, as filling a ``Table`` entry by
+    entry would."""
+    by_conn: ByConn = {}
+    for daemon, conn, groups in entries:
+        if not groups:
+            continue
+        per = by_conn.get(conn)
+        if per is None:
+            by_conn[conn] = {daemon: set(groups)}
+            continue
+        fresh = set(groups)
+        for other in [d for d in per if d != daemon]:
+            per[other] -= fresh
+            if not per[other]:
+                del per[other]
+        per.setdefault(daemon, set()).update(fresh)
+    return by_conn
 
 
 def _view(

@@ -370,11 +370,7 @@ class Node:
 
         Every stamped own op is delivered by the cleanup of the view change, so this is exactly
         the state the new view starts from (see viewchange)."""
-        joined: dict[str, set[str]] = {}
-        for group, members in self.groups.table.items():
-            for conn, daemon in members.items():
-                if daemon == self.me:
-                    joined.setdefault(conn, set()).add(group)
+        joined = self.groups.groups_on(self.me)
         own = self.epoch.recv[self.me]
         for seq in sorted(s for s in own if s > self.own_delivered_seq):
             msg = own[seq]
@@ -398,10 +394,6 @@ class Node:
             for member in c.trans_members:
                 vs_of[member] = index
             joined_in_trans.append(joined_by(group_ops(c.transitional)))
-        table: dict[str, dict[str, str]] = {}
-        for daemon, conn, groups in install.groups:
-            for group in groups:
-                table.setdefault(group, {})[conn] = daemon
         self.view = install.view
         self.members = install.members
         self.member_peers = tuple(token_name(m) for m in install.members if m != self.me)
@@ -412,7 +404,7 @@ class Node:
         conf = regular_conf_id(self.view)
         self.groups.set_conf(conf)
         out.append(_install_note(self.me, conf, "regular", self.members, self.view.epoch))
-        out.extend(self.groups.install(table, vs_of, joined_in_trans))
+        out.extend(self.groups.install(install.groups, vs_of, joined_in_trans))
         self.installed_at = self.now
 
     def _deliver_cleanup(self, install: Install, cleanup: Cleanup, out: list[Command]) -> None:

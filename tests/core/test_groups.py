@@ -9,7 +9,7 @@ views listing members outside their configuration and no NETWORK view at the mer
 from __future__ import annotations
 
 from groupcomm.core.commands import DeliverMembership
-from groupcomm.core.groups import GroupOp, GroupTable, joined_by, trans_gid
+from groupcomm.core.groups import GroupOp, GroupsEntry, GroupTable, Table, joined_by, trans_gid
 from groupcomm.core.service import Kind
 
 D1, D2, D5 = "d1:0", "d2:0", "d5:0"
@@ -27,6 +27,15 @@ def _table_at_d5() -> GroupTable:
     table.join(C9, D5, "g2")
     table.join(C10, D5, "g2")
     return table
+
+
+def _entries(table: Table) -> list[GroupsEntry]:
+    """A merged table as ``Install.groups``: (daemon, conn, groups of conn)."""
+    by_conn: dict[tuple[str, str], list[str]] = {}
+    for group, members in sorted(table.items()):
+        for conn, daemon in members.items():
+            by_conn.setdefault((daemon, conn), []).append(group)
+    return [(d, c, tuple(gs)) for (d, c), gs in sorted(by_conn.items())]
 
 
 def _kinds(views: list[DeliverMembership]) -> list[tuple[str, str, str]]:
@@ -60,7 +69,7 @@ def test_the_merge_gives_every_member_the_network_view() -> None:
     new = {"g2": {C1: D1, C2: D2, C9: D5, C10: D5}}
     vs_of = {D1: 0, D2: 0, D5: 1}
     # The Install's cleanups: 0 for d1 and d2 (c2's JOIN in its transitional part), 1 for d5.
-    views = table.install(new, vs_of, [joined_by(ops), {}])
+    views = table.install(_entries(new), vs_of, [joined_by(ops), {}])
     assert _kinds(views) == [(C10, "regular", "R4.d2:0/g2/1"), (C9, "regular", "R4.d2:0/g2/1")]
     # c2 joined in the other side's transitional configuration: it had no view of g2, so it
     # is in a vs_set of its own (SP-VSSET: same old view and same previous group view).
@@ -83,7 +92,7 @@ def test_a_leave_in_the_transitional_configuration_opens_a_transition() -> None:
     left = table.leave(C10, "g", "LEAVE")
     assert [(v.conn, v.kind) for v in left] == [(C10, "self_leave")]
     table.set_conf("R4.d5:0")
-    views = table.install({"g": {C9: D5}}, {D5: 0}, [{}])
+    views = table.install(_entries({"g": {C9: D5}}), {D5: 0}, [{}])
     assert [(v.conn, v.kind, v.cause, v.members) for v in views] == [
         (C9, "regular", "NETWORK", (C9,))
     ]
@@ -93,7 +102,7 @@ def test_an_unchanged_group_gets_no_view_at_install() -> None:
     table = _table_at_d5()
     table.begin_transitional({D1, D5}, "R4.d1:0", [])
     table.set_conf("R4.d1:0")
-    views = table.install({"g2": {C1: D1, C9: D5, C10: D5}}, {D1: 0, D5: 0}, [{}])
+    views = table.install(_entries({"g2": {C1: D1, C9: D5, C10: D5}}), {D1: 0, D5: 0}, [{}])
     assert views == []
     assert table.last_gid["g2"] == "R3.d1:0/g2/3"  # the members' last view is still that one
 
