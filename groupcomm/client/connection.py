@@ -59,6 +59,7 @@ from groupcomm.wire.client import (
     StatusReply,
     StatusReq,
     ViewMsg,
+    Views,
     Welcome,
     decode_reply,
     encode,
@@ -499,17 +500,12 @@ class Connection:
                 batch: list[Event] = list(map(_as_message, msgs))  # one copy per message, in C
                 self._batches.append((batch, _payload_bytes(batch)))
                 self._arrived.set()
-            case ViewMsg(kind="regular") as v:
-                index = (
-                    v.members.index(self._private_name) if self._private_name in v.members else -1
-                )
-                self._push(
-                    RegularView(v.group, v.gid, v.members, v.cause, v.vs_sets, v.changed, index)
-                )
-            case ViewMsg(kind="transitional", group=group, gid=gid, members=members):
-                self._push(TransitionalView(group, gid, members))
-            case ViewMsg(group=group):
-                self._push(SelfLeave(group))
+            case ViewMsg() as v:
+                self._batches.append(([self._view_event(v)], 0))
+                self._arrived.set()
+            case Views(views=views):
+                self._batches.append(([self._view_event(v) for v in views], 0))
+                self._arrived.set()
             case CreditGrant(nbytes=n):
                 self._in_flight = max(0, self._in_flight - n)
                 self._window_moved.set()
@@ -527,6 +523,15 @@ class Connection:
                 self._end(ConnectionClosed(reason))
             case Welcome():
                 pass
+
+    def _view_event(self, v: ViewMsg) -> Event:
+        if v.kind == "regular":
+            me = self._private_name
+            index = v.members.index(me) if me in v.members else -1
+            return RegularView(v.group, v.gid, v.members, v.cause, v.vs_sets, v.changed, index)
+        if v.kind == "transitional":
+            return TransitionalView(v.group, v.gid, v.members)
+        return SelfLeave(v.group)
 
     def _push(self, event: Event) -> None:
         """One event that is not a message: a batch of its own, with no payload bytes."""

@@ -53,6 +53,7 @@ from groupcomm.wire.client import (
     StatusReply,
     StatusReq,
     ViewMsg,
+    Views,
     Welcome,
     encode,
     encode_msgs,
@@ -282,6 +283,7 @@ class NativeFrontEnd:
 
     def _send_notices(self, conn: str, identity: int, notices: list[Notice]) -> None:
         batch: list[DeliveredEntry] = []
+        views: list[ViewMsg] = []
         credit = 0
         out: list[Reply | bytes] = []  # bytes: an encoded ``msgs`` batch
 
@@ -289,18 +291,24 @@ class NativeFrontEnd:
             if batch:
                 out.append(encode_msgs(batch))
                 batch.clear()
+            if views:
+                out.append(views[0] if len(views) == 1 else Views(tuple(views)))
+                views.clear()
 
         for n in notices:
             if type(n) is DeliverMessage:  # the hot path: one per delivered message
                 # DeliverMessage is (conn, *the msgs entry): the entry is a slice.
+                if views:
+                    cut()
                 batch.append(n[1:])
                 continue
             match n:
                 case Granted(nbytes=nbytes):
                     credit += nbytes
                 case DeliverMembership():
-                    cut()
-                    out.append(
+                    if batch:
+                        cut()
+                    views.append(
                         ViewMsg(n.group, n.kind, n.gid, n.members, n.cause, n.vs_sets, n.changed)
                     )
                 case Refused(req=req, op=op, group=group, reason=reason):

@@ -156,6 +156,14 @@ class ViewMsg:
 
 
 @dataclass(frozen=True, slots=True)
+class Views:
+    """Consecutive membership messages of one daemon turn, in order (a view change over many
+    groups is thousands of them: one record instead of one each)."""
+
+    views: tuple[ViewMsg, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RejectMsg:
     req: int
     op: str
@@ -192,6 +200,7 @@ Reply = (
     | CreditGrant
     | Msgs
     | ViewMsg
+    | Views
     | RejectMsg
     | StatusReply
     | AdminReply
@@ -234,6 +243,8 @@ def _fields(msg: Request | Reply) -> tuple[str, tuple[object, ...]]:
             return "msgs", (list(msgs),)
         case ViewMsg(group, kind, gid, members, cause, vs_sets, changed):
             return "view", (group, kind, gid, members, cause, vs_sets, changed)
+        case Views(views):
+            return "views", ([_view_fields(v) for v in views],)
         case RejectMsg(req, op, group, reason):
             return "reject", (req, op, group, reason)
         case StatusReply(req, info):
@@ -245,6 +256,10 @@ def _fields(msg: Request | Reply) -> tuple[str, tuple[object, ...]]:
         case Closed(reason):
             return "closed", (reason,)
     raise ClientWireError(f"cannot encode {type(msg).__name__}: not a client-protocol message")
+
+
+def _view_fields(v: ViewMsg) -> tuple[object, ...]:
+    return (v.group, v.kind, v.gid, v.members, v.cause, v.vs_sets, v.changed)
 
 
 def encode_msgs(entries: list[DeliveredEntry]) -> bytes:
@@ -408,6 +423,19 @@ def _view(f: tuple[object, ...]) -> ViewMsg:
     )
 
 
+def _views(v: object) -> Views:
+    if type(v) is not tuple or not v:
+        raise _Bad("views", "expected a non-empty array")
+    out = []
+    for i, entry in enumerate(v):
+        if type(entry) is not tuple or len(entry) != 7:
+            raise _Bad(
+                f"views[{i}]", "expected [group, kind, gid, members, cause, vs_sets, changed]"
+            )
+        out.append(_view(entry))
+    return Views(tuple(out))
+
+
 _T = TypeVar("_T")
 _Schema = dict[str, tuple[int, Callable[[tuple[object, ...]], _T]]]
 
@@ -460,6 +488,7 @@ _REPLIES: Final[_Schema[Reply]] = {
     "credit": (1, lambda f: CreditGrant(_uint(f[0], "bytes"))),
     "msgs": (1, lambda f: _msgs(f[0])),
     "view": (7, _view),
+    "views": (1, lambda f: _views(f[0])),
     "reject": (
         4,
         lambda f: RejectMsg(

@@ -33,6 +33,7 @@ from groupcomm.wire.client import (
     StatusReply,
     StatusReq,
     ViewMsg,
+    Views,
     Welcome,
     decode_reply,
     decode_request,
@@ -58,6 +59,13 @@ REPLIES: list[Reply] = [
     Msgs(()),
     ViewMsg("g", "regular", "R1/g/1", ("#a#d1",), "JOIN", (("#a#d1",),), ("#a#d1",)),
     ViewMsg("g", "transitional", "R1.d1:0/g/1 > R2.d1:0/g/1", ("#a#d1",), "", (), ()),
+    Views(
+        (
+            ViewMsg("g", "transitional", "R1/g/1 > R2/g/2", ("#a#d1",), "", (), ()),
+            ViewMsg("g", "regular", "R2/g/2", ("#a#d1",), "NETWORK", (("#a#d1",),), ("#b#d2",)),
+            ViewMsg("h", "self_leave", "", (), "", (), ()),
+        )
+    ),
     RejectMsg(3, "join", None, "no"),
     StatusReply(6, {"view": "1.d1", "n": 3, "nested": {"l": [1, "x", None]}}),
     AdminReply(5, True, "queued"),
@@ -161,3 +169,17 @@ def test_batch_payloads_are_checked_one_by_one(payloads: object, problem: str) -
     data = msgpack.packb([1, "mcastb", 1, ["g"], 0x10, 0, payloads], use_bin_type=True)
     with pytest.raises(ClientWireError, match=re.escape(problem)):
         decode_request(data)
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        [1, "views", []],  # empty batch
+        [1, "views", [["g", "regular", "R1", [], "JOIN", []]]],  # 6 fields
+        [1, "views", [["g", "odd", "R1", [], "JOIN", [], []]]],  # kind
+        [1, "views", "x"],
+    ],
+)
+def test_bad_views_batches_are_refused(obj: object) -> None:
+    with pytest.raises(ClientWireError):
+        decode_reply(msgpack.packb(obj))
