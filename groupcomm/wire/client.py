@@ -327,6 +327,11 @@ def _strs(v: object, name: str, lo: int = 0, hi: int = MAX_UINT) -> tuple[str, .
         raise _Bad(name, f"expected array, got {type(v).__name__}")
     if not lo <= len(v) <= hi:
         raise _Bad(name, f"expected {lo}..{hi} entries, got {len(v)}")
+    for x in v:  # the common case without building a field name per entry
+        if type(x) is not str or not x:
+            break
+    else:
+        return cast(tuple[str, ...], v)
     return tuple(_str(x, f"{name}[{i}]", empty=False) for i, x in enumerate(v))
 
 
