@@ -1,5 +1,7 @@
 """The latency-vs-load plot of a sweep (``--lat-sweep``): p50 and p99 on a log scale against
-the offered msg/s, one colour per system, failing points crossed out and the knee marked.
+the offered msg/s, one colour per system (groupcomm, the zmq baseline, and the peer kit's
+curves such as corosync CPG, ``sweep --peer-runs``), failing points crossed out and the knee
+marked.
 
 matplotlib is optional (``pip install -e .[bench]``): it is imported only here, only when a plot
 is asked for, so the benchmark, the daemon and the test suite never need it.
@@ -14,8 +16,46 @@ from typing import Any
 from groupcomm.benchmark.sweepreport import LatPoint, knee
 
 INSTALL_HINT = "pip install -e .[bench]"
-COLOURS = {"groupcomm": "tab:blue", "zmq": "tab:orange"}
-LABELS = {"groupcomm": "groupcomm AGREED", "zmq": "zmq baseline"}
+COLOURS = {
+    "groupcomm": "tab:blue",
+    "zmq": "tab:orange",
+    "cpg": "tab:green",
+    "spread": "tab:purple",
+    "redis": "tab:brown",
+}
+LABELS = {
+    "groupcomm": "groupcomm AGREED",
+    "zmq": "zmq baseline",
+    "cpg": "corosync CPG AGREED",
+    "spread": "Spread",
+    "redis": "Redis pub/sub",
+}
+OWN = ("groupcomm", "zmq")  # the sweep's own systems
+SPARE = ("tab:cyan", "tab:olive", "tab:pink", "tab:gray", "black")  # red marks failing points
+
+
+def styles(systems: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """System -> (colour, legend label): its own for the known systems; a peer kit curve named
+    by its whole label (``cpg-3node-knet-sched_rr``) gets its short name's colour if no other
+    curve has it, and its label in parentheses; the rest get a spare colour each."""
+    used = {COLOURS[s] for s in systems if s in COLOURS}
+    spare = [c for c in SPARE if c not in used]
+    out = {}
+    for i, system in enumerate(systems):
+        short = system.split("-", 1)[0]
+        if system in COLOURS:
+            out[system] = (COLOURS[system], LABELS[system])
+            continue
+        # the peer kit's own zmq is not the sweep's baseline
+        label = f"{LABELS[short]} ({system})" if short in LABELS else system
+        if short in OWN:
+            label = f"{system} (peer kit)"
+        if short in COLOURS and short not in OWN and COLOURS[short] not in used:
+            used.add(COLOURS[short])
+            out[system] = (COLOURS[short], label)
+        else:
+            out[system] = (spare.pop(0) if spare else SPARE[i % len(SPARE)], label)
+    return out
 
 
 class PlotUnavailable(RuntimeError):
@@ -49,9 +89,9 @@ def plot_latency(points: Mapping[str, Sequence[LatPoint]], path: Path, title: st
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     try:
-        for system, pts in points.items():
-            colour = COLOURS.get(system, "tab:gray")
-            label = LABELS.get(system, system)
+        look = styles(list(points))
+        for i, (system, pts) in enumerate(points.items()):
+            colour, label = look[system]
             for key, style, name in (("p50_us", "-", "p50"), ("p99_us", "--", "p99")):
                 xs = [p.rate for p in pts if getattr(p, key) is not None]
                 ys = [getattr(p, key) for p in pts if getattr(p, key) is not None]
@@ -66,7 +106,7 @@ def plot_latency(points: Mapping[str, Sequence[LatPoint]], path: Path, title: st
                     f"{label} knee\n{k:,.0f} msg/s",
                     (k, 1.0),
                     xycoords=("data", "axes fraction"),
-                    xytext=(-4, -28),
+                    xytext=(-4, -28 - 26 * i),  # knees at the same rate: one under another
                     textcoords="offset points",
                     ha="right",
                     color=colour,

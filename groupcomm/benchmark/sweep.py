@@ -8,7 +8,8 @@ The sweep prints its plan and an estimate of the time first, then runs everythin
 same ``run_once`` as ``groupcomm bench``, appending every record to ``runs.jsonl`` as soon as it
 exists and rewriting ``results.md`` (and ``latency.png``) after every run, so an interrupted
 sweep still leaves usable files; ``--report FILE`` renders them again from a JSON-lines file.
-The grid itself is in ``sweepgrid``, the tables in ``sweepreport``, the plot in ``plot``.
+The grid itself is in ``sweepgrid``, the tables in ``sweepreport``, the plot in ``plot``;
+``--peer-runs FILE`` adds the peer kit's latency curves (corosync CPG, ...) from ``peerkit``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from groupcomm.benchmark.command import protocol_setting
+from groupcomm.benchmark.peerkit import PeerCurves, load_curves
 from groupcomm.benchmark.placement import TRANSPORTS, transport_problem
 from groupcomm.benchmark.report import ProgressLine, json_line
 from groupcomm.benchmark.runner import RunSpec, run_once
@@ -114,8 +117,38 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUNS.jsonl",
         help="render results.md from earlier runs (a sweep's, or groupcomm bench --out FILE)",
     )
+    o.add_argument(
+        "--peer-runs",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PEER_RUNS.jsonl",
+        help="add the peer kit's latency runs (bench.py ... --mode all --kind lat, e.g. corosync "
+        "CPG) at the latency size to the latency table and plot; repeatable",
+    )
+    o.add_argument(
+        "--peer-labels",
+        type=lambda text: tuple(x.strip() for x in text.split(",") if x.strip()),
+        default=(),
+        metavar="LIST",
+        help="only these peer kit labels, or short names like cpg (default: every label)",
+    )
     o.add_argument("--quiet", action="store_true", help="no progress line")
     return p
+
+
+@dataclass(frozen=True, slots=True)
+class Peers:
+    """What ``--peer-runs`` asks for; read again for every report (the sweep's rates and size
+    decide which runs count and where they go)."""
+
+    paths: tuple[Path, ...] = ()
+    labels: tuple[str, ...] = ()
+
+    def curves(self, size: int, rates: Sequence[float]) -> PeerCurves | None:
+        if not self.paths:
+            return None
+        return load_curves(self.paths, size, rates, self.labels)
 
 
 def grid_from(args: argparse.Namespace) -> Grid:
@@ -165,9 +198,25 @@ def machine() -> str:
     )
 
 
-def write_report(out: Path, records: Sequence[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
-    """Rewrite results.md (and latency.png when there are latency runs and matplotlib);
-    returns notes for the user (e.g. why there is no plot)."""
+def lat_setting(records: Sequence[dict[str, Any]], meta: dict[str, Any]) -> tuple[int, list[float]]:
+    """The latency part's message size and offered rates: from the sweep's latency runs, else
+    from ``meta`` (a live sweep's plan), else 100 B and none."""
+    lat = [r for r in records if r.get("part") == "lat"]
+    sizes = sorted({int(r["size"]) for r in lat if r.get("size")})
+    size = sizes[0] if sizes else int(meta.get("lat_size") or 100)
+    rates = {float(r["lat_rate"]) for r in lat if r.get("lat_rate")}
+    rates |= {float(x) for x in meta.get("lat_rates") or ()}
+    return size, sorted(rates)
+
+
+def write_report(
+    out: Path,
+    records: Sequence[dict[str, Any]],
+    meta: dict[str, Any],
+    peers: PeerCurves | None = None,
+) -> list[str]:
+    """Rewrite results.md (and latency.png when there are latency runs, or ``peers`` curves, and
+    matplotlib); returns notes for the user (e.g. why there is no plot)."""
     notes: list[str] = []
     stamps = sorted(str(r.get("ts")) for r in records if r.get("ts"))
 
@@ -188,24 +237,55 @@ def write_report(out: Path, records: Sequence[dict[str, Any]], meta: dict[str, A
         setup = f"Machine: {meta.get('machine', '?')}. {setup}"
     header.append(setup)
     window, send_window, slow = flow_limits(dict(meta.get("protocol") or {}))
-    points = lat_points(records)
+    points = {**lat_points(records), **(peers.points if peers else {})}
+    if peers is not None and not peers.points:
+        notes.append(f"no peer kit latency runs (--mode all --kind lat) in {peers.source}")
     if points:
         try:
             from groupcomm.benchmark.plot import PlotUnavailable, plot_latency
 
-            first = next(r for r in records if r.get("part") == "lat")
-            title = (
-                f"groupcomm latency vs offered load: {first.get('size')} B, "
-                f"{first.get('nodes')} daemons, {first.get('placement')}/"
-                f"{meta.get('transport', 'tcp')}, all-to-all"
-            )
-            plot_latency(points, out / PLOT_FILE, title)
+            plot_latency(points, out / PLOT_FILE, plot_title(records, meta, peers))
             header += ["", f"![latency vs offered load]({PLOT_FILE})"]
         except PlotUnavailable as e:
             notes.append(str(e))
-    text = render(records, header, window, send_window, slow)
+    text = render(
+        records,
+        header,
+        window,
+        send_window,
+        slow,
+        peers.points if peers else None,
+        peers.describe() if peers else "",
+    )
     (out / REPORT_FILE).write_text(text)
     return notes
+
+
+def plot_title(
+    records: Sequence[dict[str, Any]], meta: dict[str, Any], peers: PeerCurves | None
+) -> str:
+    first = next((r for r in records if r.get("part") == "lat"), None)
+    size, _ = lat_setting(records, meta)
+    ours = (
+        ""
+        if first is None
+        else f"{first.get('nodes')} daemons, {first.get('placement')}/"
+        f"{meta.get('transport', 'tcp')}"
+    )
+    if not peers or not peers.points:
+        return f"groupcomm latency vs offered load: {size} B, {ours}, all-to-all"
+    kit = ", ".join(
+        dict.fromkeys(
+            f"{r.system} ({r.setup})" if r.setup else r.system
+            for r in peers.runs
+            if r.system in peers.points
+        )
+    )
+    return (
+        f"latency vs offered load: {size} B, all-to-all"
+        + (f"; groupcomm {ours}" if ours else "")
+        + f"\npeer kit (3 members): {kit}"
+    )
 
 
 def _label(run: int, cell: Cell, runs: int) -> str:
@@ -218,7 +298,7 @@ def _label(run: int, cell: Cell, runs: int) -> str:
     return f"{what} {w.daemons}d run {run + 1}/{runs}"
 
 
-def run_sweep(args: argparse.Namespace, grid: Grid, out: Path) -> int:
+def run_sweep(args: argparse.Namespace, grid: Grid, out: Path, peers: Peers = Peers()) -> int:
     order = grid.runs_in_order()
     protocol = tuple(sorted(dict(args.protocol).items()))
     out.mkdir(parents=True, exist_ok=True)
@@ -231,6 +311,8 @@ def run_sweep(args: argparse.Namespace, grid: Grid, out: Path) -> int:
         "transport": args.transport,
         "protocol": dict(protocol),
         "batch": grid.batch,
+        "lat_size": grid.lat_size,
+        "lat_rates": list(grid.lat_rates),
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
     progress = ProgressLine(False if args.quiet else None)
@@ -255,7 +337,7 @@ def run_sweep(args: argparse.Namespace, grid: Grid, out: Path) -> int:
             records.append(record)
             with (out / RUNS_FILE).open("a") as f:
                 f.write(json_line(record) + "\n")
-            for note in write_report(out, records, meta):
+            for note in report_notes(out, records, meta, peers):
                 print(f"sweep: {note}", file=sys.stderr)
     except KeyboardInterrupt:
         progress.clear()
@@ -272,7 +354,20 @@ def run_sweep(args: argparse.Namespace, grid: Grid, out: Path) -> int:
     return 0 if ok == len(records) else 1
 
 
-def report_only(path: Path, out: Path | None) -> int:
+def report_notes(
+    out: Path, records: Sequence[dict[str, Any]], meta: dict[str, Any], peers: Peers
+) -> list[str]:
+    """``write_report`` with the peer curves read (again) at the sweep's latency size and
+    rates; a peer file that cannot be read is a note, and the report is written without it."""
+    size, rates = lat_setting(records, meta)
+    try:
+        curves = peers.curves(size, rates)
+    except (OSError, ValueError) as e:
+        return [f"cannot read the peer runs: {e}", *write_report(out, records, meta)]
+    return write_report(out, records, meta, curves)
+
+
+def report_only(path: Path, out: Path | None, peers: Peers = Peers()) -> int:
     try:
         lines = path.read_text().splitlines()
         records = [normalize(json.loads(line)) for line in lines if line.strip()]
@@ -285,16 +380,23 @@ def report_only(path: Path, out: Path | None) -> int:
     meta: dict[str, Any] = {}
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
-    for note in write_report(dest, records, meta):
+    try:
+        curves = peers.curves(*lat_setting(records, meta))
+    except (OSError, ValueError) as e:
+        print(f"sweep: cannot read the peer runs: {e}", file=sys.stderr)
+        return 2
+    for note in write_report(dest, records, meta, curves):
         print(f"sweep: {note}", file=sys.stderr)
-    print(f"sweep: wrote {dest / REPORT_FILE} from {len(records)} runs")
+    extra = "" if curves is None else f" and {len(curves.runs)} peer kit runs"
+    print(f"sweep: wrote {dest / REPORT_FILE} from {len(records)} runs{extra}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    peers = Peers(tuple(args.peer_runs), args.peer_labels)
     if args.report is not None:
-        return report_only(args.report, args.out)
+        return report_only(args.report, args.out, peers)
     if args.runs < 1:
         print("sweep: --runs must be at least 1", file=sys.stderr)
         return 2
@@ -316,13 +418,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if (why := plot_problem()) is not None:
             print(f"sweep: {why}; the latency table is still written", file=sys.stderr)
+    if peers.paths:
+        try:
+            curves = peers.curves(grid.lat_size, grid.lat_rates)
+        except (OSError, ValueError) as e:
+            print(f"sweep: cannot read the peer runs: {e}", file=sys.stderr)
+            return 2
+        assert curves is not None
+        if not curves.points:  # before a long sweep rather than a note after every run
+            print(
+                f"sweep: no peer kit latency runs (--mode all --kind lat --size "
+                f"{grid.lat_size}) in {curves.source}",
+                file=sys.stderr,
+            )
+            return 2
+        found = ", ".join(f"{s} at {len(ps)} rates" for s, ps in curves.points.items())
+        print(f"peer kit curves ({grid.lat_size} B): {found}")
     out = args.out or Path(time.strftime("sweep-%Y%m%d-%H%M%S"))
     print(f"sweep plan ({'netns' if args.netns else 'loopback'}, transport {args.transport}):")
     print(describe(order, args.netns), flush=True)
     if args.dry_run:
         return 0
     print(f"writing to {out}/", flush=True)
-    return run_sweep(args, grid, out)
+    return run_sweep(args, grid, out, peers)
 
 
 if __name__ == "__main__":

@@ -369,9 +369,12 @@ def render(
     window_bytes: int,
     send_window: int,
     slow_consumer_bytes: int,
+    peers: Mapping[str, Sequence[LatPoint]] | None = None,
+    peer_note: str = "",
 ) -> str:
     """The whole markdown report: ``header`` lines (command, date, machine), then a section
-    per part that has records, then the problems."""
+    per part that has records, then the problems. ``peers``: more latency curves (the peer
+    kit's, ``peerkit``) as column blocks of the latency table, followed by ``peer_note``."""
     foreign = spread(r.get("foreign_cpu_pct") for r in records)
     out = ["\n".join(header)]
     if foreign is not None:
@@ -383,7 +386,8 @@ def render(
     for text in (
         tput_tables(records),
         wire_table(records),
-        lat_table(lat_points(records)),
+        lat_table({**lat_points(records), **(peers or {})}),
+        peer_note if peers else "",
         flood_table(records, window_bytes, send_window, slow_consumer_bytes),
     ):
         if text:

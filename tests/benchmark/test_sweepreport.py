@@ -118,3 +118,12 @@ def test_wire_table_only_with_lan_runs() -> None:
     )
     assert "| 100 | AGREED | 235 / 236 |" in wire_table([lan])
     assert wire_table([rec("tput", "groupcomm", wire_out_bytes_per_msg=None)]) == ""
+
+
+def test_render_takes_more_latency_curves_with_their_note() -> None:
+    cpg = [LatPoint(1000.0, 290.0, 3600.0, delivered=1000.0, ok=3, runs=3)]
+    text = render([rec("tput", "groupcomm")], ["### Sweep"], MIB, MIB, 8 * MIB, {"cpg": cpg}, "N")
+    assert "| offered msg/s | cpg p50 µs | cpg p99 µs | cpg delivered/s |" in text
+    assert "| 1,000 | 290 | 3,600 | 1,000 |" in text and "cpg none in range" in text
+    assert text.endswith("| 1,000 | 290 | 3,600 | 1,000 |\n\nN\n")  # the note after the table
+    assert "\n\nN" not in render([rec("tput", "groupcomm")], ["h"], MIB, MIB, 8 * MIB, None, "N")
