@@ -18,6 +18,7 @@ import contextlib
 import os
 import socket
 import stat
+import time
 
 import structlog
 
@@ -27,6 +28,7 @@ from groupcomm.wire.stream import RecordReader, parse_endpoint, record_header
 
 READ_CHUNK = 256 << 10
 ACCEPTS_PER_TURN = 64
+ACCEPT_PAUSE_S = 1.0  # after accept() fails (no descriptors left): stop watching, then retry
 
 
 def remove_stale_socket(path: str) -> None:
@@ -93,6 +95,7 @@ class ClientLinks:
         self._next_id = 1
         self._closed: list[int] = []
         self._dirty: set[int] = set()
+        self._paused: list[tuple[float, int]] = []  # (resume at, listener fd)
         self._readiness: Readiness | None = None
         try:
             for endpoint in endpoints:
@@ -119,6 +122,8 @@ class ClientLinks:
         readiness = self._readiness
         if readiness is None:
             return []
+        if self._paused:
+            self._resume_accepting(readiness)
         out: list[tuple[int, bytes]] = []
         for fd, mask in list(readiness.ready.items()):
             link_id = self._by_fd.get(fd)
@@ -196,8 +201,13 @@ class ClientLinks:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # EMFILE and friends: the daemon keeps running
+                # The listener stays readable: watching it on would spin the loop until a
+                # descriptor frees up, so it rests for a while (the client's connect waits in
+                # the backlog or fails; nothing else is disturbed).
                 self.counters["accept_errors"] += 1
-                self.log.warning("client_accept_failed", error=str(exc))
+                self.log.warning("client_accept_failed", error=str(exc), pause_s=ACCEPT_PAUSE_S)
+                self._readiness.unwatch(listener.fileno())
+                self._paused.append((time.monotonic() + ACCEPT_PAUSE_S, listener.fileno()))
                 return
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
@@ -208,6 +218,15 @@ class ClientLinks:
             self._by_fd[sock.fileno()] = link_id
             self._readiness.watch(sock.fileno())
             self.counters["accepted"] += 1
+
+    def _resume_accepting(self, readiness: Readiness) -> None:
+        now = time.monotonic()
+        due = [fd for at, fd in self._paused if at <= now]
+        if due:
+            self._paused = [(at, fd) for at, fd in self._paused if at > now]
+            for fd in due:
+                if fd in self._listeners:
+                    readiness.watch(fd)
 
     def _read(self, link_id: int, out: list[tuple[int, bytes]]) -> None:
         link = self._links.get(link_id)

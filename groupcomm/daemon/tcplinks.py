@@ -140,6 +140,7 @@ class TcpTransport:
         self._in: dict[int, _Inbound] = {}
         self._dirty: set[_Outbound] = set()
         self._readiness: Readiness | None = None
+        self._accept_paused = False
         self._closed = False
         me = config.me
         family = socket.AF_INET6 if ":" in me.host else socket.AF_INET
@@ -217,6 +218,9 @@ class TcpTransport:
 
     def tick(self) -> None:
         now = self.clock()
+        if self._accept_paused and self._readiness is not None:
+            self._accept_paused = False
+            self._readiness.watch(self.listener.fileno())
         for link in self._out.values():
             if link.sock is None and now >= link.retry_at:
                 self._connect(link, now)
@@ -378,8 +382,11 @@ class TcpTransport:
                 sock, _addr = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: keep running, try again later
+            except OSError as exc:  # EMFILE and friends: keep running, try again at the tick
+                # (the listener stays readable: watched on, it would spin the loop)
                 self._warn("*", "accept", "cannot accept", error=str(exc))
+                self._readiness.unwatch(self.listener.fileno())
+                self._accept_paused = True
                 return
             if len(self._in) >= MAX_INBOUND_PER_PEER * max(1, len(self.others)):
                 self.counters["inbound_refused"] += 1
