@@ -16,22 +16,31 @@ from groupcomm.wire.errors import WireError
 from groupcomm.wire.stream import RecordReader, parse_endpoint, record_header
 
 MAX_REPLY = 256 << 20  # the daemon is trusted; this only stops a broken stream from growing
+READ_BUFFER = 256 << 10
 
 
-class _Protocol(asyncio.Protocol):
+class _Protocol(asyncio.BufferedProtocol):
+    """Reads into one buffer of its own: asyncio's plain ``Protocol`` receives with
+    ``recv(256 KiB)``, which allocates and frees 256 KiB per read (a third of a member's busy
+    time at 1,000 msg/s)."""
+
     def __init__(self, on_record: Callable[[bytes], None], on_lost: Callable[[str], None]) -> None:
         self.reader = RecordReader(MAX_REPLY)
         self.on_record = on_record
         self.on_lost = on_lost
         self.transport: asyncio.Transport | None = None
+        self._buf = bytearray(READ_BUFFER)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self._buf
+
+    def buffer_updated(self, nbytes: int) -> None:
         try:
-            records = self.reader.feed(data)
+            records = self.reader.feed(memoryview(self._buf)[:nbytes])
         except WireError as exc:
             self.on_lost(f"unreadable reply stream: {exc}")
             if self.transport is not None:

