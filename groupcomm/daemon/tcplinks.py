@@ -61,6 +61,9 @@ MAX_INBOUND_PER_PEER = 4
 HELLO_TIMEOUT_S = 5.0
 RECONNECT_MIN_S = 0.1
 RECONNECT_MAX_S = 0.25
+# A connect still pending after this is given up and retried: through a cut (packets dropped,
+# not refused) SYNs back off to seconds, and the merge after the heal would wait for them.
+CONNECT_TIMEOUT_S = 0.25
 
 
 def _tune(sock: socket.socket, timeout_ms: int) -> None:
@@ -75,7 +78,7 @@ def _tune(sock: socket.socket, timeout_ms: int) -> None:
 class _Outbound:
     """Our link to one peer: we only write on it (reads only detect its end)."""
 
-    __slots__ = ("buf", "peer", "retry_at", "sock", "up", "writing")
+    __slots__ = ("buf", "connect_started", "peer", "retry_at", "sock", "up", "writing")
 
     def __init__(self, peer: PeerConfig) -> None:
         self.peer = peer
@@ -83,6 +86,7 @@ class _Outbound:
         self.up = False
         self.buf = bytearray()
         self.retry_at = 0.0
+        self.connect_started = 0.0
         self.writing = False  # watched for EPOLLOUT
 
 
@@ -225,8 +229,11 @@ class TcpTransport:
             self._accept_paused = False
             self._readiness.watch(self.listener.fileno())
         for link in self._out.values():
-            if link.sock is None and now >= link.retry_at:
-                self._connect(link, now)
+            if link.sock is None:
+                if now >= link.retry_at:
+                    self._connect(link, now)
+            elif not link.up and now - link.connect_started > CONNECT_TIMEOUT_S:
+                self._drop(link, "connect timed out")
         for conn in list(self._in.values()):
             if conn.name is None and now - conn.opened > HELLO_TIMEOUT_S:
                 self.counters["inbound_refused"] += 1
@@ -294,6 +301,7 @@ class TcpTransport:
             return
         self.counters["connects"] += 1
         link.sock = sock
+        link.connect_started = now
         link.up = False
         link.buf.clear()
         link.writing = True
