@@ -159,9 +159,9 @@ class Driver:
         self.transport.heal()
 
     def run_blocking(self, *, install_signal_handlers: bool = True) -> int:
-        """Run until stopped, sleeping in ``zmq_poll`` (the daemon process's loop).
+        """Run until stopped, sleeping in ``epoll_wait`` (the daemon process's loop).
 
-        A signal interrupts the poll; pyzmq runs the handler (``stop``) and resumes the poll
+        A signal interrupts the wait; Python runs the handler (``stop``) and resumes the wait
         with the time left, which is at most ``tick_ms`` once the node has started, so a stop
         is acted on within a tick."""
         previous: dict[signal.Signals, Any] = {}
