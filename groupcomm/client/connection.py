@@ -78,8 +78,12 @@ def _payload_bytes(messages: list[Event]) -> int:
 
 DEFAULT_IPC_ENDPOINT = "ipc:///tmp/groupcomm-4803.sock"
 DEFAULT_TCP_ENDPOINT = "tcp://127.0.0.1:4803"
-CONSUMED_BATCH = 16 * 1024  # report consumed bytes at least this often (and before waiting)
-CONSUMED_INTERVAL_S = 0.005  # before waiting, report consumed bytes if this long has passed
+# ``consumed`` reports: at most CONSUMED_BATCH bytes, and at most an eighth of the daemon's
+# slow-consumer limit (told in ``welcome``; the daemon holds a session back at half of it), go
+# unreported; before waiting, whatever is unreported goes out once CONSUMED_INTERVAL_S passed.
+# Every report wakes the daemon: at 5 ms they were about a sixth of its turns at 1,000 msg/s.
+CONSUMED_BATCH = 16 * 1024
+CONSUMED_INTERVAL_S = 0.05
 BATCH_MAX_MESSAGES = 1024  # payloads per ``mcastb`` request sent by ``multicast_many``
 
 
@@ -133,6 +137,7 @@ class Connection:
         self._send_window = 0
         self._in_flight = 0
         self._unreported = 0
+        self._report_bytes = CONSUMED_BATCH  # until ``welcome`` tells the daemon's limit
         self._reported_at = 0.0
         self._reqs = itertools.count(1)
         self._link: Link | None = None
@@ -191,9 +196,12 @@ class Connection:
             except ConnectionClosed as exc:
                 raise DaemonUnavailable(f"{self.endpoint}: {exc.reason}") from None
             match reply:
-                case Welcome(private_name=pn, daemon=daemon, send_window=window):
+                case Welcome(
+                    private_name=pn, daemon=daemon, send_window=window, slow_consumer_bytes=slow
+                ):
                     self._private_name, self._daemon = pn, daemon
                     self._send_window = window
+                    self._report_bytes = max(1, min(CONSUMED_BATCH, slow // 8))
                 case RejectMsg(reason=reason):
                     raise SessionRefused(reason)
                 case ErrorMsg(code=code, text=text):
@@ -353,9 +361,13 @@ class Connection:
         batches = self._batches
         if not batches:
             if self._closed is None:
-                # About to wait: tell the daemon what we consumed, but at most every few ms (at
-                # low rates this ran once per message and was most of the client's CPU).
-                if time.monotonic() - self._reported_at >= CONSUMED_INTERVAL_S:
+                # About to wait: tell the daemon what we consumed, but at most every
+                # CONSUMED_INTERVAL_S unless much is unreported (at low rates a report per
+                # message was most of the client's CPU, and each wakes the daemon).
+                if (
+                    self._unreported >= self._report_bytes
+                    or time.monotonic() - self._reported_at >= CONSUMED_INTERVAL_S
+                ):
                     await self._report_consumed()
                 if timeout is None:
                     await self._wait_for_events()
@@ -368,7 +380,7 @@ class Connection:
         out, consumed = self._take(max(1, limit))
         if consumed:
             self._unreported += consumed
-            if self._unreported >= CONSUMED_BATCH:
+            if self._unreported >= self._report_bytes:
                 await self._report_consumed()
         return out
 

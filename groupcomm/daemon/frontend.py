@@ -215,7 +215,10 @@ class NativeFrontEnd:
                     return
                 self._by_link[identity] = session.conn
                 self._by_conn[session.conn] = identity
-                self._reply(identity, Welcome(session.conn, self.daemon_name, layer.send_window))
+                welcome = Welcome(
+                    session.conn, self.daemon_name, layer.send_window, layer.slow_consumer_bytes
+                )
+                self._reply(identity, welcome)
                 self.log.info("session_opened", conn=session.conn)
             case StatusReq(req=req):
                 if conn is not None:

@@ -115,6 +115,7 @@ class Welcome:
     private_name: str
     daemon: str
     send_window: int
+    slow_consumer_bytes: int  # the client paces its ``consumed`` reports against it
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +236,8 @@ def _fields(msg: Request | Reply) -> tuple[str, tuple[object, ...]]:
             return "admin", (req, command, list(args))
         case Bye():
             return "bye", ()
-        case Welcome(private_name, daemon, window):
-            return "welcome", (private_name, daemon, window)
+        case Welcome(private_name, daemon, window, slow):
+            return "welcome", (private_name, daemon, window, slow)
         case CreditGrant(nbytes):
             return "credit", (nbytes,)
         case Msgs(msgs):
@@ -483,11 +484,12 @@ _REQUESTS: Final[_Schema[Request]] = {
 
 _REPLIES: Final[_Schema[Reply]] = {
     "welcome": (
-        3,
+        4,
         lambda f: Welcome(
             _str(f[0], "private_name", empty=False),
             _str(f[1], "daemon", empty=False),
             _uint(f[2], "send_window"),
+            _uint(f[3], "slow_consumer_bytes"),
         ),
     ),
     "credit": (1, lambda f: CreditGrant(_uint(f[0], "bytes"))),

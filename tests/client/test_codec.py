@@ -53,7 +53,7 @@ REQUESTS: list[Request] = [
     Bye(),
 ]
 REPLIES: list[Reply] = [
-    Welcome("#alice#d1", "d1", 65536),
+    Welcome("#alice#d1", "d1", 65536, 8 << 20),
     CreditGrant(100),
     Msgs((Delivered("#a#d1", ("g",), 0x10, 0, b"x", "a|1|2"),)),
     Msgs(()),
