@@ -1,13 +1,15 @@
 """The peer transport: how encoded frames travel between daemons.
 
 The driver sees only ``DataPlane`` (send a frame to some daemons, receive ready frames, block and
-heal links), so the core and the driver do not know which data plane runs. ``ZmqTransport`` has
-two parts:
+heal links), so the core and the driver do not know which data plane runs
+(``dataplanes.make_transport`` picks one). The default, plain TCP links, is
+``tcplinks.TcpTransport``; this module has the protocol and ``ZmqTransport`` (``transport =
+"zmq"`` and ``"epgm"``), which has two parts:
 
 - **fan-out** (``groupcomm.daemon.fanout``): one send reaching every other configured peer —
-  heartbeats, data and ordering in a full view, ``Leave``. Either a TCP PUB/SUB mesh
-  (``transport = "tcp"``) or PGM multicast (``transport = "epgm"``), where a frame leaves the
-  host once whatever the cluster size.
+  heartbeats, data and ordering in a full view, ``Leave``. Either a ZeroMQ PUB/SUB mesh over
+  TCP (``transport = "zmq"``) or PGM multicast (``transport = "epgm"``), where a frame leaves
+  the host once whatever the cluster size.
 - **control mesh**: a ROUTER bound on ``control_port`` and one DEALER per peer connected to that
   peer's ROUTER (identity = own name), always TCP, for frames to some peers only (NAK answers and
   repairs, Propose, Flush, Install, data in a partial view or while a link is blocked).
