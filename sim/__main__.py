@@ -149,9 +149,19 @@ _DRAW_HELP = {
 }
 
 
-def _draw_flags(group: Any) -> None:
+def _draw_flags(group: Any, *, buggify_default: bool = False) -> None:
     for name, text in _DRAW_HELP.items():
-        group.add_argument(f"--{name}", action="store_true", help=text)
+        if name == "buggify" and buggify_default:
+            # The swarm draws BUGGIFY's settings in half its seeds unless told not to (issue
+            # 12: FoundationDB's simulation randomises in every run it can).
+            group.add_argument(
+                "--buggify",
+                action=argparse.BooleanOptionalAction,
+                default=True,
+                help=f"{text}; on by default (--no-buggify: every seed with the defaults)",
+            )
+        else:
+            group.add_argument(f"--{name}", action="store_true", help=text)
 
 
 def _draws(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> Draws:
@@ -295,7 +305,10 @@ def _swarm(args: list[str]) -> int:
         metavar="K",
         help=f"run budget of each shrink (default {DEFAULT_MAX_RUNS})",
     )
-    _draw_flags(parser.add_argument_group("opt-in modes (a failing seed's repro: its options)"))
+    _draw_flags(
+        parser.add_argument_group("modes (a failing seed's repro: its options)"),
+        buggify_default=True,
+    )
     ns = parser.parse_args(args)
     return swarm(
         parse_seeds(ns.seeds),
