@@ -482,7 +482,10 @@ class Connection:
             if self._closed is not None:
                 return
             n, self._unreported = self._unreported, 0
-            self._send(Consumed(n))
+            try:
+                self._send(Consumed(n))
+            except ConnectionClosed:  # the link is going down; the reader ends the session
+                return
 
     def _on_record(self, data: bytes) -> None:
         """One record from the daemon (called from asyncio's read callback)."""
