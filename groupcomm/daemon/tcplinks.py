@@ -42,11 +42,11 @@ from groupcomm.core.frames import Data, Frame
 from groupcomm.daemon.fanout import link_timeout_ms
 from groupcomm.daemon.readiness import READ, WRITE, Readiness
 from groupcomm.daemon.transport import (
-    LOG_INTERVAL_S,
     MAX_HELLO_BYTES,
+    Blocklist,
+    PeerLog,
     PeerStats,
     fingerprint_hash,
-    settings_diff,
 )
 from groupcomm.wire.errors import WireError
 from groupcomm.wire.peer import DEFAULT_MAX_FRAME_SIZE, decode_frame, encode_frame
@@ -134,9 +134,9 @@ class TcpTransport:
         self.fp = fingerprint_hash(tuple(sorted(settings.items())))
         hello = KIND_HELLO + json.dumps({"name": self.name, "settings": settings}).encode()
         self._hello = record_header(len(hello)) + hello
-        self._blocked: set[str] = set()
-        self._last_log: dict[tuple[str, str], float] = {}
-        self._refused_logged: set[tuple[str, bytes]] = set()
+        self._blocked = Blocklist(self.others, self.log)
+        self._peer_log = PeerLog(self.log, clock)
+        self._warn = self._peer_log.warn
         self._out: dict[str, _Outbound] = {
             p.name: _Outbound(p) for p in config.peers if p.name in self.peer
         }
@@ -240,26 +240,19 @@ class TcpTransport:
                 self._close_inbound(conn)
 
     def block(self, peers: Iterable[str]) -> list[str]:
-        for name in peers:
-            if name in self.peer:
-                self._blocked.add(name)
-            else:
-                self.log.warning("block_unknown_peer", peer=name)
-        self.log.info("link_blocked", blocked=sorted(self._blocked))
-        return sorted(self._blocked)
+        return self._blocked.block(peers)
 
     def heal(self) -> None:
-        self._blocked.clear()
-        self.log.info("link_healed")
+        self._blocked.heal()
 
     def blocked(self) -> list[str]:
-        return sorted(self._blocked)
+        return self._blocked.names()
 
     def stats(self) -> dict[str, Any]:
         return {
             **self.counters,
             "data_plane": DESCRIPTION,
-            "blocked": sorted(self._blocked),
+            "blocked": self._blocked.names(),
             "links_up": sorted(n for n, link in self._out.items() if link.up),
             "peers": {name: asdict(s) for name, s in sorted(self.peer.items())},
         }
@@ -490,10 +483,8 @@ class TcpTransport:
         conn.name = name
         conn.reader.max_record = DEFAULT_MAX_FRAME_SIZE + 1
         conn.refused = their_fp != self.fp
-        if conn.refused and (name, their_fp) not in self._refused_logged:
-            self._refused_logged.add((name, their_fp))
-            diff = settings_diff(self.settings, theirs)
-            self.log.error("peer_refused", peer=name, msg=f"refusing {name}: {diff}", differ=diff)
+        if conn.refused:
+            self._peer_log.refused(name, their_fp, self.settings, theirs)
         return True
 
     def _close_inbound(self, conn: _Inbound) -> None:
@@ -506,12 +497,3 @@ class TcpTransport:
     def _bad(self, peer: str, what: str, error: str) -> None:
         self.counters["frames_bad"] += 1
         self._warn(peer, "bad", what, peer=peer, error=error[:200])
-
-    def _warn(self, peer: str, what: str, message: str, /, **fields: Any) -> None:
-        now = self.clock()
-        key = (peer, what)
-        last = self._last_log.get(key)
-        if last is not None and now - last < LOG_INTERVAL_S:
-            return
-        self._last_log[key] = now
-        self.log.warning(f"peer_{what}", msg=message, **fields)

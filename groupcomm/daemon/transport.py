@@ -113,6 +113,68 @@ def settings_diff(mine: dict[str, Any], theirs: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+class PeerLog:
+    """What a transport logs about peers: a warning at most once per peer and kind per
+    ``LOG_INTERVAL_S`` (a broken or hostile peer cannot flood the log), and a refusal for
+    differing settings once per peer and settings."""
+
+    def __init__(self, log: Any, clock: Callable[[], float]) -> None:
+        self.log = log
+        self.clock = clock
+        self._last: dict[tuple[str, str], float] = {}
+        self._refused: set[tuple[str, bytes]] = set()
+
+    def warn(self, peer: str, what: str, message: str, /, **fields: Any) -> None:
+        now = self.clock()
+        key = (peer, what)
+        last = self._last.get(key)
+        if last is not None and now - last < LOG_INTERVAL_S:
+            return
+        self._last[key] = now
+        self.log.warning(f"peer_{what}", msg=message, **fields)
+
+    def refused(
+        self, name: str, their_fp: bytes, mine: dict[str, Any], theirs: dict[str, Any]
+    ) -> None:
+        if (name, their_fp) in self._refused:
+            return
+        self._refused.add((name, their_fp))
+        diff = settings_diff(mine, theirs)
+        self.log.error("peer_refused", peer=name, msg=f"refusing {name}: {diff}", differ=diff)
+
+
+class Blocklist:
+    """Fault injection (admin ``partition``/``heal``): the peers whose traffic a transport drops,
+    both ways."""
+
+    def __init__(self, known: Iterable[str], log: Any) -> None:
+        self.known = frozenset(known)
+        self.log = log
+        self._names: set[str] = set()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __bool__(self) -> bool:
+        return bool(self._names)
+
+    def names(self) -> list[str]:
+        return sorted(self._names)
+
+    def block(self, peers: Iterable[str]) -> list[str]:
+        for name in peers:
+            if name in self.known:
+                self._names.add(name)
+            else:
+                self.log.warning("block_unknown_peer", peer=name)
+        self.log.info("link_blocked", blocked=self.names())
+        return self.names()
+
+    def heal(self) -> None:
+        self._names.clear()
+        self.log.info("link_healed")
+
+
 @dataclass(slots=True)
 class PeerStats:
     frames_in: int = 0
@@ -157,10 +219,10 @@ class ZmqTransport:
             "bytes_mesh": 0,  # bytes handed to the TCP control mesh
             "own_echo": 0,  # our own multicast looped back (ignored)
         }
-        self._blocked: set[str] = set()
-        self._refused_logged: set[tuple[str, bytes]] = set()
+        self._blocked = Blocklist(self.others, self.log)
+        self._peer_log = PeerLog(self.log, clock)
+        self._warn = self._peer_log.warn
         self._their_settings: dict[str, dict[str, Any]] = {}
-        self._last_log: dict[tuple[str, str], float] = {}
         self._hello_due: dict[str, float] = {}
         self._closed = False
         self._link_timeout_ms = link_timeout_ms(config)
@@ -296,27 +358,20 @@ class ZmqTransport:
                 self._hello_due[name] = now + HELLO_INTERVAL_S
 
     def block(self, peers: Iterable[str]) -> list[str]:
-        for name in peers:
-            if name in self._others_set:
-                self._blocked.add(name)
-            else:
-                self.log.warning("block_unknown_peer", peer=name)
-        self.log.info("link_blocked", blocked=sorted(self._blocked))
-        return sorted(self._blocked)
+        return self._blocked.block(peers)
 
     def heal(self) -> None:
-        self._blocked.clear()
+        self._blocked.heal()
         self._hello_due.clear()
-        self.log.info("link_healed")
 
     def blocked(self) -> list[str]:
-        return sorted(self._blocked)
+        return self._blocked.names()
 
     def stats(self) -> dict[str, Any]:
         return {
             **self.counters,
             "data_plane": self.fanout.description,
-            "blocked": sorted(self._blocked),
+            "blocked": self._blocked.names(),
             "peers": {name: asdict(s) for name, s in sorted(self.peer.items())},
         }
 
@@ -402,16 +457,4 @@ class ZmqTransport:
             if previous is not None and previous != self.settings:
                 self.log.info("peer_accepted", peer=name, reason="protocol settings now agree")
             return
-        if (name, their_fp) not in self._refused_logged:
-            self._refused_logged.add((name, their_fp))
-            diff = settings_diff(self.settings, theirs)
-            self.log.error("peer_refused", peer=name, msg=f"refusing {name}: {diff}", differ=diff)
-
-    def _warn(self, peer: str, what: str, message: str, /, **fields: Any) -> None:
-        now = self.clock()
-        key = (peer, what)
-        last = self._last_log.get(key)
-        if last is not None and now - last < LOG_INTERVAL_S:
-            return
-        self._last_log[key] = now
-        self.log.warning(f"peer_{what}", msg=message, **fields)
+        self._peer_log.refused(name, their_fp, self.settings, theirs)
