@@ -18,7 +18,6 @@ import contextlib
 import os
 import socket
 import stat
-import time
 
 import structlog
 
@@ -95,7 +94,6 @@ class ClientLinks:
         self._next_id = 1
         self._closed: list[int] = []
         self._dirty: set[int] = set()
-        self._paused: list[tuple[float, int]] = []  # (resume at, listener fd)
         self._rbuf = bytearray(READ_CHUNK)  # shared: recv(256 KiB) would allocate per call
         self._readiness: Readiness | None = None
         try:
@@ -123,8 +121,6 @@ class ClientLinks:
         readiness = self._readiness
         if readiness is None:
             return []
-        if self._paused:
-            self._resume_accepting(readiness)
         out: list[tuple[int, bytes]] = []
         for fd, mask in list(readiness.ready.items()):
             link_id = self._by_fd.get(fd)
@@ -207,8 +203,7 @@ class ClientLinks:
                 # the backlog or fails; nothing else is disturbed).
                 self.counters["accept_errors"] += 1
                 self.log.warning("client_accept_failed", error=str(exc), pause_s=ACCEPT_PAUSE_S)
-                self._readiness.unwatch(listener.fileno())
-                self._paused.append((time.monotonic() + ACCEPT_PAUSE_S, listener.fileno()))
+                self._readiness.rest(listener.fileno(), ACCEPT_PAUSE_S)
                 return
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
@@ -219,15 +214,6 @@ class ClientLinks:
             self._by_fd[sock.fileno()] = link_id
             self._readiness.watch(sock.fileno())
             self.counters["accepted"] += 1
-
-    def _resume_accepting(self, readiness: Readiness) -> None:
-        now = time.monotonic()
-        due = [fd for at, fd in self._paused if at <= now]
-        if due:
-            self._paused = [(at, fd) for at, fd in self._paused if at > now]
-            for fd in due:
-                if fd in self._listeners:
-                    readiness.watch(fd)
 
     def _read(self, link_id: int, out: list[tuple[int, bytes]]) -> None:
         link = self._links.get(link_id)

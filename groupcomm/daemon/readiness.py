@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import select
+import time
 from typing import Any
 
 import zmq
@@ -33,6 +34,7 @@ class Readiness:
         self._epoll = select.epoll()
         self._masks: dict[int, int] = {}
         self._zmq: list[zmq.Socket[Any]] = []
+        self._resting: list[tuple[float, int, int]] = []  # (watched again at, fd, mask)
         self.ready: dict[int, int] = {}
 
     def fileno(self) -> int:
@@ -56,6 +58,29 @@ class Readiness:
                 self._epoll.unregister(fd)
         self.ready.pop(fd, None)
 
+    def rest(self, fd: int, seconds: float) -> None:
+        """Stop watching ``fd`` for ``seconds``, then watch it again as before. For a listener
+        whose ``accept`` fails for lack of descriptors: it stays readable, and watched on it
+        would spin the loop until a descriptor frees up."""
+        mask = self._masks.get(fd)
+        if mask is None:
+            return
+        self.unwatch(fd)
+        self._resting.append((time.monotonic() + seconds, fd, mask))
+
+    def _wake_rested(self, timeout_ms: int) -> int:
+        """Watch again what rested long enough; the wait's timeout, cut to the next one due."""
+        now = time.monotonic()
+        due = [(fd, mask) for at, fd, mask in self._resting if at <= now]
+        if due:
+            self._resting = [r for r in self._resting if r[0] > now]
+            for fd, mask in due:
+                self.watch(fd, mask)
+        if self._resting:
+            next_ms = max(0, int((min(at for at, _, _ in self._resting) - now) * 1000) + 1)
+            timeout_ms = next_ms if timeout_ms < 0 else min(timeout_ms, next_ms)
+        return timeout_ms
+
     def watch_zmq(self, sock: zmq.Socket[Any]) -> None:
         fd = sock.getsockopt(zmq.FD)
         assert isinstance(fd, int)
@@ -70,6 +95,8 @@ class Readiness:
     def wait(self, timeout_ms: int) -> dict[int, int]:
         """Sleep until a watched descriptor is ready or ``timeout_ms`` passed (0: just look);
         returns and keeps ``ready``."""
+        if self._resting:
+            timeout_ms = self._wake_rested(timeout_ms)
         if timeout_ms > 0 and self._zmq and self.zmq_ready():
             timeout_ms = 0
         try:
@@ -87,4 +114,5 @@ class Readiness:
         self._epoll.close()
         self._masks.clear()
         self._zmq.clear()
+        self._resting.clear()
         self.ready = {}

@@ -64,6 +64,7 @@ RECONNECT_MAX_S = 0.25
 # A connect still pending after this is given up and retried: through a cut (packets dropped,
 # not refused) SYNs back off to seconds, and the merge after the heal would wait for them.
 CONNECT_TIMEOUT_S = 0.25
+ACCEPT_PAUSE_S = 1.0  # after accept() fails (no descriptors left): not watched for this long
 
 
 def _tune(sock: socket.socket, timeout_ms: int) -> None:
@@ -144,7 +145,6 @@ class TcpTransport:
         self._in: dict[int, _Inbound] = {}
         self._dirty: set[_Outbound] = set()
         self._readiness: Readiness | None = None
-        self._accept_paused = False
         # One read buffer for every link: recv(256 KiB) allocates and frees 256 KiB per call
         # (21 us against 3 us for recv_into here, measured with a socketpair).
         self._rbuf = bytearray(READ_CHUNK)
@@ -225,9 +225,6 @@ class TcpTransport:
 
     def tick(self) -> None:
         now = self.clock()
-        if self._accept_paused and self._readiness is not None:
-            self._accept_paused = False
-            self._readiness.watch(self.listener.fileno())
         for link in self._out.values():
             if link.sock is None:
                 if now >= link.retry_at:
@@ -386,11 +383,9 @@ class TcpTransport:
                 sock, _addr = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: keep running, try again at the tick
-                # (the listener stays readable: watched on, it would spin the loop)
+            except OSError as exc:  # EMFILE and friends: keep running; the listener rests
                 self._warn("*", "accept", "cannot accept", error=str(exc))
-                self._readiness.unwatch(self.listener.fileno())
-                self._accept_paused = True
+                self._readiness.rest(self.listener.fileno(), ACCEPT_PAUSE_S)
                 return
             if len(self._in) >= MAX_INBOUND_PER_PEER * max(1, len(self.others)):
                 self.counters["inbound_refused"] += 1
