@@ -42,7 +42,7 @@ from groupcomm.core.events import (
     Started,
     TimerFired,
 )
-from groupcomm.core.frames import Frame
+from groupcomm.core.frames import Frame, origin
 from groupcomm.core.ids import make_token
 from groupcomm.core.node import Node
 from groupcomm.core.tracing import trace_event
@@ -285,6 +285,10 @@ class Simulation:
 
     # ---------------------------------------------------------------- network
     def send(self, src: str, targets: tuple[str, ...], frame: Frame) -> None:
+        if origin(frame) != src:  # AUTH-1: a live link would refuse it (protocol/frames.md)
+            self.anomalies.append(
+                f"{self.now} ms {src} sends a {type(frame).__name__} of {origin(frame)} (AUTH-1)"
+            )
         payload: Frame | _Encoded = frame
         if self.opt.codec:
             try:

@@ -337,7 +337,8 @@ class Epoch:
         budget = max_msgs
         room = max_bytes
         for sender, first, last in nak.data:
-            store = self.recv.get(sender)
+            # Only our own data (AUTH-1): a link refuses frames a daemon does not speak for.
+            store = self.recv.get(sender) if sender == self.me else None
             if store is None or budget <= 0 or room <= 0:
                 continue
             run: list[Msg] = []
@@ -356,7 +357,7 @@ class Epoch:
             if run:
                 out.append(self._data(sender, run_first, run))
             budget -= last - first + 1
-        if nak.order_to >= nak.order_from:
+        if nak.order_to >= nak.order_from and self.is_sequencer:
             out.extend(self._ordered_runs(nak.order_from, min(nak.order_to, nak.order_from + 8191)))
         return out
 

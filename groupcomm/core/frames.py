@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from groupcomm.core.ids import ViewId
+from groupcomm.core.ids import ViewId, token_name
 
 # (sender token, first sender seq, count): a run of one sender's messages in an Ordered frame.
 OrderRange = tuple[str, int, int]
@@ -163,3 +163,16 @@ class Leave:
 
 
 Frame = Status | Data | Ordered | Nak | Propose | Flush | Install | Leave
+
+
+def origin(frame: Frame) -> str:
+    """The daemon a frame must come from (AUTH-1, ``protocol/frames.md`` "Origin").
+
+    A daemon only ever sends frames it speaks for: ``sender`` frames carry its own token, and
+    ``Ordered``, ``Propose`` and ``Install`` are sent by the coordinator of their view (the
+    sequencer, the proposer). So a link can refuse any frame whose origin is not the peer
+    authenticated on it, and nobody relays another daemon's frames (repairs included:
+    ``Epoch.repair`` answers only for its own data, and for ordering only as the sequencer)."""
+    if isinstance(frame, Ordered | Propose | Install):
+        return token_name(frame.view.coord)
+    return token_name(frame.sender)

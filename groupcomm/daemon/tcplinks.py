@@ -38,7 +38,7 @@ from typing import Any
 import structlog
 
 from groupcomm.config import DaemonConfig, PeerConfig
-from groupcomm.core.frames import Data, Frame
+from groupcomm.core.frames import Data, Frame, origin
 from groupcomm.daemon.fanout import link_timeout_ms
 from groupcomm.daemon.readiness import READ, WRITE, Readiness
 from groupcomm.daemon.transport import (
@@ -122,6 +122,7 @@ class TcpTransport:
             "frames_bad": 0,
             "frames_refused": 0,
             "frames_unknown": 0,
+            "frames_forged": 0,  # frames whose origin is not the link's peer (AUTH-1)
             "encode_errors": 0,
             "bytes_out": 0,
             "writes": 0,  # send() calls: at light load one per frame, under load far fewer
@@ -441,6 +442,18 @@ class TcpTransport:
             except WireError as exc:
                 stats.bad += 1
                 self._bad(name, "undecodable frame", str(exc))
+                continue
+            if origin(frame) != name:  # AUTH-1: a peer speaks only for itself
+                stats.forged += 1
+                self.counters["frames_forged"] += 1
+                self._warn(
+                    name,
+                    "forged",
+                    "frame of another origin refused",
+                    peer=name,
+                    origin=origin(frame)[:80],
+                    frame=type(frame).__name__,
+                )
                 continue
             stats.frames_in += 1
             self.counters["frames_received"] += 1

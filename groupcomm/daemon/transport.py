@@ -184,6 +184,7 @@ class PeerStats:
     bytes_out: int = 0  # bytes handed to the mesh (fan-out bytes are counted once, in totals)
     bad: int = 0  # undecodable
     refused: int = 0  # protocol settings differ
+    forged: int = 0  # frames whose origin is not this peer (AUTH-1)
     hellos: int = 0
 
 

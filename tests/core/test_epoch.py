@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from groupcomm.core.epoch import Epoch
-from groupcomm.core.frames import Data, Ordered, Status
+from groupcomm.core.frames import Data, Nak, Ordered, Status, origin
 from groupcomm.core.ids import ViewId
 from groupcomm.core.service import Service
 from tests.core.helpers import msg
@@ -78,6 +78,25 @@ def test_nak_repairs_a_lost_data_frame_and_ordering() -> None:
         assert isinstance(frame, Data)
         seq.on_data(frame)
     assert seq.contig["b:0"] == 2 and lost.msgs[0] in seq.recv["b:0"].values()
+
+
+def test_a_nak_is_answered_only_for_what_the_daemon_speaks_for() -> None:
+    """AUTH-1: a member holding another sender's data, or ordering it did not decide, does not
+    relay it (a link refuses frames whose origin is not the authenticated peer)."""
+    view = ViewId(1, "a:0")
+    members = ("a:0", "b:0", "c:0")
+    a, b, c = (Epoch(view, members, m) for m in members)
+    data = b.stamp([msg("b1")])
+    a.on_data(data)
+    c.on_data(data)
+    ordered = a.sequence()
+    assert ordered is not None
+    c.on_ordered(ordered)
+    nak = Nak(view=view, sender="a:0", data=(("b:0", 1, 1),), order_from=1, order_to=1)
+    assert c.repair(nak) == []  # c holds b's message and the ordering, but speaks for neither
+    assert b.repair(nak) == [Data(view=view, sender="b:0", first_seq=1, msgs=data.msgs)]
+    assert a.repair(nak) == [ordered]  # the sequencer answers the ordering gap
+    assert {origin(f) for e in (a, b) for f in e.repair(nak)} == {"a", "b"}
 
 
 def test_garbage_is_freed_once_stable_and_delivered() -> None:

@@ -126,6 +126,25 @@ def test_strangers_are_refused_and_the_links_keep_working() -> None:
             n.close()
 
 
+def test_a_frame_claiming_another_daemon_is_refused_and_counted() -> None:
+    """AUTH-1: the link's peer (here named by its hello, with keys authenticated by TLS) speaks
+    only for itself; its own frames on the same link still arrive."""
+    nodes = [Node(c) for c in configs(["d1", "d2", "d3"])]
+    d1 = nodes[0]
+    try:
+        run_until(nodes, lambda: links_up(nodes))
+        with capture_logs() as logs:
+            nodes[1].t.send(("d1",), status("d3:1", seq=5))  # d2 claims to be d3
+            nodes[1].t.send(("d1",), status("d2:1", seq=6))
+            run_until(nodes, lambda: any(isinstance(f, Status) and f.sent_seq == 6 for f in d1.got))
+        assert [f.sent_seq for f in d1.got if isinstance(f, Status)] == [6]
+        assert d1.t.counters["frames_forged"] == 1 and d1.t.peer["d2"].forged == 1
+        assert any(e["event"] == "peer_forged" and e["origin"] == "d3" for e in logs)
+    finally:
+        for n in nodes:
+            n.close()
+
+
 def test_a_peer_with_other_settings_is_refused_by_name() -> None:
     c1, c2 = configs(["d1", "d2"], {"d2": {"suspect_timeout_ms": 700}})
     nodes = [Node(c1), Node(c2)]

@@ -9,11 +9,12 @@ import json
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from groupcomm.core.frames import Frame
+from groupcomm.core.frames import Leave
+from groupcomm.core.ids import ViewId
 from sim.__main__ import main
 from sim.draws import nemesis_faults
 from sim.faultplan import fault_links
@@ -95,7 +96,8 @@ def _arrivals(sim: Simulation, src: str, targets: tuple[str, ...]) -> list[tuple
 
     sim.at = at  # type: ignore[method-assign]
     try:
-        sim.send(src, targets, cast(Frame, object()))
+        token = f"{src}:1"
+        sim.send(src, targets, Leave(view=ViewId(epoch=1, coord=token), sender=token))
     finally:
         del sim.at
     return got
