@@ -9,6 +9,7 @@ import importlib
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from groupcomm.client.connection import (
     GroupcommError,
@@ -73,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, traces)")
 
     p = sub.add_parser(
+        "keygen",
+        help="make a daemon's key pair for a secured cluster",
+        description="Write NAME.key (the private key, mode 0600, for [security] key) and "
+        "NAME.crt (the certificate, for every daemon's [[peers]] cert) into DIR "
+        "(docs/operations.md 'Securing a cluster').",
+    )
+    p.add_argument("names", metavar="NAME", nargs="+", help="daemon name(s), as in [[peers]]")
+    p.add_argument("--dir", metavar="DIR", default=".", help="where to write (default: .)")
+    p.add_argument("--force", action="store_true", help="replace existing files")
+
+    p = sub.add_parser(
         "bench",
         help="benchmark a local cluster (throughput, latency, order, CPU)",
         description="Start daemons and member processes, run the peer kit's workload and "
@@ -100,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from groupcomm.demo import main as demo_main
 
                 return demo_main(["--keep"] if args.keep else [])
+            case "keygen":
+                return _keygen(args)
             case "bench":
                 from groupcomm.benchmark.command import main as bench_main
 
@@ -111,6 +125,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from groupcomm.config import ConfigError, parse_config
+    from groupcomm.keygen import KeygenError, make_keypair
+
+    for name in args.names:
+        try:  # the names a config accepts, and none that would write outside DIR
+            parse_config({"daemon": {"name": name}}, "NAME")
+            if "/" in name or name.startswith("."):
+                raise ConfigError(f"NAME must not contain '/' or start with '.': {name!r}")
+        except ConfigError as exc:
+            print(f"groupcomm keygen: {exc}", file=sys.stderr)
+            return 2
+    try:
+        for name in args.names:
+            key, cert = make_keypair(name, Path(args.dir), force=args.force)
+            print(f"{name}: private key {key} (keep it on {name} only), certificate {cert}")
+    except KeygenError as exc:
+        print(f"groupcomm keygen: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _daemon(args: argparse.Namespace) -> int:

@@ -65,6 +65,7 @@ class PeerConfig:
     host: str = DEFAULT_HOST
     data_port: int = DEFAULT_DATA_PORT
     control_port: int = DEFAULT_CONTROL_PORT
+    cert: str = ""  # its certificate (public key), PEM; required with [security] key
 
     @property
     def data_endpoint(self) -> str:
@@ -111,6 +112,19 @@ class ProtocolConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SecurityConfig:
+    """The ``[security]`` table: this daemon's private key. With it, every link between daemons
+    is TLS 1.3, both ends authenticated by the certificates listed in ``[[peers]] cert``
+    (``protocol/frames.md`` "Links"); without it the cluster is open."""
+
+    key: str = ""  # path of this daemon's private key (PEM, from `groupcomm keygen`)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.key)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DaemonConfig:
     name: str = DEFAULT_NAME
     client_endpoints: tuple[str, ...] = DEFAULT_CLIENT_ENDPOINTS
@@ -125,6 +139,7 @@ class DaemonConfig:
     epgm: EpgmConfig = field(default_factory=EpgmConfig)
     peers: tuple[PeerConfig, ...] = (PeerConfig(name=DEFAULT_NAME),)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     source: str = "<defaults>"  # the file it was loaded from
 
     @property
@@ -201,7 +216,7 @@ def parse_config(
     trace: str | None = None,
 ) -> DaemonConfig:
     v = _Validator(source)
-    v.unknown(raw, ("daemon", "peers", "protocol", "epgm"), "")
+    v.unknown(raw, ("daemon", "peers", "protocol", "epgm", "security"), "")
     daemon = v.table(raw, "daemon", "")
     v.unknown(
         daemon,
@@ -241,6 +256,7 @@ def parse_config(
             f"[daemon] transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}"
         )
     epgm = v.epgm(raw, required=transport == "epgm")
+    security = v.security(raw, peers, transport)
     return DaemonConfig(
         name=me,
         client_endpoints=endpoints,
@@ -255,6 +271,7 @@ def parse_config(
         epgm=epgm,
         peers=peers,
         protocol=protocol,
+        security=security,
         source=source,
     )
 
@@ -352,7 +369,7 @@ class _Validator:
         seen_ports: dict[tuple[str, int], str] = {}
         for i, p in enumerate(value):
             where = f"[[peers]] #{i + 1} "
-            self.unknown(p, ("name", "host", "data_port", "control_port"), where)
+            self.unknown(p, ("name", "host", "data_port", "control_port", "cert"), where)
             if "name" not in p:
                 raise self.fail(f"{where}name is required")
             pname = self.string(p, "name", where, "")
@@ -371,8 +388,15 @@ class _Validator:
                 if other is not None:
                     raise self.fail(f"{where}{key} {port} on {host} is already used by {other}")
                 seen_ports[(host, port)] = f"{pname} ({key})"
+            cert = self.string(p, "cert", where, "")
             out.append(
-                PeerConfig(name=pname, host=host, data_port=data_port, control_port=control_port)
+                PeerConfig(
+                    name=pname,
+                    host=host,
+                    data_port=data_port,
+                    control_port=control_port,
+                    cert=self.path(cert, f"{where}cert") if cert else "",
+                )
             )
         return tuple(out)
 
@@ -406,6 +430,45 @@ class _Validator:
             rate_kbps=self.positive(t, "rate_kbps", "[epgm] ", DEFAULT_EPGM_RATE_KBPS),
             recovery_ms=self.positive(t, "recovery_ms", "[epgm] ", DEFAULT_EPGM_RECOVERY_MS),
         )
+
+    def path(self, value: str, what: str) -> str:
+        """A file named in the config: relative to the config file's directory, and readable."""
+        path = Path(value).expanduser()
+        if not path.is_absolute() and self.source not in ("<defaults>", "<config>"):
+            path = Path(self.source).parent / path
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+        except OSError as exc:
+            raise self.fail(f"{what}: cannot read {str(path)!r}: {exc.strerror or exc}") from None
+        return str(path)
+
+    def security(
+        self, raw: Mapping[str, Any], peers: tuple[PeerConfig, ...], transport: str
+    ) -> SecurityConfig:
+        t = self.table(raw, "security", "")
+        self.unknown(t, ("key",), "[security] ")
+        key = self.string(t, "key", "[security] ", "")
+        with_cert = [p.name for p in peers if p.cert]
+        if not key:
+            if with_cert:
+                raise self.fail(
+                    f"[[peers]] {with_cert[0]}: cert is set but [security] key is not "
+                    "(give this daemon's key to secure the cluster, or drop the certs)"
+                )
+            return SecurityConfig()
+        missing = [p.name for p in peers if not p.cert]
+        if missing:
+            raise self.fail(
+                f"[security] key is set, so every peer needs its certificate: "
+                f"[[peers]] {', '.join(missing)} has no cert"
+            )
+        if transport != "tcp":
+            raise self.fail(
+                f'[security] key secures transport = "tcp" only; the {transport!r} data plane '
+                "is not encrypted (use the default tcp transport with keys)"
+            )
+        return SecurityConfig(key=self.path(key, "[security] key"))
 
     def protocol(self, raw: Mapping[str, Any]) -> ProtocolConfig:
         t = self.table(raw, "protocol", "")

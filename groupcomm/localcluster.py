@@ -110,6 +110,8 @@ class LocalCluster:
     # The per-message trace (checked by sim.check_trace in the tests) costs the daemons about a
     # third of their throughput: benchmarks turn it off.
     trace: bool = True
+    # Secured links (docs/operations.md "Securing a cluster"): keys made in workdir/keys.
+    keys: bool = False
     stable_marked: bool = False  # mark_stable() wrote a "stable" marker
 
     @classmethod
@@ -137,9 +139,16 @@ class LocalCluster:
 
     def start(self) -> None:
         ports = free_ports(2 * len(self.names))
+        if self.keys:
+            from groupcomm.keygen import make_keypair  # needs cryptography: only when asked
+
+            for n in self.names:
+                make_keypair(n, self.workdir / "keys", force=True)
         self._peers = "".join(
             f"[[peers]]\nname = {_toml(n)}\nhost = {_toml(self.peer_host.get(n, '127.0.0.1'))}\n"
-            f"data_port = {ports[2 * i]}\ncontrol_port = {ports[2 * i + 1]}\n\n"
+            f"data_port = {ports[2 * i]}\ncontrol_port = {ports[2 * i + 1]}\n"
+            + (f"cert = {_toml(str(self.workdir / 'keys' / f'{n}.crt'))}\n" if self.keys else "")
+            + "\n"
             for i, n in enumerate(self.names)
         )
         for name in self.names:
@@ -165,6 +174,11 @@ class LocalCluster:
             f'[daemon]\nname = "{name}"\nclient_endpoints = ["{self.endpoints[name]}"]\n'
             f'trace = "{trace if self.trace else ""}"\nallow_admin = true\n{extra}\n{self._peers}'
             + (f"[protocol]\n{protocol}\n" if protocol else "")
+            + (
+                f"[security]\nkey = {_toml(str(self.workdir / 'keys' / f'{name}.key'))}\n\n"
+                if self.keys
+                else ""
+            )
             + self.extra_toml.get(name, "")
         )
         log = (self.workdir / f"{name}.{run}.log").open("wb")

@@ -103,6 +103,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "PUB/SUB mesh) or epgm (PGM multicast; needs --netns and a pyzmq with PGM)",
     )
     p.add_argument(
+        "--keys",
+        action="store_true",
+        help="secure the daemons' links (keys made per run, TLS 1.3 between daemons; "
+        "--transport tcp only), to measure what security costs",
+    )
+    p.add_argument(
         "--member-gc",
         choices=MEMBER_GC,
         default="tuned",
@@ -135,6 +141,8 @@ def usage_problem(args: argparse.Namespace) -> str | None:
         return "--runs must be at least 1"
     if args.batch is not None and args.kind != "tput":
         return "--batch applies to --kind tput only (paced senders send one message per call)"
+    if args.keys and (args.transport != "tcp" or args.baseline):
+        return "--keys secures --transport tcp only (and the baseline has no keys)"
     return transport_problem(args.transport, args.netns)
 
 
@@ -176,6 +184,7 @@ def main(args: argparse.Namespace) -> int:
                     netns=args.netns,
                     protocol=protocol,
                     transport=args.transport,
+                    keys=args.keys,
                 )
                 record = run_once(spec, progress)
                 progress.clear()

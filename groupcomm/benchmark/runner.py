@@ -51,6 +51,7 @@ class RunSpec:
     netns: bool = False  # one namespace host per daemon instead of loopback
     protocol: tuple[tuple[str, int], ...] = ()  # daemons' [protocol] overrides
     transport: str = "tcp"  # the daemons' data plane: "tcp" (mesh) or "epgm" (needs netns)
+    keys: bool = False  # secured links: TLS between daemons ([security], tcp only)
 
     @property
     def record_transport(self) -> str:
@@ -80,6 +81,8 @@ def run_once(spec: RunSpec, progress: Progress) -> dict[str, Any]:
             shutil.rmtree(workdir, ignore_errors=True)
     if spec.keep:
         record["workdir"] = str(workdir)
+    if spec.system == "groupcomm":
+        record["keys"] = spec.keys
     return record
 
 
@@ -122,6 +125,7 @@ def _run_groupcomm(
     work = spec.work
     names = tuple(f"d{i + 1}" for i in range(work.daemons))
     cluster = place.cluster(workdir, names, dict(spec.protocol), spec.transport)
+    cluster.keys = spec.keys
     progress("starting daemons")
     group = MemberGroup(workdir)
     cluster.start()

@@ -26,6 +26,7 @@ from groupcomm.daemon.dataplanes import make_transport
 from groupcomm.daemon.driver import Driver
 from groupcomm.daemon.fanout import TransportUnavailable
 from groupcomm.daemon.frontend_api import FrontEnd
+from groupcomm.daemon.tlschannel import TlsError
 from groupcomm.daemon.trace import TraceWriter
 from groupcomm.daemon.transport import DataPlane
 from groupcomm.gctune import tune_gc
@@ -59,6 +60,20 @@ def default_frontend_factory() -> FrontEndFactory | None:
     return native_frontend if hasattr(module, "NativeFrontEnd") else None
 
 
+def announce_security(config: DaemonConfig, log: Any) -> None:
+    """Say at start-up whether the links between daemons are secured; an open cluster is said
+    loudly: anyone who reaches a data port can read every message and speak as a daemon."""
+    if config.security.enabled:
+        log.info("cluster_secured", links="TLS 1.3, peers pinned by certificate")
+    elif len(config.peers) > 1:
+        log.warning(
+            "cluster_open",
+            msg="NO KEYS: links between daemons are neither encrypted nor authenticated; anyone "
+            "who reaches a data port can read every message and speak as a daemon "
+            "(docs/operations.md 'Securing a cluster')",
+        )
+
+
 def run_daemon(
     config: DaemonConfig,
     frontend_factory: FrontEndFactory | None = None,
@@ -73,6 +88,7 @@ def run_daemon(
         configure_logging(config.log_json, config.log_level)
     log = structlog.get_logger("groupcomm.daemon").bind(d=config.name)
     factory = frontend_factory if frontend_factory is not None else default_frontend_factory()
+    announce_security(config, log)
     ctx: zmq.Context[Any] | None = None if config.transport == "tcp" else zmq.Context()
     transport: DataPlane | None = None
     frontend: FrontEnd | None = None
@@ -83,6 +99,10 @@ def run_daemon(
             log.error("transport_unavailable", transport=config.transport, msg=str(exc))
             print(f"groupcomm daemon: {exc}", file=sys.stderr)
             return 1
+        except TlsError as exc:
+            log.error("keys_unusable", msg=str(exc))
+            print(f"groupcomm daemon: {config.source}: {exc}", file=sys.stderr)
+            return 2
         except (zmq.ZMQError, OSError) as exc:
             data = config.epgm.endpoint if config.transport == "epgm" else config.me.data_endpoint
             log.error(

@@ -30,6 +30,7 @@ import errno
 import json
 import random
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
@@ -41,6 +42,7 @@ from groupcomm.config import DaemonConfig, PeerConfig
 from groupcomm.core.frames import Data, Frame, origin
 from groupcomm.daemon.fanout import link_timeout_ms
 from groupcomm.daemon.readiness import READ, WRITE, Readiness
+from groupcomm.daemon.tlschannel import HANDSHAKE_TIMEOUT_S, LinkSecurity, TlsChannel
 from groupcomm.daemon.transport import (
     MAX_HELLO_BYTES,
     Blocklist,
@@ -77,15 +79,28 @@ def _tune(sock: socket.socket, timeout_ms: int) -> None:
 
 
 class _Outbound:
-    """Our link to one peer: we only write on it (reads only detect its end)."""
+    """Our link to one peer: we only write on it (reads only detect its end, and carry the
+    peer's half of a TLS handshake)."""
 
-    __slots__ = ("buf", "connect_started", "peer", "retry_at", "sock", "up", "writing")
+    __slots__ = (
+        "buf",
+        "connect_started",
+        "peer",
+        "plain",
+        "retry_at",
+        "sock",
+        "tls",
+        "up",
+        "writing",
+    )
 
     def __init__(self, peer: PeerConfig) -> None:
         self.peer = peer
         self.sock: socket.socket | None = None
-        self.up = False
-        self.buf = bytearray()
+        self.up = False  # connected (and with keys: authenticated), the hello queued
+        self.buf = bytearray()  # bytes for the socket (with keys: ciphertext)
+        self.plain = bytearray()  # with keys: this turn's records, sealed at the write
+        self.tls: TlsChannel | None = None
         self.retry_at = 0.0
         self.connect_started = 0.0
         self.writing = False  # watched for EPOLLOUT
@@ -94,14 +109,17 @@ class _Outbound:
 class _Inbound:
     """A link a peer (or a stranger, until its hello) opened to us: we only read from it."""
 
-    __slots__ = ("name", "opened", "reader", "refused", "sock")
+    __slots__ = ("authenticated", "name", "opened", "reader", "refused", "sock", "tls", "wire")
 
-    def __init__(self, sock: socket.socket, opened: float) -> None:
+    def __init__(self, sock: socket.socket, opened: float, tls: TlsChannel | None) -> None:
         self.sock = sock
         self.reader = RecordReader(MAX_HELLO_BYTES + 1)
         self.name: str | None = None  # set by a valid hello
         self.refused = False  # its settings differ from ours
         self.opened = opened
+        self.tls = tls
+        self.authenticated: str | None = None  # with keys: the peer its certificate proves
+        self.wire = bytearray()  # with keys: our half of the handshake, not yet sent
 
 
 class TcpTransport:
@@ -128,8 +146,10 @@ class TcpTransport:
             "writes": 0,  # send() calls: at light load one per frame, under load far fewer
             "connects": 0,
             "inbound_refused": 0,  # connections closed: too many, no hello, unknown name
+            "tls_failed": 0,  # handshakes refused: no or unknown certificate, not TLS
         }
         self._timeout_ms = link_timeout_ms(config)
+        self._security = LinkSecurity(config) if config.security.enabled else None
         settings: dict[str, int | str] = dict(config.protocol.fingerprint())
         settings["data_plane"] = DESCRIPTION
         self.settings: dict[str, Any] = settings
@@ -184,11 +204,12 @@ class TcpTransport:
             if link is None:
                 continue
             stats = self.peer[name]
-            if name in self._blocked or not link.up or len(link.buf) > OUT_LIMIT:
+            if name in self._blocked or not link.up or len(link.buf) + len(link.plain) > OUT_LIMIT:
                 stats.dropped_out += 1
                 self.counters["frames_dropped"] += 1
                 continue
-            link.buf += rec
+            queue = link.buf if link.tls is None else link.plain
+            queue += rec
             self._dirty.add(link)
             stats.frames_out += 1
             stats.bytes_out += len(rec)
@@ -214,7 +235,9 @@ class TcpTransport:
         for fd, mask in list(readiness.ready.items()):
             conn = self._in.get(fd)
             if conn is not None:
-                if mask & READ and budget > 0:
+                if mask & WRITE:
+                    self._send_handshake(conn, b"")
+                if mask & READ and budget > 0 and fd in self._in:
                     budget -= self._read(conn, out)
                 continue
             link = self._out_by_fd.get(fd)
@@ -230,8 +253,10 @@ class TcpTransport:
             if link.sock is None:
                 if now >= link.retry_at:
                     self._connect(link, now)
-            elif not link.up and now - link.connect_started > CONNECT_TIMEOUT_S:
-                self._drop(link, "connect timed out")
+            elif not link.up and now - link.connect_started > (
+                CONNECT_TIMEOUT_S if link.tls is None else HANDSHAKE_TIMEOUT_S
+            ):
+                self._drop(link, "connect timed out" if link.tls is None else "TLS timed out")
         for conn in list(self._in.values()):
             if conn.name is None and now - conn.opened > HELLO_TIMEOUT_S:
                 self.counters["inbound_refused"] += 1
@@ -250,6 +275,7 @@ class TcpTransport:
         return {
             **self.counters,
             "data_plane": DESCRIPTION,
+            "tls": self._security is not None,
             "blocked": self._blocked.names(),
             "links_up": sorted(n for n, link in self._out.items() if link.up),
             "peers": {name: asdict(s) for name, s in sorted(self.peer.items())},
@@ -295,6 +321,8 @@ class TcpTransport:
         link.connect_started = now
         link.up = False
         link.buf.clear()
+        link.plain.clear()
+        link.tls = None
         link.writing = True
         self._out_by_fd[sock.fileno()] = link
         assert self._readiness is not None
@@ -308,35 +336,74 @@ class TcpTransport:
         sock = link.sock
         if sock is None:
             return
-        if not link.up:
+        if not link.up and link.tls is None:
             if not mask & WRITE and not mask & READ:
                 return
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
                 self._drop(link, errno.errorcode.get(err, str(err)))
                 return
-            link.up = True
-            link.buf[:0] = self._hello  # the hello goes first, before any frame
+            if self._security is None:
+                self._link_up(link)
+                return
+            link.tls = self._security.channel(server_side=False)
+            link.tls.start()  # up once the peer proved it holds the certificate we pinned
+            link.buf += link.tls.take_out()
             self._write(link)
             return
-        if mask & READ:  # peers never write on our link: this is its end (EOF or reset)
+        if mask & READ:  # peers never write app data on our link: TLS handshake, or its end
             try:
                 data = sock.recv(4096)
             except BlockingIOError:
-                data = b"?"
+                data = b""
+                mask &= ~READ
             except OSError as exc:
                 self._drop(link, str(exc))
                 return
-            if not data:
+            if mask & READ and not data:
                 self._drop(link, "closed by peer")
+                return
+            if data and link.tls is not None:
+                self._outbound_tls(link, data)  # writes (or drops the link) itself
                 return
         if mask & WRITE:
             self._write(link)
+
+    def _outbound_tls(self, link: _Outbound, data: bytes) -> None:
+        """The peer's handshake bytes: answer them, and once the peer is proven, the link is up."""
+        tls = link.tls
+        assert tls is not None and self._security is not None
+        was_established = tls.established
+        try:
+            tls.feed(data)
+        except ssl.SSLError as exc:
+            self.counters["tls_failed"] += 1
+            self._drop(link, f"TLS: {exc.reason or exc}")
+            return
+        link.buf += tls.take_out()
+        if tls.established and not was_established:
+            who = self._security.name_of(tls)
+            if who != link.peer.name:  # a configured daemon, but not the one we dialled
+                self.counters["tls_failed"] += 1
+                self._drop(link, f"TLS: the certificate is {who}'s, not {link.peer.name}'s")
+                return
+            self._link_up(link)
+        else:
+            self._write(link)
+
+    def _link_up(self, link: _Outbound) -> None:
+        link.up = True
+        queue = link.buf if link.tls is None else link.plain
+        queue[:0] = self._hello  # the hello goes first, before any frame
+        self._write(link)
 
     def _write(self, link: _Outbound) -> None:
         sock = link.sock
         if sock is None:
             return
+        if link.plain and link.up and link.tls is not None:
+            link.buf += link.tls.seal(link.plain)  # one seal per turn: TLS records of 16 KiB
+            link.plain.clear()
         if link.buf:
             try:
                 sent = sock.send(link.buf)
@@ -366,6 +433,8 @@ class TcpTransport:
         link.up = False
         link.writing = False
         link.buf.clear()
+        link.plain.clear()
+        link.tls = None
         self._dirty.discard(link)
         now = self.clock()
         link.retry_at = now + random.uniform(RECONNECT_MIN_S, RECONNECT_MAX_S)
@@ -389,16 +458,22 @@ class TcpTransport:
                 self._readiness.rest(self.listener.fileno(), ACCEPT_PAUSE_S)
                 return
             if len(self._in) >= MAX_INBOUND_PER_PEER * max(1, len(self.others)):
+                # Room for a peer's reconnect: the oldest link that has not said who it is goes
+                # first (strangers holding every slot would otherwise lock the peers out).
                 self.counters["inbound_refused"] += 1
-                self._warn("*", "inbound", "too many inbound links, refusing one")
-                sock.close()
-                continue
+                self._warn("*", "inbound", "too many inbound links, closing one")
+                strangers = [c for c in self._in.values() if c.name is None]
+                if not strangers:
+                    sock.close()
+                    continue
+                self._close_inbound(min(strangers, key=lambda c: c.opened))
             try:
                 _tune(sock, self._timeout_ms)
             except OSError:
                 sock.close()
                 continue
-            self._in[sock.fileno()] = _Inbound(sock, self.clock())
+            tls = None if self._security is None else self._security.channel(server_side=True)
+            self._in[sock.fileno()] = _Inbound(sock, self.clock(), tls)
             self._readiness.watch(sock.fileno())
 
     def _read(self, conn: _Inbound, out: list[Frame]) -> int:
@@ -412,8 +487,14 @@ class TcpTransport:
         if not n:
             self._close_inbound(conn)
             return 0
+        view = memoryview(self._rbuf)[:n]
+        data: bytes | memoryview = view
+        if conn.tls is not None:
+            data = self._inbound_tls(conn, view)
+            if not data:
+                return 0
         try:
-            records = conn.reader.feed(memoryview(self._rbuf)[:n])
+            records = conn.reader.feed(data)
         except WireError as exc:
             self._bad(conn.name or "?", "oversized record", str(exc))
             self._close_inbound(conn)
@@ -461,6 +542,49 @@ class TcpTransport:
             used += len(frame.msgs) if type(frame) is Data else 1
         return used
 
+    def _inbound_tls(self, conn: _Inbound, data: memoryview) -> bytes:
+        """Decrypt what ``conn`` sent; b"" while the handshake runs or if the link closed."""
+        tls = conn.tls
+        assert tls is not None and self._security is not None
+        try:
+            plain = tls.feed(data)
+        except ssl.SSLError as exc:
+            if conn.authenticated is None:
+                self.counters["tls_failed"] += 1
+                self.counters["inbound_refused"] += 1
+                self._warn("?", "tls", "TLS handshake refused", error=str(exc.reason or exc)[:200])
+            else:
+                self._bad(conn.authenticated, "TLS error", str(exc.reason or exc))
+            self._close_inbound(conn)
+            return b""
+        out = tls.take_out()
+        if out and not self._send_handshake(conn, out):
+            return b""
+        if tls.established and conn.authenticated is None:
+            who = self._security.name_of(tls)
+            if who is None:  # cannot happen: the context trusts only the pinned certificates
+                self.counters["tls_failed"] += 1
+                self._close_inbound(conn)
+                return b""
+            conn.authenticated = who
+        return plain
+
+    def _send_handshake(self, conn: _Inbound, data: bytes) -> bool:
+        """Our half of an inbound handshake (a few KiB; what the kernel does not take waits for
+        EPOLLOUT). False if the link was closed."""
+        conn.wire += data
+        try:
+            sent = conn.sock.send(conn.wire) if conn.wire else 0
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._close_inbound(conn)
+            return False
+        del conn.wire[:sent]
+        assert self._readiness is not None
+        self._readiness.watch(conn.sock.fileno(), READ | WRITE if conn.wire else READ)
+        return True
+
     def _on_hello(self, conn: _Inbound, rec: bytes) -> bool:
         """Check the first record of an inbound link; False if the link was closed."""
         try:
@@ -482,6 +606,18 @@ class TcpTransport:
             self.counters["frames_unknown"] += 1
             self.counters["inbound_refused"] += 1
             self._warn("?", "unknown", "link from an unknown peer", peer=name[:80])
+            self._close_inbound(conn)
+            return False
+        if conn.tls is not None and name != conn.authenticated:
+            self.counters["frames_forged"] += 1
+            self.counters["inbound_refused"] += 1
+            self._warn(
+                str(conn.authenticated),
+                "forged_hello",
+                "hello names another peer than the certificate",
+                peer=conn.authenticated,
+                claims=name,
+            )
             self._close_inbound(conn)
             return False
         stats.hellos += 1
