@@ -18,6 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from groupcomm.accessconfig import (
+    ACCESS_DAEMON_KEYS,
+    AccessConfig,
+    AccessConfigError,
+    parse_access,
+)
 from groupcomm.core.config import CoreConfig
 from groupcomm.core.ids import MAX_NAME_LEN
 from groupcomm.wire.stream import parse_endpoint
@@ -117,7 +123,6 @@ class DaemonConfig:
     log_json: bool = False
     log_level: str = "info"
     trace: str = ""  # JSON Lines trace file; "" = off
-    allow_admin: bool = True
     slow_consumer_bytes: int = DEFAULT_SLOW_CONSUMER_BYTES
     session_send_window: int = DEFAULT_SESSION_SEND_WINDOW
     session_idle_ms: int = DEFAULT_SESSION_IDLE_MS
@@ -125,6 +130,7 @@ class DaemonConfig:
     epgm: EpgmConfig = field(default_factory=EpgmConfig)
     peers: tuple[PeerConfig, ...] = (PeerConfig(name=DEFAULT_NAME),)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    access: AccessConfig = field(default_factory=AccessConfig)  # clients, [[acl]], limits
     source: str = "<defaults>"  # the file it was loaded from
 
     @property
@@ -201,7 +207,7 @@ def parse_config(
     trace: str | None = None,
 ) -> DaemonConfig:
     v = _Validator(source)
-    v.unknown(raw, ("daemon", "peers", "protocol", "epgm"), "")
+    v.unknown(raw, ("daemon", "peers", "protocol", "epgm", "clients", "acl"), "")
     daemon = v.table(raw, "daemon", "")
     v.unknown(
         daemon,
@@ -211,11 +217,12 @@ def parse_config(
             "log_json",
             "log_level",
             "trace",
-            "allow_admin",
             "slow_consumer_bytes",
             "session_send_window",
             "session_idle_ms",
             "transport",
+            "allow_admin",  # refused by name with what to write instead (accessconfig)
+            *ACCESS_DAEMON_KEYS,
         ),
         "[daemon] ",
     )
@@ -229,8 +236,11 @@ def parse_config(
     if me not in {p.name for p in peers}:
         listed = ", ".join(p.name for p in peers)
         raise ConfigError(f"{source}: this daemon {me!r} is not among [[peers]] ({listed})")
-    loopback = all(_is_loopback(p.host) for p in peers)
-    allow_admin = v.boolean(daemon, "allow_admin", loopback)
+    try:
+        base = Path(source).parent if not source.startswith("<") else Path.cwd()
+        access = parse_access(raw, daemon, base)
+    except AccessConfigError as exc:
+        raise v.fail(str(exc)) from None
     slow = v.positive(daemon, "slow_consumer_bytes", "[daemon] ", DEFAULT_SLOW_CONSUMER_BYTES)
     window = v.positive(daemon, "session_send_window", "[daemon] ", DEFAULT_SESSION_SEND_WINDOW)
     idle = v.positive(daemon, "session_idle_ms", "[daemon] ", DEFAULT_SESSION_IDLE_MS)
@@ -247,7 +257,6 @@ def parse_config(
         log_json=json_logs,
         log_level=level,
         trace=trace_file,
-        allow_admin=allow_admin,
         slow_consumer_bytes=slow,
         session_send_window=window,
         session_idle_ms=idle,
@@ -255,21 +264,13 @@ def parse_config(
         epgm=epgm,
         peers=peers,
         protocol=protocol,
+        access=access,
         source=source,
     )
 
 
 def _tcp_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class _Validator:
