@@ -120,8 +120,8 @@ class Access:
                 f"{identity.name} may not {op} {group!r}"
             )
         return (
-            f"denied: no [[acl]] rule matches group {group!r} (once rules exist, a group no "
-            f"rule matches is closed): {identity.name} may not {op} it"
+            f"denied: no [[acl]] rule matches group {group!r} (default deny): "
+            f"{identity.name} may not {op} {group!r}"
         )
 
     def check_admin(self, identity: Identity) -> str:
