@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from groupcomm.client.events import (
 from groupcomm.core.service import Service
 
 SERVICES = {s.name.lower(): s for s in Service}
+TOKEN_ENV = "GROUPCOMM_TOKEN"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", metavar="TEXT", nargs="?", help="message text (default: stdin lines)")
     p.add_argument("--service", choices=sorted(SERVICES), default="agreed")
     p.add_argument("--endpoint", metavar="E", help="daemon endpoint (default: local daemon)")
+    _token_argument(p)
 
     p = sub.add_parser(
         "tail",
@@ -61,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--count", type=int, metavar="N", help="exit after N messages")
     p.add_argument("--endpoint", metavar="E", help="daemon endpoint (default: local daemon)")
+    _token_argument(p)
 
     p = sub.add_parser("status", help="show daemon status", description="Show daemon status.")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -94,6 +98,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_arguments(p)
     return parser
+
+
+def _token_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help=f"authenticate with the token in FILE (default: ${TOKEN_ENV}, else none)",
+    )
+
+
+def _token(args: argparse.Namespace) -> str:
+    """The client token: from ``--token-file``, else ``$GROUPCOMM_TOKEN`` (never a command-line
+    argument: other users can read a process's arguments)."""
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as f:
+                return f.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise GroupcommError(f"cannot read token file {args.token_file}: {exc}") from None
+    return os.environ.get(TOKEN_ENV, "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -175,7 +199,7 @@ def _daemon(args: argparse.Namespace) -> int:
 async def _send(args: argparse.Namespace) -> int:
     service = SERVICES[args.service]
     texts = [args.text] if args.text is not None else (line.rstrip("\n") for line in sys.stdin)
-    async with connect(args.endpoint, membership=False) as conn:
+    async with connect(args.endpoint, membership=False, token=_token(args)) as conn:
         for text in texts:
             await conn.multicast(args.group, text.encode(), service)
         await conn.drain(timeout=10)  # every message accepted into the ordered stream
@@ -244,7 +268,7 @@ def event_line(event: Event) -> str:
 
 async def _tail(args: argparse.Namespace) -> int:
     seen = 0
-    async with connect(args.endpoint) as conn:
+    async with connect(args.endpoint, token=_token(args)) as conn:
         await conn.join(args.group)
         async for event in conn:
             line = json.dumps(event_record(event)) if args.json else event_line(event)

@@ -18,6 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from groupcomm.accessconfig import (
+    ACCESS_DAEMON_KEYS,
+    AccessConfig,
+    AccessConfigError,
+    parse_access,
+)
 from groupcomm.core.config import CoreConfig
 from groupcomm.core.ids import MAX_NAME_LEN
 from groupcomm.wire.stream import parse_endpoint
@@ -131,7 +137,6 @@ class DaemonConfig:
     log_json: bool = False
     log_level: str = "info"
     trace: str = ""  # JSON Lines trace file; "" = off
-    allow_admin: bool = True
     slow_consumer_bytes: int = DEFAULT_SLOW_CONSUMER_BYTES
     session_send_window: int = DEFAULT_SESSION_SEND_WINDOW
     session_idle_ms: int = DEFAULT_SESSION_IDLE_MS
@@ -140,6 +145,7 @@ class DaemonConfig:
     peers: tuple[PeerConfig, ...] = (PeerConfig(name=DEFAULT_NAME),)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    access: AccessConfig = field(default_factory=AccessConfig)  # clients, [[acl]], limits
     source: str = "<defaults>"  # the file it was loaded from
 
     @property
@@ -216,7 +222,7 @@ def parse_config(
     trace: str | None = None,
 ) -> DaemonConfig:
     v = _Validator(source)
-    v.unknown(raw, ("daemon", "peers", "protocol", "epgm", "security"), "")
+    v.unknown(raw, ("daemon", "peers", "protocol", "epgm", "security", "clients", "acl"), "")
     daemon = v.table(raw, "daemon", "")
     v.unknown(
         daemon,
@@ -226,11 +232,12 @@ def parse_config(
             "log_json",
             "log_level",
             "trace",
-            "allow_admin",
             "slow_consumer_bytes",
             "session_send_window",
             "session_idle_ms",
             "transport",
+            "allow_admin",  # refused by name with what to write instead (accessconfig)
+            *ACCESS_DAEMON_KEYS,
         ),
         "[daemon] ",
     )
@@ -244,8 +251,11 @@ def parse_config(
     if me not in {p.name for p in peers}:
         listed = ", ".join(p.name for p in peers)
         raise ConfigError(f"{source}: this daemon {me!r} is not among [[peers]] ({listed})")
-    loopback = all(_is_loopback(p.host) for p in peers)
-    allow_admin = v.boolean(daemon, "allow_admin", loopback)
+    try:
+        base = Path(source).parent if not source.startswith("<") else Path.cwd()
+        access = parse_access(raw, daemon, base)
+    except AccessConfigError as exc:
+        raise v.fail(str(exc)) from None
     slow = v.positive(daemon, "slow_consumer_bytes", "[daemon] ", DEFAULT_SLOW_CONSUMER_BYTES)
     window = v.positive(daemon, "session_send_window", "[daemon] ", DEFAULT_SESSION_SEND_WINDOW)
     idle = v.positive(daemon, "session_idle_ms", "[daemon] ", DEFAULT_SESSION_IDLE_MS)
@@ -263,7 +273,6 @@ def parse_config(
         log_json=json_logs,
         log_level=level,
         trace=trace_file,
-        allow_admin=allow_admin,
         slow_consumer_bytes=slow,
         session_send_window=window,
         session_idle_ms=idle,
@@ -272,21 +281,13 @@ def parse_config(
         peers=peers,
         protocol=protocol,
         security=security,
+        access=access,
         source=source,
     )
 
 
 def _tcp_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class _Validator:

@@ -1,12 +1,13 @@
 """A local cluster of real daemon processes, for the demo, tests and benchmarks.
 
-Writes one TOML config per daemon (free ports, ipc client endpoint, trace file, admin allowed),
-starts ``python -m groupcomm.daemon`` processes, and can SIGTERM, kill -9 and restart them.
-By default every daemon is on loopback. To put daemons on distinct hosts of a namespace LAN
-(``groupcomm.netlan``), give each its ``[[peers]]`` address and a command prefix that runs it
-there (``ip netns exec <ns>``), or use ``LocalCluster.on_hosts``; client endpoints stay ``ipc://``
-files in the workdir, because unix sockets work across network namespaces, so the test process
-in the root namespace is the client of every daemon.
+Writes one TOML config per daemon (free ports, ipc client endpoint, trace file, admin requests
+allowed to this process's user: ``[daemon] admin``), starts ``python -m groupcomm.daemon``
+processes, and can SIGTERM, kill -9 and restart them. By default every daemon is on loopback.
+To put daemons on distinct hosts of a namespace LAN (``groupcomm.netlan``), give each its
+``[[peers]]`` address and a command prefix that runs it there (``ip netns exec <ns>``), or use
+``LocalCluster.on_hosts``; client endpoints stay ``ipc://`` files in the workdir, because unix
+sockets work across network namespaces, so the test process in the root namespace is the client
+of every daemon.
 
 Traces (``docs/simulation.md``, "Trace format"): each daemon appends to ``<name>.trace.jsonl``
 across restarts, so a restarted daemon records the crash of the incarnation it replaces. The
@@ -22,6 +23,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import os
 import signal
 import socket
 import subprocess
@@ -113,6 +115,9 @@ class LocalCluster:
     # Secured links (docs/operations.md "Securing a cluster"): keys made in workdir/keys.
     keys: bool = False
     stable_marked: bool = False  # mark_stable() wrote a "stable" marker
+    # [daemon] admin; None: this process's user (uid:N), so the harness's own clients (on the
+    # ipc endpoints, identified by SO_PEERCRED) may partition and heal.
+    admin: tuple[str, ...] | None = None
 
     @classmethod
     def on_hosts(
@@ -172,7 +177,8 @@ class LocalCluster:
         extra = "".join(f"{k} = {_toml(v)}\n" for k, v in sorted(self.daemon.items()))
         config.write_text(
             f'[daemon]\nname = "{name}"\nclient_endpoints = ["{self.endpoints[name]}"]\n'
-            f'trace = "{trace if self.trace else ""}"\nallow_admin = true\n{extra}\n{self._peers}'
+            f'trace = "{trace if self.trace else ""}"\n'
+            f"admin = [{', '.join(map(_toml, self._admins()))}]\n{extra}\n{self._peers}"
             + (f"[protocol]\n{protocol}\n" if protocol else "")
             + (
                 f"[security]\nkey = {_toml(str(self.workdir / 'keys' / f'{name}.key'))}\n\n"
@@ -193,6 +199,9 @@ class LocalCluster:
         )
         if self.trace and trace not in self.traces:
             self.traces.append(trace)
+
+    def _admins(self) -> tuple[str, ...]:
+        return (f"uid:{os.getuid()}",) if self.admin is None else self.admin
 
     def kill9(self, name: str) -> None:
         proc = self.procs[name]

@@ -3,6 +3,8 @@
 from groupcomm.client.connection import (
     DEFAULT_IPC_ENDPOINT,
     DEFAULT_TCP_ENDPOINT,
+    AccessDenied,
+    AuthenticationFailed,
     Connection,
     ConnectionClosed,
     DaemonUnavailable,
@@ -27,6 +29,8 @@ from groupcomm.gctune import tune_gc
 __all__ = [
     "DEFAULT_IPC_ENDPOINT",
     "DEFAULT_TCP_ENDPOINT",
+    "AccessDenied",
+    "AuthenticationFailed",
     "Connection",
     "ConnectionClosed",
     "DaemonUnavailable",

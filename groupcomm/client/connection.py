@@ -10,6 +10,12 @@ Flow control is automatic: ``multicast`` waits while the daemon's send window is
 connection reports delivered payload bytes as ``consumed`` only as the application takes events
 (``receive`` / ``async for``), so an application that stops reading is eventually closed by the
 daemon as a slow consumer instead of growing either side's memory without bound.
+
+Access control: when the daemon has ``[[acl]]`` rules (it says so in ``welcome``), ``join`` and
+the multicasts first ask it, once per group and operation for the connection's life, whether
+they are allowed (an ``access`` request: one round trip), and raise ``AccessDenied`` naming the
+rule instead of sending a request the daemon would refuse. The daemon's rules do not change
+while it runs, so the answers are cached; the daemon still checks every request itself.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from groupcomm.client.events import (
 from groupcomm.client.link import Link, open_link
 from groupcomm.core.service import SELF_DISCARD, Service
 from groupcomm.wire.client import (
+    AccessReply,
+    AccessReq,
     AdminReply,
     AdminReq,
     Bye,
@@ -85,6 +93,7 @@ DEFAULT_TCP_ENDPOINT = "tcp://127.0.0.1:4803"
 CONSUMED_BATCH = 16 * 1024
 CONSUMED_INTERVAL_S = 0.05
 BATCH_MAX_MESSAGES = 1024  # payloads per ``mcastb`` request sent by ``multicast_many``
+VERDICTS_MAX = 4096  # cached access answers per connection (then forgotten and asked again)
 
 
 class GroupcommError(Exception):
@@ -96,7 +105,21 @@ class DaemonUnavailable(GroupcommError):
 
 
 class SessionRefused(GroupcommError):
-    """The daemon refused the session (bad or duplicate name)."""
+    """The daemon refused the session (bad or duplicate name, a session limit)."""
+
+
+class AuthenticationFailed(SessionRefused):
+    """The daemon refused the session for its credentials: a wrong token, or none where the
+    daemon requires one."""
+
+
+class AccessDenied(GroupcommError):
+    """The daemon's ``[[acl]]`` rules do not allow this join or multicast; ``reason`` names
+    the rule (``denied by [[acl]] #2 (group 'logs.*'): alice may not send 'logs.app'``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class ConnectionClosed(GroupcommError):
@@ -125,8 +148,10 @@ class Connection:
         *,
         timeout: float = 5.0,
         keepalive: float = 5.0,
+        token: str = "",
     ) -> None:
         self.endpoint = endpoint or default_endpoint()
+        self._token = token  # not kept in any repr or error text
         self.name = name
         self.membership = membership
         self.timeout = timeout
@@ -134,6 +159,9 @@ class Connection:
         self.errors: list[str] = []  # ``error`` replies from the daemon ("code: text")
         self._private_name = ""
         self._daemon = ""
+        self._identity = ""
+        self._acl = False  # the daemon has [[acl]] rules: ask before join/multicast
+        self._verdicts: dict[tuple[str, str], str] = {}  # (op, group) -> denial or ""
         self._send_window = 0
         self._in_flight = 0
         self._unreported = 0
@@ -168,6 +196,12 @@ class Connection:
         return self._daemon
 
     @property
+    def identity(self) -> str:
+        """Who the daemon took this client for: ``uid:N`` (Unix socket), a ``[clients]`` name
+        (token) or ``anonymous``; ``""`` before ``open()``."""
+        return self._identity
+
+    @property
     def send_window(self) -> int:
         return self._send_window
 
@@ -188,7 +222,7 @@ class Connection:
             self._closed = ConnectionClosed("not open")
             raise DaemonUnavailable(f"no daemon at {self.endpoint}: {exc}") from None
         try:
-            self._send(Hello(self.name, self.membership))
+            self._send(Hello(self.name, self.membership, self._token))
             try:
                 reply = await asyncio.wait_for(asyncio.shield(self._opening), self.timeout)
             except TimeoutError:
@@ -197,11 +231,19 @@ class Connection:
                 raise DaemonUnavailable(f"{self.endpoint}: {exc.reason}") from None
             match reply:
                 case Welcome(
-                    private_name=pn, daemon=daemon, send_window=window, slow_consumer_bytes=slow
+                    private_name=pn,
+                    daemon=daemon,
+                    send_window=window,
+                    slow_consumer_bytes=slow,
+                    identity=identity,
+                    acl=acl,
                 ):
                     self._private_name, self._daemon = pn, daemon
+                    self._identity, self._acl = identity, acl
                     self._send_window = window
                     self._report_bytes = max(1, min(CONSUMED_BATCH, slow // 8))
+                case RejectMsg(reason=reason, code="auth"):
+                    raise AuthenticationFailed(reason)
                 case RejectMsg(reason=reason):
                     raise SessionRefused(reason)
                 case ErrorMsg(code=code, text=text):
@@ -249,7 +291,10 @@ class Connection:
         """Ask to join ``group``; returns the request id. The join takes effect with the first
         ``RegularView`` that lists this connection (cause JOIN, or NETWORK when the join falls
         into a view change); a refusal arrives as ``Rejected``. Joining a group this connection
-        is already in (or joining) changes nothing."""
+        is already in (or joining) changes nothing. Raises ``AccessDenied`` if the daemon's
+        rules do not let this client join ``group``."""
+        if self._acl:
+            await self._permit("join", (group,))
         req = next(self._reqs)
         self._send(JoinReq(req, group))
         return req
@@ -270,8 +315,11 @@ class Connection:
     ) -> int:
         """Multicast ``payload`` to one group, several groups (delivered once to a member of
         several) or a private name. Waits while the send window is full; returns the request
-        id (a refusal arrives as ``Rejected`` with this id)."""
+        id (a refusal arrives as ``Rejected`` with this id). Raises ``AccessDenied`` if the
+        daemon's rules do not let this client send to one of ``groups``."""
         targets = (groups,) if isinstance(groups, str) else tuple(groups)
+        if self._acl:
+            await self._permit("send", targets)
         payload = bytes(payload)
         await self._reserve(len(payload))
         svc = int(service) | (SELF_DISCARD if self_discard else 0)
@@ -302,8 +350,11 @@ class Connection:
         """``multicast`` of every payload, in order, in as few requests as the send window
         allows (one ``mcastb`` per up to ``BATCH_MAX_MESSAGES`` payloads). The same guarantees
         and flow control as one ``multicast`` per payload, at a fraction of the CPU per message;
-        returns the request ids, one per payload."""
+        returns the request ids, one per payload. Raises ``AccessDenied`` (before sending any)
+        if the daemon's rules do not let this client send to one of ``groups``."""
         targets = (groups,) if isinstance(groups, str) else tuple(groups)
+        if self._acl and payloads:
+            await self._permit("send", targets)
         svc = int(service) | (SELF_DISCARD if self_discard else 0)
         reqs: list[int] = []
         start = 0
@@ -459,7 +510,25 @@ class Connection:
         except ConnectionError as exc:
             raise ConnectionClosed(f"daemon connection lost: {exc}") from None
 
-    async def _call(self, request: StatusReq | AdminReq) -> Reply:
+    async def _permit(self, op: str, groups: tuple[str, ...]) -> None:
+        """Raise ``AccessDenied`` unless the daemon lets this client ``op`` every group (asked
+        once per group: the daemon's rules are fixed while it runs)."""
+        verdicts = self._verdicts
+        unknown = tuple(dict.fromkeys(g for g in groups if (op, g) not in verdicts))
+        if unknown:
+            reply = await self._call(AccessReq(next(self._reqs), op, unknown))
+            assert isinstance(reply, AccessReply)
+            if len(reply.denials) != len(unknown):
+                raise ConnectionClosed(f"daemon answered access for {len(reply.denials)} groups")
+            if len(verdicts) + len(unknown) > VERDICTS_MAX:
+                verdicts.clear()
+            verdicts.update(((op, g), why) for g, why in zip(unknown, reply.denials, strict=True))
+        for group in groups:
+            why = verdicts.get((op, group), "")
+            if why:
+                raise AccessDenied(why)
+
+    async def _call(self, request: StatusReq | AdminReq | AccessReq) -> Reply:
         self._check_open()
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[request.req] = future
@@ -524,9 +593,11 @@ class Connection:
             case CreditGrant(nbytes=n):
                 self._in_flight = max(0, self._in_flight - n)
                 self._window_moved.set()
-            case RejectMsg(req=req, op=op, group=group, reason=reason):
-                self._push(Rejected(req, op, group, reason))
-            case StatusReply(req=req) | AdminReply(req=req):
+            case RejectMsg(req=req, op=op, group=group, reason=reason, code=code):
+                if code == "denied" and group is not None:  # asked before: not again
+                    self._verdicts[("send" if op == "mcast" else op, group)] = reason
+                self._push(Rejected(req, op, group, reason, code))
+            case StatusReply(req=req) | AdminReply(req=req) | AccessReply(req=req):
                 future = self._pending.get(req)
                 if future is not None and not future.done():
                     future.set_result(reply)
@@ -571,11 +642,14 @@ def connect(
     *,
     timeout: float = 5.0,
     keepalive: float = 5.0,
+    token: str = "",
 ) -> Connection:
     """A ``Connection`` to the daemon at ``endpoint`` (default: ``default_endpoint()``), opened
     by ``async with`` (or ``await conn.open()``). ``name`` ("" = invented by the daemon) makes
-    the private name ``#name#daemon``; ``membership=False`` suppresses view events."""
-    return Connection(endpoint, name, membership, timeout=timeout, keepalive=keepalive)
+    the private name ``#name#daemon``; ``membership=False`` suppresses view events; ``token``
+    authenticates as a ``[clients]`` identity of the daemon (needed over TCP when the daemon
+    has tokens configured)."""
+    return Connection(endpoint, name, membership, timeout=timeout, keepalive=keepalive, token=token)
 
 
 async def query_status(endpoint: str | None = None, timeout: float = 2.0) -> dict[str, object]:

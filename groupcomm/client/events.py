@@ -76,12 +76,15 @@ class SelfLeave:
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """The daemon refused request ``req`` (as returned by ``join``/``leave``/``multicast``);
-    nothing changed. ``op`` is ``join``, ``leave`` or ``mcast``."""
+    nothing changed. ``op`` is ``join``, ``leave`` or ``mcast``; ``code`` is ``denied`` for a
+    refusal by the daemon's ``[[acl]]`` rules (``group`` is then the group that denied it),
+    else ``""``."""
 
     req: int
     op: str
     group: str | None
     reason: str
+    code: str = ""
 
 
 Event = Message | RegularView | TransitionalView | SelfLeave | Rejected

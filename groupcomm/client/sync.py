@@ -33,13 +33,14 @@ class SyncConnection:
         membership: bool = True,
         *,
         timeout: float = 5.0,
+        token: str = "",
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="groupcomm-client", daemon=True
         )
         self._thread.start()
-        self._conn: Connection = self._run(self._make(endpoint, name, membership, timeout))
+        self._conn: Connection = self._run(self._make(endpoint, name, membership, timeout, token))
         try:
             self._run(self._conn.open())
         except BaseException:
@@ -48,9 +49,10 @@ class SyncConnection:
 
     @staticmethod
     async def _make(
-        endpoint: str | None, name: str, membership: bool, timeout: float
+        endpoint: str | None, name: str, membership: bool, timeout: float, token: str
     ) -> Connection:
-        return Connection(endpoint, name, membership, timeout=timeout)  # built on the loop
+        # built on the loop
+        return Connection(endpoint, name, membership, timeout=timeout, token=token)
 
     def _run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
@@ -58,6 +60,10 @@ class SyncConnection:
     @property
     def private_name(self) -> str:
         return self._conn.private_name
+
+    @property
+    def identity(self) -> str:
+        return self._conn.identity
 
     def join(self, group: str) -> int:
         return self._run(self._conn.join(group))

@@ -10,6 +10,10 @@ unsent output exceeds ``out_limit`` is closed: the session layer's slow-consumer
 reading client far below it, so only a client that stopped reading entirely reaches it. A link
 that ends (EOF, reset, oversized record) is reported by ``take_closed`` so its session ends at
 once: the groups see the DISCONNECT without waiting for an idle timeout.
+
+At accept, a Unix-socket link's peer credentials (``SO_PEERCRED``) are read once and kept with
+the link (``credentials``); a TCP link keeps its remote address (``address``). Who that makes
+the client is the front-end's business (``groupcomm.daemon.access``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import stat
 
 import structlog
 
+from groupcomm.daemon.access import peer_credentials
 from groupcomm.daemon.readiness import READ, WRITE, Readiness
 from groupcomm.wire.errors import WireError
 from groupcomm.wire.stream import RecordReader, parse_endpoint, record_header
@@ -70,13 +75,17 @@ def listen(endpoint: str) -> socket.socket:
 
 
 class _Link:
-    __slots__ = ("out", "reader", "sock", "writing")
+    __slots__ = ("address", "credentials", "out", "reader", "sock", "writing")
 
-    def __init__(self, sock: socket.socket, max_record: int) -> None:
+    def __init__(self, sock: socket.socket, max_record: int, address: str) -> None:
         self.sock = sock
         self.reader = RecordReader(max_record)
         self.out = bytearray()
         self.writing = False
+        self.address = address
+        # Read at accept: the kernel's answer about the process that connected, which the
+        # client cannot forge (a later read would see the same, but only once is needed).
+        self.credentials = peer_credentials(sock)
 
 
 class ClientLinks:
@@ -114,6 +123,16 @@ class ClientLinks:
 
     def links(self) -> int:
         return len(self._links)
+
+    def credentials(self, link_id: int) -> tuple[int, int, int] | None:
+        """``(pid, uid, gid)`` of a Unix-socket link's client; ``None`` for TCP (or gone)."""
+        link = self._links.get(link_id)
+        return link.credentials if link is not None else None
+
+    def address(self, link_id: int) -> str:
+        """Where a link comes from, for logs: ``unix`` or the TCP peer ``host:port``."""
+        link = self._links.get(link_id)
+        return link.address if link is not None else "gone"
 
     def receive(self, limit: int) -> list[tuple[int, bytes]]:
         """``(link, record)`` pairs from the links readable at the last wait; accepts new
@@ -194,7 +213,7 @@ class ClientLinks:
         assert self._readiness is not None
         for _ in range(ACCEPTS_PER_TURN):
             try:
-                sock, _addr = listener.accept()
+                sock, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # EMFILE and friends: the daemon keeps running
@@ -206,11 +225,13 @@ class ClientLinks:
                 self._readiness.rest(listener.fileno(), ACCEPT_PAUSE_S)
                 return
             sock.setblocking(False)
+            address = "unix"
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                address = f"{addr[0]}:{addr[1]}"
             link_id = self._next_id
             self._next_id += 1
-            self._links[link_id] = _Link(sock, self.max_record)
+            self._links[link_id] = _Link(sock, self.max_record, address)
             self._by_fd[sock.fileno()] = link_id
             self._readiness.watch(sock.fileno())
             self.counters["accepted"] += 1

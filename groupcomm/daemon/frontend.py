@@ -8,6 +8,12 @@ consecutive deliveries of one driver turn into one ``msgs`` message, forwards ``
 to the driver and answers ``status`` from the provider (the driver). A link that ends closes
 its session at once (the groups see a DISCONNECT view).
 
+Who a client is (``groupcomm.daemon.access``) is settled at ``hello`` (its link's peer
+credentials, or the token it presents) and kept with its session; ``admin`` requests need an
+identity listed in ``[daemon] admin``; ``access`` requests answer what the ``[[acl]]`` rules
+would say, without changing anything. Refused sessions and admin requests are logged at most
+once per identity (or address) and reason every ``REFUSAL_LOG_INTERVAL_S``, with a count.
+
 ``pending()`` tells the driver that the session layer has core events to hand in outside a
 request (a slow consumer or an idle session closed while executing or flushing), so they reach
 the core on the next turn even when no client socket is readable.
@@ -18,12 +24,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from groupcomm.accessconfig import AccessConfig
 from groupcomm.core.commands import DeliverMembership, DeliverMessage
 from groupcomm.core.events import Event
+from groupcomm.daemon.access import Access, AuthError, Identity, Throttle
 from groupcomm.daemon.clientlinks import ClientLinks
 from groupcomm.daemon.frontend_api import SessionCommand
 from groupcomm.daemon.readiness import Readiness
 from groupcomm.daemon.sessions import (
+    AUTH,
     LAGGING_MS,
     Ended,
     Granted,
@@ -34,6 +43,8 @@ from groupcomm.daemon.sessions import (
     SessionLayer,
 )
 from groupcomm.wire.client import (
+    AccessReply,
+    AccessReq,
     AdminReply,
     AdminReq,
     Bye,
@@ -63,6 +74,7 @@ from groupcomm.wire.client import (
 )
 
 ADMIN_COMMANDS = frozenset({"partition", "heal"})
+REFUSAL_LOG_INTERVAL_S = 10.0
 
 
 def _monotonic_ms() -> int:
@@ -101,12 +113,13 @@ class NativeFrontEnd:
         idle_timeout_ms: int = 60_000,
         lagging_ms: int = LAGGING_MS,
         max_message_bytes: int = 1 << 20,
-        allow_admin: bool = False,
+        access: Access | None = None,
         clock: Callable[[], int] = _monotonic_ms,
     ) -> None:
         self.daemon_name = daemon_name
         self.log = log
-        self.allow_admin = allow_admin
+        # Default: no rules, no tokens, no admin (admin must be granted by name).
+        self.access = access if access is not None else Access(AccessConfig())
         self.max_message_bytes = max_message_bytes
         self.layer = SessionLayer(
             daemon_name,
@@ -116,6 +129,7 @@ class NativeFrontEnd:
             lagging_ms=lagging_ms,
             max_message_bytes=max_message_bytes,
             log=log,
+            access=self.access,
         )
         self.counters: dict[str, int] = {"requests": 0, "malformed": 0, "send_failed": 0}
         self._clock = clock
@@ -125,6 +139,7 @@ class NativeFrontEnd:
         self._direct: list[tuple[int, Reply]] = []  # replies to links without a session
         self._provider: object = None
         self._last_expire = clock()
+        self._refusals = Throttle(REFUSAL_LOG_INTERVAL_S)
         self.endpoints = list(endpoints)
         # A client that stops reading is closed by the session layer long before its link
         # holds this much; the margin covers replies and one turn's deliveries.
@@ -204,22 +219,11 @@ class NativeFrontEnd:
         conn = self._by_link.get(identity)
         layer = self.layer
         match request:
-            case Hello(name=name, want_membership=want):
+            case Hello():
                 if conn is not None:
                     self._reply(identity, ErrorMsg("protocol", "session already open"))
                     return
-                try:
-                    session = layer.open(name, want, now)
-                except OpenRefused as e:
-                    self._reply(identity, RejectMsg(0, "hello", None, str(e)))
-                    return
-                self._by_link[identity] = session.conn
-                self._by_conn[session.conn] = identity
-                welcome = Welcome(
-                    session.conn, self.daemon_name, layer.send_window, layer.slow_consumer_bytes
-                )
-                self._reply(identity, welcome)
-                self.log.info("session_opened", conn=session.conn)
+                self._hello(identity, request, now)
             case StatusReq(req=req):
                 if conn is not None:
                     layer.touch(conn, now)
@@ -227,13 +231,16 @@ class NativeFrontEnd:
             case AdminReq(req=req, command=command, args=args):
                 if conn is not None:
                     layer.touch(conn, now)
-                if not self.allow_admin:
-                    self._reply(identity, AdminReply(req, False, "admin is not allowed"))
-                elif command not in ADMIN_COMMANDS:
-                    self._reply(identity, AdminReply(req, False, f"unknown command {command!r}"))
+                self._admin_request(identity, req, command, args, now)
+            case AccessReq(req=req, op=op, groups=groups):
+                if conn is not None:
+                    layer.touch(conn, now)
+                who = self._identity(identity)
+                if who is None:
+                    denials = tuple(self._anonymous_refused() for _ in groups)
                 else:
-                    self._admin.append((command, list(args)))
-                    self._reply(identity, AdminReply(req, True, "queued"))
+                    denials = tuple(self.access.check(who, op, g) for g in groups)
+                self._reply(identity, AccessReply(req, denials))
             case _ if conn is None:
                 if not isinstance(request, Bye | Consumed):
                     self._reply(identity, ErrorMsg("no_session", "send hello first"))
@@ -253,6 +260,84 @@ class NativeFrontEnd:
                 layer.close(conn, "bye", notify=False)
                 self._forget(conn)
 
+    def _hello(self, link_id: int, hello: Hello, now: int) -> None:
+        """Identify the client, then open its session (or refuse it, by name)."""
+        layer = self.layer
+        try:
+            who = self.access.identify(self.links.credentials(link_id), hello.token)
+        except AuthError as e:
+            self._refused(link_id, self.links.address(link_id), str(e), now)
+            self._reply(link_id, RejectMsg(0, "hello", None, str(e), AUTH))
+            return
+        try:
+            session = layer.open(hello.name, hello.want_membership, now, who)
+        except OpenRefused as e:
+            if e.code:
+                self._refused(link_id, who.name, str(e), now)
+            self._reply(link_id, RejectMsg(0, "hello", None, str(e), e.code))
+            return
+        self._by_link[link_id] = session.conn
+        self._by_conn[session.conn] = link_id
+        welcome = Welcome(
+            session.conn,
+            self.daemon_name,
+            layer.send_window,
+            layer.slow_consumer_bytes,
+            who.name,
+            self.access.acl_active,
+        )
+        self._reply(link_id, welcome)
+        self.log.info(
+            "session_opened",
+            conn=session.conn,
+            identity=who.name,
+            pid=who.pid,
+            via=self.links.address(link_id),
+        )
+
+    def _identity(self, link_id: int) -> Identity | None:
+        """Who is at ``link_id``: its session's identity, else what its link alone says
+        (peer credentials, or anonymous TCP); ``None`` when that is not enough (tokens are
+        required and it has not authenticated in a ``hello``)."""
+        conn = self._by_link.get(link_id)
+        session = self.layer.sessions.get(conn) if conn is not None else None
+        if session is not None:
+            return session.identity
+        try:
+            return self.access.identify(self.links.credentials(link_id), "")
+        except AuthError:
+            return None
+
+    def _anonymous_refused(self) -> str:
+        return "authentication required: send hello with a token first"
+
+    def _admin_request(
+        self, link_id: int, req: int, command: str, args: tuple[str, ...], now: int
+    ) -> None:
+        who = self._identity(link_id)
+        why = self._anonymous_refused() if who is None else self.access.check_admin(who)
+        name = who.name if who is not None else self.links.address(link_id)
+        if why:
+            self._refused(link_id, name, why, now, event="admin_refused")
+            self._reply(link_id, AdminReply(req, False, why))
+        elif command not in ADMIN_COMMANDS:
+            self._reply(link_id, AdminReply(req, False, f"unknown command {command!r}"))
+        else:
+            self.log.warning("admin_request", command=command, args=list(args), identity=name)
+            self._admin.append((command, list(args)))
+            self._reply(link_id, AdminReply(req, True, "queued"))
+
+    def _refused(
+        self, link_id: int, who: str, why: str, now: int, event: str = "session_refused"
+    ) -> None:
+        """Log a refusal, at most once per client and reason per interval (with a count):
+        a client retrying in a loop must not flood the log."""
+        left_out = self._refusals.admit(f"{event} {who} {why}", now / 1000)
+        if left_out is not None:
+            self.log.warning(
+                event, identity=who, reason=why, via=self.links.address(link_id), repeats=left_out
+            )
+
     def _malformed(self, identity: int, text: str) -> None:
         self.counters["malformed"] += 1
         self.log.warning("client_malformed", error=text[:200])
@@ -269,7 +354,16 @@ class NativeFrontEnd:
             if isinstance(got, dict):
                 info.update(got)
         info.setdefault("daemon", self.daemon_name)
-        info["sessions"] = sorted(self.layer.sessions)
+        sessions = self.layer.sessions
+        info["sessions"] = sorted(sessions)
+        info["clients"] = {
+            conn: {
+                "identity": s.identity.name,
+                "pid": s.identity.pid,
+                "via": self.links.address(self._by_conn.get(conn, 0)),
+            }
+            for conn, s in sorted(sessions.items())
+        }
         info["frontend"] = {**self.counters, **self.layer.counters}
         plain = _plain(info)
         assert isinstance(plain, dict)
@@ -314,9 +408,9 @@ class NativeFrontEnd:
                     views.append(
                         ViewMsg(n.group, n.kind, n.gid, n.members, n.cause, n.vs_sets, n.changed)
                     )
-                case Refused(req=req, op=op, group=group, reason=reason):
+                case Refused(req=req, op=op, group=group, reason=reason, code=code):
                     cut()
-                    out.append(RejectMsg(req, op, group, reason))
+                    out.append(RejectMsg(req, op, group, reason, code))
                 case Ended(reason=reason):
                     cut()
                     out.append(Closed(reason))

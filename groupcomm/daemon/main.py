@@ -22,6 +22,7 @@ import zmq
 
 from groupcomm.config import ConfigError, DaemonConfig, load_config
 from groupcomm.core.ids import make_token
+from groupcomm.daemon.access import Access
 from groupcomm.daemon.dataplanes import make_transport
 from groupcomm.daemon.driver import Driver
 from groupcomm.daemon.fanout import TransportUnavailable
@@ -39,14 +40,26 @@ FrontEndFactory = Callable[..., FrontEnd]
 def native_frontend(config: DaemonConfig) -> FrontEnd:
     """The native client front-end (``groupcomm.daemon.frontend.NativeFrontEnd``)."""
     module: Any = importlib.import_module("groupcomm.daemon.frontend")
+    log = structlog.get_logger("groupcomm.frontend").bind(d=config.name)
+    access = config.access
+    log.info(
+        "client_access",
+        acl_rules=len(access.acl),
+        acl="off: every client may join and send to every group" if not access.acl else "on",
+        token_clients=sorted(c.name for c in access.clients),
+        remote="token required" if access.tokens_required else "anonymous allowed",
+        admin=sorted(access.admin) or "off",
+        max_sessions=access.max_sessions,
+        max_sessions_per_identity=access.max_sessions_per_identity,
+    )
     frontend: FrontEnd = module.NativeFrontEnd(
         list(config.client_endpoints),
         config.name,
         config.session_send_window,
         config.slow_consumer_bytes,
-        structlog.get_logger("groupcomm.frontend").bind(d=config.name),
+        log,
         idle_timeout_ms=config.session_idle_ms,
-        allow_admin=config.allow_admin,
+        access=Access(access),
     )
     return frontend
 

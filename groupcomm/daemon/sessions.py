@@ -19,6 +19,11 @@ Rules kept here, once for every front-end:
   ``slow_consumer_bytes`` the session is closed (``SessionClosed`` is fed to the core, so the
   groups see a DISCONNECT view) and the client is told ``Ended("slow consumer")``.
 - vanished clients: ``expire(now_ms)`` closes sessions silent for ``idle_timeout_ms``.
+- access (``groupcomm.daemon.access``): each session has the ``Identity`` its front-end
+  established; ``open`` refuses a session past ``max_sessions`` or
+  ``max_sessions_per_identity``, ``join`` and ``multicast`` refuse what the ``[[acl]]`` rules
+  deny, with the code ``denied`` and a reason that names the rule. A denied multicast returns
+  its window like any refused one.
 
 The layer never reads a clock: times are arguments.
 """
@@ -32,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from groupcomm.accessconfig import AccessConfig
 from groupcomm.core.commands import (
     CloseSession,
     Credit,
@@ -48,6 +54,7 @@ from groupcomm.core.events import (
     SessionOpened,
 )
 from groupcomm.core.requests import group_op_problem, multicast_problem
+from groupcomm.daemon.access import ANONYMOUS_IDENTITY, Access, Identity
 
 # A MulticastRequested from its fields in order, built in C (one per accepted multicast).
 _new_request: Callable[[tuple[str, tuple[str, ...], int, int, bytes]], MulticastRequested] = (
@@ -58,6 +65,10 @@ NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,20}")
 SLOW_CONSUMER = "slow consumer"
 IDLE = "client vanished (idle timeout)"
 WINDOW_EXCEEDED = "send window exceeded"
+DENIED = "denied"  # the code of a refusal by the access rules
+LIMIT = "limit"  # the code of a session refused by a session limit
+AUTH = "auth"  # the code of a session refused for its credentials (front-ends use it)
+VERDICTS_MAX = 1024  # cached access verdicts per session (bounded against hostile names)
 
 # Core op names -> the request names the notices use (the native protocol's ops).
 _CORE_OPS = {"multicast": "mcast", "session": "hello", "join": "join", "leave": "leave"}
@@ -101,6 +112,7 @@ class Refused:
     op: str  # "join" | "leave" | "mcast" | "hello"
     group: str | None
     reason: str
+    code: str = ""  # "" or DENIED: the client library raises on the latter
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +127,12 @@ Notice = Granted | Refused | Ended | DeliverMessage | DeliverMembership
 
 
 class OpenRefused(Exception):
-    """``SessionLayer.open`` refused the session (bad or duplicate name)."""
+    """``SessionLayer.open`` refused the session (bad or duplicate name, or a session limit:
+    ``code`` is then ``LIMIT``)."""
+
+    def __init__(self, reason: str, code: str = "") -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 # ------------------------------------------------------------------------------ sessions
@@ -135,6 +152,10 @@ class Session:
     parked: deque[tuple[int, tuple[str, ...], int, int, bytes]] = field(default_factory=deque)
     parked_bytes: int = 0
     counters: dict[str, int] = field(default_factory=dict)
+    identity: Identity = ANONYMOUS_IDENTITY
+    # Access verdicts by destination list: (why denied or "", the group denied). A sender
+    # sends many messages to the same few destinations; the rules are fnmatch patterns.
+    send_verdicts: dict[tuple[str, ...], tuple[str, str]] = field(default_factory=dict)
 
 
 class SessionLayer:
@@ -148,6 +169,7 @@ class SessionLayer:
         lagging_ms: int = LAGGING_MS,
         max_message_bytes: int = 1 << 20,
         log: Log | None = None,
+        access: Access | None = None,
     ) -> None:
         if send_window <= 0 or slow_consumer_bytes <= 0 or idle_timeout_ms <= 0:
             raise ValueError("send_window, slow_consumer_bytes and idle_timeout_ms must be > 0")
@@ -157,7 +179,9 @@ class SessionLayer:
         self.idle_timeout_ms = idle_timeout_ms
         self.max_message_bytes = max_message_bytes
         self.log: Log = log or NullLog()
+        self.access = access if access is not None else Access(AccessConfig())
         self.sessions: dict[str, Session] = {}
+        self.per_identity: dict[str, int] = {}  # open sessions by identity name
         self.counters: dict[str, int] = {
             "opened": 0,
             "closed": 0,
@@ -165,6 +189,8 @@ class SessionLayer:
             "slow_consumers": 0,
             "idle_closed": 0,
             "parked": 0,  # multicasts held back while a local consumer lagged
+            "denied": 0,  # requests refused by the [[acl]] rules
+            "limited": 0,  # sessions refused by a session limit
         }
         # Sessions more than half of slow_consumer_bytes behind: while there is one, local
         # multicasts wait (parked) instead of reaching the core, so a flood slows to what the
@@ -200,8 +226,22 @@ class SessionLayer:
     def private_name(self, name: str) -> str:
         return f"#{name}#{self.daemon_name}"
 
-    def open(self, name: str, want_membership: bool, now_ms: int) -> Session:
-        """Open a session; raise ``OpenRefused`` with the reason for a bad or duplicate name."""
+    def open(
+        self,
+        name: str,
+        want_membership: bool,
+        now_ms: int,
+        identity: Identity = ANONYMOUS_IDENTITY,
+    ) -> Session:
+        """Open a session for ``identity``; raise ``OpenRefused`` with the reason for a bad or
+        duplicate name or a session limit (checked first: nothing is created)."""
+        limit = self.access.check_open(
+            identity, len(self.sessions), self.per_identity.get(identity.name, 0)
+        )
+        if limit:
+            self.counters["refused"] += 1
+            self.counters["limited"] += 1
+            raise OpenRefused(limit, LIMIT)
         if name == "":
             while True:
                 self._invented += 1
@@ -215,8 +255,11 @@ class SessionLayer:
         if conn in self.sessions:
             self.counters["refused"] += 1
             raise OpenRefused(f"name {name!r} is in use")
-        session = Session(conn=conn, want_membership=want_membership, last_seen_ms=now_ms)
+        session = Session(
+            conn=conn, want_membership=want_membership, last_seen_ms=now_ms, identity=identity
+        )
         self.sessions[conn] = session
+        self.per_identity[identity.name] = self.per_identity.get(identity.name, 0) + 1
         self.counters["opened"] += 1
         self._events.append(SessionOpened(conn=conn))
         return session
@@ -240,6 +283,12 @@ class SessionLayer:
         if why:
             self._refuse(conn, req, op, group, why)
             return
+        if op == "join" and self.access.acl_active:
+            why = self.access.check(session.identity, "join", group)
+            if why:
+                self.counters["denied"] += 1
+                self._refuse(conn, req, op, group, why, DENIED)
+                return
         session.turn.append((op, group, req, 0))
         event = JoinRequested if op == "join" else LeaveRequested
         self._events.append(event(conn=conn, group=group))
@@ -257,6 +306,14 @@ class SessionLayer:
         session = self._live(conn, now_ms)
         if session is None:
             return
+        if self.access.acl_active:
+            why, group = self.send_denied(session, groups)
+            if why:
+                self.counters["denied"] += 1
+                self._refuse(conn, req, "mcast", group, why, DENIED)
+                if payload:
+                    self._notices.append(Granted(conn, len(payload)))
+                return
         if self._behind or session.parked:
             size = len(payload)
             held = session.in_flight + session.parked_bytes
@@ -290,6 +347,7 @@ class SessionLayer:
         total = sum(sizes)
         if (
             not payloads
+            or (self.access.acl_active and self.send_denied(session, groups)[0])
             or self._behind
             or session.parked
             or session.in_flight + total > self.send_window
@@ -305,6 +363,23 @@ class SessionLayer:
         for i, payload in enumerate(payloads):
             turn.append(("mcast", None, first_req + i, sizes[i]))
             events.append(_new_request((conn, groups, service, msg_type, payload)))
+
+    def send_denied(self, session: Session, groups: tuple[str, ...]) -> tuple[str, str]:
+        """``(why, group)`` when a destination in ``groups`` denies ``session`` to send (the
+        first such), else ``("", "")``."""
+        verdicts = session.send_verdicts
+        verdict = verdicts.get(groups)
+        if verdict is None:
+            verdict = ("", "")
+            for group in groups:
+                why = self.access.check(session.identity, "send", group)
+                if why:
+                    verdict = (why, group)
+                    break
+            if len(verdicts) >= VERDICTS_MAX:
+                verdicts.clear()
+            verdicts[groups] = verdict
+        return verdict
 
     def release_parked(self) -> None:
         """Hand parked multicasts to the core once no local consumer lags (in order)."""
@@ -358,13 +433,19 @@ class SessionLayer:
         if session is None:
             return False
         self.counters["closed"] += 1
+        name = session.identity.name
+        left = self.per_identity.get(name, 0) - 1
+        if left > 0:
+            self.per_identity[name] = left
+        else:
+            self.per_identity.pop(name, None)
         self._behind.pop(conn, None)  # its parked multicasts go with it
         self._events.append(SessionClosed(conn=conn))
         # Anything still queued for this session is moot: "nothing more follows".
         self._notices = [n for n in self._notices if n.conn != conn]
         if notify:
             self._notices.append(Ended(conn, reason))
-        self.log.info("session_closed", conn=conn, reason=reason)
+        self.log.info("session_closed", conn=conn, reason=reason, identity=name)
         return True
 
     def expire(self, now_ms: int) -> list[str]:
@@ -394,9 +475,11 @@ class SessionLayer:
             session.last_seen_ms = max(session.last_seen_ms, now_ms)
         return session
 
-    def _refuse(self, conn: str, req: int, op: str, group: str | None, reason: str) -> None:
+    def _refuse(
+        self, conn: str, req: int, op: str, group: str | None, reason: str, code: str = ""
+    ) -> None:
         self.counters["refused"] += 1
-        self._notices.append(Refused(conn, req, op, group, reason))
+        self._notices.append(Refused(conn, req, op, group, reason, code))
 
     # ---------------------------------------------------------------- commands
     def apply(

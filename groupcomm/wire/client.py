@@ -31,6 +31,7 @@ DEFAULT_MAX_REQUEST: Final = DEFAULT_MAX_PAYLOAD + 64 * 1024
 DEFAULT_MAX_REPLY: Final = 64 << 20  # a ``msgs`` batch may hold many messages
 MAX_STATUS_DEPTH: Final = 8
 MAX_BATCH: Final = 65_536  # payloads in one ``mcastb``
+ACCESS_OPS: Final = ("join", "send")
 
 
 class ClientWireError(WireError):
@@ -46,6 +47,7 @@ class ClientWireError(WireError):
 class Hello:
     name: str  # "" asks the daemon to invent one
     want_membership: bool
+    token: str = field(default="", repr=False)  # "" = none (sent only when set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +101,30 @@ class AdminReq:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessReq:
+    """May this session ``op`` (``"join"`` or ``"send"``) each of ``groups``? Changes nothing."""
+
+    req: int
+    op: str
+    groups: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Bye:
     pass
 
 
 Request = (
-    Hello | JoinReq | LeaveReq | McastReq | McastBatchReq | Consumed | StatusReq | AdminReq | Bye
+    Hello
+    | JoinReq
+    | LeaveReq
+    | McastReq
+    | McastBatchReq
+    | Consumed
+    | StatusReq
+    | AdminReq
+    | AccessReq
+    | Bye
 )
 
 # ----------------------------------------------------------------------------------- replies
@@ -116,6 +136,8 @@ class Welcome:
     daemon: str
     send_window: int
     slow_consumer_bytes: int  # the client paces its ``consumed`` reports against it
+    identity: str = ""  # who the daemon took the client for ("" from an older daemon)
+    acl: bool = False  # the daemon has [[acl]] rules: ``access`` answers may say no
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +192,7 @@ class RejectMsg:
     op: str
     group: str | None
     reason: str
+    code: str = ""  # "" or "denied" (access rules), "auth", "limit" (a refused hello)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +206,15 @@ class AdminReply:
     req: int
     ok: bool
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccessReply:
+    """One verdict per group of the ``access`` request, in order: ``""`` allowed, else why
+    not (the text a refusal of that request would carry)."""
+
+    req: int
+    denials: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +237,7 @@ Reply = (
     | RejectMsg
     | StatusReply
     | AdminReply
+    | AccessReply
     | ErrorMsg
     | Closed
 )
@@ -218,8 +251,8 @@ _PACKER: Final = msgpack.Packer(use_bin_type=True, autoreset=True)
 
 def _fields(msg: Request | Reply) -> tuple[str, tuple[object, ...]]:
     match msg:
-        case Hello(name, want):
-            return "hello", (name, want)
+        case Hello(name, want, token):
+            return "hello", (name, want, token) if token else (name, want)
         case JoinReq(req, group):
             return "join", (req, group)
         case LeaveReq(req, group):
@@ -234,10 +267,12 @@ def _fields(msg: Request | Reply) -> tuple[str, tuple[object, ...]]:
             return "status", (req,)
         case AdminReq(req, command, args):
             return "admin", (req, command, list(args))
+        case AccessReq(req, op, groups):
+            return "access", (req, op, list(groups))
         case Bye():
             return "bye", ()
-        case Welcome(private_name, daemon, window, slow):
-            return "welcome", (private_name, daemon, window, slow)
+        case Welcome(private_name, daemon, window, slow, identity, acl):
+            return "welcome", (private_name, daemon, window, slow, identity, acl)
         case CreditGrant(nbytes):
             return "credit", (nbytes,)
         case Msgs(msgs):
@@ -246,12 +281,14 @@ def _fields(msg: Request | Reply) -> tuple[str, tuple[object, ...]]:
             return "view", (group, kind, gid, members, cause, vs_sets, changed)
         case Views(views):
             return "views", ([_view_fields(v) for v in views],)
-        case RejectMsg(req, op, group, reason):
-            return "reject", (req, op, group, reason)
+        case RejectMsg(req, op, group, reason, code):
+            return "reject", (req, op, group, reason, code) if code else (req, op, group, reason)
         case StatusReply(req, info):
             return "status", (req, dict(info))
         case AdminReply(req, ok, text):
             return "admin", (req, ok, text)
+        case AccessReply(req, denials):
+            return "access", (req, list(denials))
         case ErrorMsg(code, text):
             return "error", (code, text)
         case Closed(reason):
@@ -284,6 +321,10 @@ def encode(msg: Request | Reply) -> bytes:
 
 
 # ---------------------------------------------------------------------------------- decoding
+
+
+_T = TypeVar("_T")
+_V = TypeVar("_V")
 
 
 class _Bad(Exception):
@@ -442,11 +483,35 @@ def _views(v: object) -> Views:
     return Views(tuple(out))
 
 
-_T = TypeVar("_T")
-_Schema = dict[str, tuple[int, Callable[[tuple[object, ...]], _T]]]
+def _opt(f: tuple[object, ...], i: int, read: Callable[[object, str], _V], name: str) -> _V | None:
+    """Field ``i`` when present: fields added after version 1 come last and are optional, so
+    both sides of an upgrade understand each other."""
+    return read(f[i], name) if len(f) > i else None
+
+
+def _access_op(v: object, name: str) -> str:
+    op = _str(v, name)
+    if op not in ACCESS_OPS:
+        raise _Bad(name, f"expected one of {', '.join(ACCESS_OPS)}, got {op!r:.40}")
+    return op
+
+
+def _texts(v: object, name: str) -> tuple[str, ...]:
+    if type(v) is not tuple or not 1 <= len(v) <= MAX_GROUPS_PER_MESSAGE:
+        raise _Bad(name, f"expected an array of 1..{MAX_GROUPS_PER_MESSAGE} strings")
+    return tuple(_str(x, f"{name}[{i}]") for i, x in enumerate(v))
+
+
+# op -> (fields: an exact count, or (least, most) when trailing fields are optional, builder)
+_Schema = dict[str, tuple[int | tuple[int, int], Callable[[tuple[object, ...]], _T]]]
 
 _REQUESTS: Final[_Schema[Request]] = {
-    "hello": (2, lambda f: Hello(_str(f[0], "name"), _bool(f[1], "want_membership"))),
+    "hello": (
+        (2, 3),
+        lambda f: Hello(
+            _str(f[0], "name"), _bool(f[1], "want_membership"), _opt(f, 2, _str, "token") or ""
+        ),
+    ),
     "join": (2, lambda f: JoinReq(_uint(f[0], "req"), _str(f[1], "group"))),
     "leave": (2, lambda f: LeaveReq(_uint(f[0], "req"), _str(f[1], "group"))),
     "mcast": (
@@ -479,17 +544,27 @@ _REQUESTS: Final[_Schema[Request]] = {
             _strs(f[2], "args", 0, MAX_ADMIN_ARGS),
         ),
     ),
+    "access": (
+        3,
+        lambda f: AccessReq(
+            _uint(f[0], "req"),
+            _access_op(f[1], "op"),
+            _strs(f[2], "groups", 1, MAX_GROUPS_PER_MESSAGE),
+        ),
+    ),
     "bye": (0, lambda f: Bye()),
 }
 
 _REPLIES: Final[_Schema[Reply]] = {
     "welcome": (
-        4,
+        (4, 6),
         lambda f: Welcome(
             _str(f[0], "private_name", empty=False),
             _str(f[1], "daemon", empty=False),
             _uint(f[2], "send_window"),
             _uint(f[3], "slow_consumer_bytes"),
+            _opt(f, 4, _str, "identity") or "",
+            bool(_opt(f, 5, _bool, "acl")),
         ),
     ),
     "credit": (1, lambda f: CreditGrant(_uint(f[0], "bytes"))),
@@ -497,13 +572,18 @@ _REPLIES: Final[_Schema[Reply]] = {
     "view": (7, _view),
     "views": (1, lambda f: _views(f[0])),
     "reject": (
-        4,
+        (4, 5),
         lambda f: RejectMsg(
-            _uint(f[0], "req"), _str(f[1], "op"), _opt_str(f[2], "group"), _str(f[3], "reason")
+            _uint(f[0], "req"),
+            _str(f[1], "op"),
+            _opt_str(f[2], "group"),
+            _str(f[3], "reason"),
+            _opt(f, 4, _str, "code") or "",
         ),
     ),
     "status": (2, lambda f: StatusReply(_uint(f[0], "req"), _status_map(f[1]))),
     "admin": (3, lambda f: AdminReply(_uint(f[0], "req"), _bool(f[1], "ok"), _str(f[2], "text"))),
+    "access": (2, lambda f: AccessReply(_uint(f[0], "req"), _texts(f[1], "denials"))),
     "error": (2, lambda f: ErrorMsg(_str(f[0], "code"), _str(f[1], "text"))),
     "closed": (1, lambda f: Closed(_str(f[0], "reason"))),
 }
@@ -551,8 +631,10 @@ def _decode(data: object, schema: _Schema[_T], max_size: int, max_payload: int) 
     if entry is None:
         raise ClientWireError(f"unknown op {op!r:.40}")
     arity, build = entry
-    if len(obj) - 2 != arity:
-        raise ClientWireError(f"{op} has {len(obj) - 2} fields, expected {arity}", frame=op)
+    least, most = arity if isinstance(arity, tuple) else (arity, arity)
+    if not least <= len(obj) - 2 <= most:
+        expected = f"{least}..{most}" if least != most else str(least)
+        raise ClientWireError(f"{op} has {len(obj) - 2} fields, expected {expected}", frame=op)
     try:
         return build(obj[2:])
     except _Bad as e:

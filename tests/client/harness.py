@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from groupcomm.accessconfig import AccessConfig
 from groupcomm.core.commands import (
     CloseSession,
     Credit,
@@ -22,6 +23,7 @@ from groupcomm.core.commands import (
 from groupcomm.core.config import CoreConfig
 from groupcomm.core.events import Event, Started, TimerFired
 from groupcomm.core.node import Node
+from groupcomm.daemon.access import Access
 from groupcomm.daemon.frontend import NativeFrontEnd
 from groupcomm.daemon.readiness import Readiness
 
@@ -45,7 +47,8 @@ class MiniDaemon:
         self.log = ListLog()
         kw: dict[str, Any] = {"send_window": 64 * 1024, "slow_consumer_bytes": 1 << 20}
         kw.update(frontend_kw)
-        self.fe = NativeFrontEnd([endpoint], "d1", log=self.log, allow_admin=True, **kw)
+        kw.setdefault("access", Access(AccessConfig(admin=frozenset({"*"}))))
+        self.fe = NativeFrontEnd([endpoint], "d1", log=self.log, **kw)
         self.fe.status_provider(self)
         self.endpoint = endpoint
         self.readiness = Readiness()

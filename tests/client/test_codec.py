@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from groupcomm.wire import WireError
 from groupcomm.wire.client import (
+    AccessReply,
+    AccessReq,
     AdminReply,
     AdminReq,
     Bye,
@@ -43,6 +45,9 @@ from groupcomm.wire.client import (
 REQUESTS: list[Request] = [
     Hello("alice", True),
     Hello("", False),
+    Hello("ops", True, "a-token-0123456789"),
+    AccessReq(8, "send", ("logs.app", "#a#d1")),
+    AccessReq(9, "join", ("chat",)),
     JoinReq(1, "chat"),
     LeaveReq(2, "chat"),
     McastReq(3, ("a", "#b#d1"), 0x10 | 0x40, 65535, b"\x00payload"),
@@ -54,6 +59,7 @@ REQUESTS: list[Request] = [
 ]
 REPLIES: list[Reply] = [
     Welcome("#alice#d1", "d1", 65536, 8 << 20),
+    Welcome("#alice#d1", "d1", 65536, 8 << 20, "uid:1000", True),
     CreditGrant(100),
     Msgs((Delivered("#a#d1", ("g",), 0x10, 0, b"x", "a|1|2"),)),
     Msgs(()),
@@ -67,6 +73,8 @@ REPLIES: list[Reply] = [
         )
     ),
     RejectMsg(3, "join", None, "no"),
+    RejectMsg(4, "mcast", "logs.app", "denied by [[acl]] #1 (group 'logs.*'): x", "denied"),
+    AccessReply(8, ("", "denied: no [[acl]] rule matches group 'x'")),
     StatusReply(6, {"view": "1.d1", "n": 3, "nested": {"l": [1, "x", None]}}),
     AdminReply(5, True, "queued"),
     ErrorMsg("malformed", "bad"),
@@ -82,6 +90,25 @@ def test_request_round_trip(msg: Request) -> None:
 @pytest.mark.parametrize("msg", REPLIES, ids=lambda m: type(m).__name__)
 def test_reply_round_trip(msg: Reply) -> None:
     assert decode_reply(encode(msg)) == msg
+
+
+def test_fields_added_later_are_optional_and_omitted_when_unset() -> None:
+    # An older peer's shorter messages still decode; a hello without a token, a welcome and a
+    # reject without the new fields look exactly as before, so an older daemon accepts them.
+    assert msgpack.unpackb(encode(Hello("a", True))) == [1, "hello", "a", True]
+    assert msgpack.unpackb(encode(RejectMsg(1, "join", "g", "no"))) == [
+        1,
+        "reject",
+        1,
+        "join",
+        "g",
+        "no",
+    ]
+    old = msgpack.packb([1, "welcome", "#a#d1", "d1", 10, 20])
+    assert decode_reply(old) == Welcome("#a#d1", "d1", 10, 20, "", False)
+    with pytest.raises(ClientWireError, match=r"welcome has 7 fields, expected 4\.\.6"):
+        decode_reply(msgpack.packb([1, "welcome", "#a#d1", "d1", 10, 20, "uid:0", True, 1]))
+    assert "secret-token" not in repr(Hello("a", True, "secret-token-0123456789"))
 
 
 def test_wire_format_is_version_op_fields() -> None:
@@ -103,6 +130,10 @@ def test_wire_format_is_version_op_fields() -> None:
         [1, "mcast", 1, ["g"], 16, 70000, b""],  # msg_type
         [1, "mcast", 1, ["g"], 16, 0, "text"],  # payload must be bin
         [1, "admin", 1, "heal", "x"],  # args must be an array
+        [1, "hello", "a", True, "token", "extra"],  # hello has 2..3 fields
+        [1, "hello", "a", True, 5],  # the token is a string
+        [1, "access", 1, "admin", ["g"]],  # op is join or send
+        [1, "access", 1, "send", []],  # at least one group
         "hello",
         {"op": "hello"},
     ],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from groupcomm.core.commands import (
@@ -61,8 +63,12 @@ class FakeCore:
         return out
 
 
-def layer(**kw: int) -> SessionLayer:
-    args = {"send_window": 1000, "slow_consumer_bytes": 5000, "idle_timeout_ms": 1000}
+def layer(**kw: Any) -> SessionLayer:
+    args: dict[str, Any] = {
+        "send_window": 1000,
+        "slow_consumer_bytes": 5000,
+        "idle_timeout_ms": 1000,
+    }
     args.update(kw)
     return SessionLayer("d1", log=ListLog(), **args)
 

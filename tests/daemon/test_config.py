@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from groupcomm.accessconfig import AccessConfig
 from groupcomm.config import (
     DEFAULT_CLIENT_ENDPOINTS,
     ConfigError,
@@ -24,7 +26,7 @@ client_endpoints = ["tcp://10.0.0.2:4803"]
 log_json = true
 log_level = "debug"
 trace = "/var/log/groupcomm/d2.jsonl"
-allow_admin = true
+admin = ["uid:0"]
 slow_consumer_bytes = 1000000
 session_send_window = 65536
 
@@ -64,7 +66,8 @@ def test_zero_config_defaults() -> None:
         PeerConfig(name="d1", host="127.0.0.1", data_port=4810, control_port=4811),
     )
     assert cfg.me.data_endpoint == "tcp://127.0.0.1:4810"
-    assert cfg.allow_admin is True  # loopback-only cluster
+    assert cfg.access == AccessConfig()  # no rules, no tokens, no admin
+    assert cfg.access.admin == frozenset() and cfg.access.max_sessions == 1000
     assert cfg.log_json is False and cfg.trace == ""
     assert cfg.slow_consumer_bytes == 8 << 20 and cfg.session_send_window == 1 << 20
     core = CoreConfig(name="x", incarnation=0, peers=("x",))
@@ -87,7 +90,6 @@ def test_full_file(tmp_path: Path) -> None:
         log_json=True,
         log_level="debug",
         trace="/var/log/groupcomm/d2.jsonl",
-        allow_admin=True,
         slow_consumer_bytes=1_000_000,
         session_send_window=65536,
         peers=(
@@ -104,6 +106,7 @@ def test_full_file(tmp_path: Path) -> None:
             window_msgs=1000,
             window_bytes=100000,
         ),
+        access=AccessConfig(admin=frozenset({"uid:0"})),
         source=str(tmp_path / "cluster.toml"),
     )
     # command-line overrides win over the file
@@ -111,9 +114,12 @@ def test_full_file(tmp_path: Path) -> None:
     assert over.name == "d1" and not over.log_json
 
 
-def test_allow_admin_defaults_off_when_a_peer_is_remote(tmp_path: Path) -> None:
-    text = FULL.replace("allow_admin = true\n", "")
-    assert load_config(write(tmp_path, text)).allow_admin is False
+def test_allow_admin_is_refused_with_what_to_write_instead(tmp_path: Path) -> None:
+    text = FULL.replace('admin = ["uid:0"]\n', "allow_admin = true\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert str(err.value).startswith(f"{tmp_path / 'cluster.toml'}: [daemon] allow_admin is ")
+    assert f'admin = ["uid:{os.getuid()}"]' in str(err.value) and 'admin = ["*"]' in str(err.value)
 
 
 def test_core_config() -> None:
@@ -150,7 +156,7 @@ def test_fingerprint_is_sorted_protocol_settings() -> None:
         ("[daemon]\nnmae = 'd1'\n", "[daemon] unknown key 'nmae'"),
         ("[deamon]\nname = 'd1'\n", "unknown key 'deamon'"),
         ("[daemon]\nlog_json = 'yes'\n", "[daemon] log_json must be true or false, got 'yes'"),
-        ("[daemon]\nallow_admin = 1\n", "[daemon] allow_admin must be true or false, got 1"),
+        ("[daemon]\nallow_admin = false\n", "[daemon] allow_admin is replaced by [daemon] admin"),
         ("[daemon]\ntrace = 3\n", "[daemon] trace must be a string, got 3"),
         ("[daemon]\nlog_level = 'loud'\n", "[daemon] log_level must be one of"),
         ("[daemon]\nname = 'a:b'\n", "[daemon] name must be 1..64 characters without ':'"),
