@@ -16,7 +16,7 @@ from collections.abc import Coroutine, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from groupcomm.client.connection import Connection
+from groupcomm.client.connection import DEFAULT_DAEMON_TIMEOUT_S, Connection
 from groupcomm.client.events import Event
 from groupcomm.core.service import Service
 
@@ -33,13 +33,16 @@ class SyncConnection:
         membership: bool = True,
         *,
         timeout: float = 5.0,
+        daemon_timeout: float | None = DEFAULT_DAEMON_TIMEOUT_S,
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="groupcomm-client", daemon=True
         )
         self._thread.start()
-        self._conn: Connection = self._run(self._make(endpoint, name, membership, timeout))
+        self._conn: Connection = self._run(
+            self._make(endpoint, name, membership, timeout, daemon_timeout)
+        )
         try:
             self._run(self._conn.open())
         except BaseException:
@@ -48,9 +51,16 @@ class SyncConnection:
 
     @staticmethod
     async def _make(
-        endpoint: str | None, name: str, membership: bool, timeout: float
+        endpoint: str | None,
+        name: str,
+        membership: bool,
+        timeout: float,
+        daemon_timeout: float | None,
     ) -> Connection:
-        return Connection(endpoint, name, membership, timeout=timeout)  # built on the loop
+        # built on the loop
+        return Connection(
+            endpoint, name, membership, timeout=timeout, daemon_timeout=daemon_timeout
+        )
 
     def _run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)

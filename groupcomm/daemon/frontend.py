@@ -48,6 +48,8 @@ from groupcomm.wire.client import (
     LeaveReq,
     McastBatchReq,
     McastReq,
+    Ping,
+    Pong,
     RejectMsg,
     Reply,
     StatusReply,
@@ -220,6 +222,12 @@ class NativeFrontEnd:
                 )
                 self._reply(identity, welcome)
                 self.log.info("session_opened", conn=session.conn)
+            case Ping():
+                # Client liveness (protocol/client.md "Liveness"): answered in the same turn,
+                # so a client hears back within one turn of a daemon that is alive.
+                if conn is not None:
+                    layer.touch(conn, now)
+                self._reply(identity, Pong())
             case StatusReq(req=req):
                 if conn is not None:
                     layer.touch(conn, now)

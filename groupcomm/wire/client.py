@@ -103,8 +103,22 @@ class Bye:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Are you there? The daemon answers ``Pong`` at once (client liveness)."""
+
+
 Request = (
-    Hello | JoinReq | LeaveReq | McastReq | McastBatchReq | Consumed | StatusReq | AdminReq | Bye
+    Hello
+    | JoinReq
+    | LeaveReq
+    | McastReq
+    | McastBatchReq
+    | Consumed
+    | StatusReq
+    | AdminReq
+    | Bye
+    | Ping
 )
 
 # ----------------------------------------------------------------------------------- replies
@@ -196,6 +210,11 @@ class Closed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """The answer to ``Ping``."""
+
+
 Reply = (
     Welcome
     | CreditGrant
@@ -207,6 +226,7 @@ Reply = (
     | AdminReply
     | ErrorMsg
     | Closed
+    | Pong
 )
 
 VIEW_KINDS: Final = frozenset({"regular", "transitional", "self_leave"})
@@ -236,6 +256,8 @@ def _fields(msg: Request | Reply) -> tuple[str, tuple[object, ...]]:
             return "admin", (req, command, list(args))
         case Bye():
             return "bye", ()
+        case Ping():
+            return "ping", ()
         case Welcome(private_name, daemon, window, slow):
             return "welcome", (private_name, daemon, window, slow)
         case CreditGrant(nbytes):
@@ -256,6 +278,8 @@ def _fields(msg: Request | Reply) -> tuple[str, tuple[object, ...]]:
             return "error", (code, text)
         case Closed(reason):
             return "closed", (reason,)
+        case Pong():
+            return "pong", ()
     raise ClientWireError(f"cannot encode {type(msg).__name__}: not a client-protocol message")
 
 
@@ -480,6 +504,7 @@ _REQUESTS: Final[_Schema[Request]] = {
         ),
     ),
     "bye": (0, lambda f: Bye()),
+    "ping": (0, lambda f: Ping()),
 }
 
 _REPLIES: Final[_Schema[Reply]] = {
@@ -506,6 +531,7 @@ _REPLIES: Final[_Schema[Reply]] = {
     "admin": (3, lambda f: AdminReply(_uint(f[0], "req"), _bool(f[1], "ok"), _str(f[2], "text"))),
     "error": (2, lambda f: ErrorMsg(_str(f[0], "code"), _str(f[1], "text"))),
     "closed": (1, lambda f: Closed(_str(f[0], "reason"))),
+    "pong": (0, lambda f: Pong()),
 }
 
 _UNPACK_ERRORS: Final = (
