@@ -25,6 +25,7 @@ from groupcomm.daemon.frontend_api import SessionCommand
 from groupcomm.daemon.readiness import Readiness
 from groupcomm.daemon.sessions import (
     LAGGING_MS,
+    SLOW_CONSUMER_MS,
     Ended,
     Granted,
     Log,
@@ -102,6 +103,7 @@ class NativeFrontEnd:
         *,
         idle_timeout_ms: int = 60_000,
         lagging_ms: int = LAGGING_MS,
+        slow_consumer_ms: int = SLOW_CONSUMER_MS,
         max_message_bytes: int = 1 << 20,
         allow_admin: bool = False,
         clock: Callable[[], int] = _monotonic_ms,
@@ -116,6 +118,7 @@ class NativeFrontEnd:
             slow_consumer_bytes=slow_consumer_bytes,
             idle_timeout_ms=idle_timeout_ms,
             lagging_ms=lagging_ms,
+            slow_consumer_ms=slow_consumer_ms,
             max_message_bytes=max_message_bytes,
             log=log,
         )
@@ -168,6 +171,8 @@ class NativeFrontEnd:
         if now - self._last_expire >= 1000:
             self._last_expire = now
             self.layer.expire(now)
+        elif self.layer.behind():  # every turn: a lagging session stops the whole cluster
+            self.layer.check_lagging(now)
         self._send_direct()
         per_conn: dict[str, list[Notice]] = {}
         for notice in self.layer.take_notices():

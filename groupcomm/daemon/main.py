@@ -45,6 +45,7 @@ def native_frontend(config: DaemonConfig) -> FrontEnd:
         config.slow_consumer_bytes,
         structlog.get_logger("groupcomm.frontend").bind(d=config.name),
         idle_timeout_ms=config.session_idle_ms,
+        slow_consumer_ms=config.slow_consumer_ms,
         allow_admin=config.allow_admin,
     )
     return frontend
