@@ -18,9 +18,11 @@ import contextlib
 import os
 import socket
 import stat
+import time
 
 import structlog
 
+from groupcomm.daemon.ratelimit import Warnings
 from groupcomm.daemon.readiness import READ, WRITE, Readiness
 from groupcomm.wire.errors import WireError
 from groupcomm.wire.stream import RecordReader, parse_endpoint, record_header
@@ -86,6 +88,7 @@ class ClientLinks:
         self.max_record = max_record
         self.out_limit = out_limit
         self.log = structlog.get_logger("groupcomm.frontend")
+        self.warnings = Warnings(self.log, time.monotonic)  # links come and go by the thousand
         self.counters: dict[str, int] = {"accepted": 0, "link_errors": 0, "accept_errors": 0}
         self._listeners: dict[int, socket.socket] = {}
         self._paths: list[str] = []
@@ -145,7 +148,7 @@ class ClientLinks:
         if link is None:
             return False
         if len(link.out) + len(data) > self.out_limit:
-            self.log.warning("client_not_reading", link=link_id, queued=len(link.out))
+            self.warnings.warning(link_id, "client_not_reading", link=link_id, queued=len(link.out))
             self.drop(link_id)
             return False
         link.out += record_header(len(data))
@@ -202,7 +205,9 @@ class ClientLinks:
                 # descriptor frees up, so it rests for a while (the client's connect waits in
                 # the backlog or fails; nothing else is disturbed).
                 self.counters["accept_errors"] += 1
-                self.log.warning("client_accept_failed", error=str(exc), pause_s=ACCEPT_PAUSE_S)
+                self.warnings.warning(
+                    "accept", "client_accept_failed", error=str(exc), pause_s=ACCEPT_PAUSE_S
+                )
                 self._readiness.rest(listener.fileno(), ACCEPT_PAUSE_S)
                 return
             sock.setblocking(False)
@@ -232,7 +237,7 @@ class ClientLinks:
             records = link.reader.feed(memoryview(self._rbuf)[:n])
         except WireError as exc:
             self.counters["link_errors"] += 1
-            self.log.warning("client_bad_stream", link=link_id, error=str(exc)[:200])
+            self.warnings.warning(link_id, "client_bad_stream", link=link_id, error=str(exc)[:200])
             self.drop(link_id)
             return
         out.extend((link_id, rec) for rec in records)

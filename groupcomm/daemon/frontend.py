@@ -22,6 +22,7 @@ from groupcomm.core.commands import DeliverMembership, DeliverMessage
 from groupcomm.core.events import Event
 from groupcomm.daemon.clientlinks import ClientLinks
 from groupcomm.daemon.frontend_api import SessionCommand
+from groupcomm.daemon.ratelimit import Warnings
 from groupcomm.daemon.readiness import Readiness
 from groupcomm.daemon.sessions import (
     LAGGING_MS,
@@ -124,6 +125,8 @@ class NativeFrontEnd:
         )
         self.counters: dict[str, int] = {"requests": 0, "malformed": 0, "send_failed": 0}
         self._clock = clock
+        # A client may send nothing but garbage: one line per link per minute, with a count.
+        self.warnings = Warnings(log, time.monotonic)
         self._by_link: dict[int, str] = {}
         self._by_conn: dict[str, int] = {}
         self._admin: list[tuple[str, list[str]]] = []
@@ -154,6 +157,7 @@ class NativeFrontEnd:
         for link_id, data in self.links.receive(limit):
             self._on_message(link_id, data, now)
         for link_id in self.links.take_closed():
+            self.warnings.forget(link_id)
             conn = self._by_link.pop(link_id, None)
             if conn is not None:
                 self._by_conn.pop(conn, None)
@@ -268,7 +272,7 @@ class NativeFrontEnd:
 
     def _malformed(self, identity: int, text: str) -> None:
         self.counters["malformed"] += 1
-        self.log.warning("client_malformed", error=text[:200])
+        self.warnings.warning(identity, "client_malformed", link=identity, error=text[:200])
         self._reply(identity, ErrorMsg("malformed", text[:500]))
 
     def _status(self) -> dict[str, object]:
