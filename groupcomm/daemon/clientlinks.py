@@ -9,7 +9,10 @@ per turn), and waits for ``EPOLLOUT`` when the client's socket buffer is full. A
 unsent output exceeds ``out_limit`` is closed: the session layer's slow-consumer rules keep a
 reading client far below it, so only a client that stopped reading entirely reaches it. A link
 that ends (EOF, reset, oversized record) is reported by ``take_closed`` so its session ends at
-once: the groups see the DISCONNECT without waiting for an idle timeout.
+once: the groups see the DISCONNECT without waiting for an idle timeout. A connection that
+would leave fewer than ``fd_reserve`` descriptors free is accepted, sent ``refusal`` (if it
+fits the socket) and closed (``fdlimit``; counter ``refused_fds``), so clients can never take
+the descriptors peer links and files need.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 
 import structlog
 
+from groupcomm.daemon.fdlimit import near_limit
 from groupcomm.daemon.ratelimit import Warnings
 from groupcomm.daemon.readiness import READ, WRITE, Readiness
 from groupcomm.wire.errors import WireError
@@ -84,12 +88,27 @@ class _Link:
 class ClientLinks:
     """Listeners and client links in one ``Readiness`` set (see the module docstring)."""
 
-    def __init__(self, endpoints: list[str], *, max_record: int, out_limit: int) -> None:
+    def __init__(
+        self,
+        endpoints: list[str],
+        *,
+        max_record: int,
+        out_limit: int,
+        fd_reserve: int = 0,
+        refusal: bytes = b"",
+    ) -> None:
         self.max_record = max_record
         self.out_limit = out_limit
+        self.fd_reserve = fd_reserve
+        self._refusal = record_header(len(refusal)) + refusal if refusal else b""
         self.log = structlog.get_logger("groupcomm.frontend")
         self.warnings = Warnings(self.log, time.monotonic)  # links come and go by the thousand
-        self.counters: dict[str, int] = {"accepted": 0, "link_errors": 0, "accept_errors": 0}
+        self.counters: dict[str, int] = {
+            "accepted": 0,
+            "link_errors": 0,
+            "accept_errors": 0,
+            "refused_fds": 0,
+        }
         self._listeners: dict[int, socket.socket] = {}
         self._paths: list[str] = []
         self._links: dict[int, _Link] = {}
@@ -211,6 +230,9 @@ class ClientLinks:
                 self._readiness.rest(listener.fileno(), ACCEPT_PAUSE_S)
                 return
             sock.setblocking(False)
+            if self.fd_reserve and near_limit(sock.fileno(), self.fd_reserve):
+                self._refuse(sock)
+                continue
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             link_id = self._next_id
@@ -219,6 +241,20 @@ class ClientLinks:
             self._by_fd[sock.fileno()] = link_id
             self._readiness.watch(sock.fileno())
             self.counters["accepted"] += 1
+
+    def _refuse(self, sock: socket.socket) -> None:
+        """Too few descriptors left: say so if the socket takes it at once, and close."""
+        self.counters["refused_fds"] += 1
+        self.warnings.warning(
+            "refused_fds",
+            "client_refused_fds",
+            fd=sock.fileno(),
+            reserve=self.fd_reserve,
+            refused=self.counters["refused_fds"],
+        )
+        with contextlib.suppress(OSError):
+            sock.send(self._refusal)
+        sock.close()
 
     def _read(self, link_id: int, out: list[tuple[int, bytes]]) -> None:
         link = self._links.get(link_id)

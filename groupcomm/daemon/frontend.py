@@ -21,6 +21,7 @@ from collections.abc import Callable
 from groupcomm.core.commands import DeliverMembership, DeliverMessage
 from groupcomm.core.events import Event
 from groupcomm.daemon.clientlinks import ClientLinks
+from groupcomm.daemon.fdlimit import reserve_for
 from groupcomm.daemon.frontend_api import SessionCommand
 from groupcomm.daemon.ratelimit import Warnings
 from groupcomm.daemon.readiness import Readiness
@@ -106,6 +107,7 @@ class NativeFrontEnd:
         lagging_ms: int = LAGGING_MS,
         slow_consumer_ms: int = SLOW_CONSUMER_MS,
         max_message_bytes: int = 1 << 20,
+        fd_reserve: int = reserve_for(1),
         allow_admin: bool = False,
         clock: Callable[[], int] = _monotonic_ms,
     ) -> None:
@@ -140,6 +142,8 @@ class NativeFrontEnd:
             endpoints,
             max_record=HARD_MAX_PAYLOAD + 64 * 1024,
             out_limit=2 * slow_consumer_bytes + (4 << 20),
+            fd_reserve=fd_reserve,
+            refusal=encode(ErrorMsg("fatal", "the daemon is at its connection limit")),
         )
 
     # --------------------------------------------------------------- FrontEnd
@@ -287,7 +291,7 @@ class NativeFrontEnd:
                 info.update(got)
         info.setdefault("daemon", self.daemon_name)
         info["sessions"] = sorted(self.layer.sessions)
-        info["frontend"] = {**self.counters, **self.layer.counters}
+        info["frontend"] = {**self.counters, **self.layer.counters, **self.links.counters}
         plain = _plain(info)
         assert isinstance(plain, dict)
         return plain
