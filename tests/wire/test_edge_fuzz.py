@@ -42,6 +42,8 @@ from groupcomm.wire.client import (
     Ping,
     Pong,
     RejectMsg,
+    Reply,
+    Request,
     StatusReply,
     StatusReq,
     ViewMsg,
@@ -62,7 +64,7 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "edge"))
 
-REQUESTS = [
+REQUESTS: list[Request] = [
     Hello("alice", True),
     JoinReq(1, "g"),
     McastReq(2, ("g", "h"), 0x10, 7, b"payload"),
@@ -74,7 +76,7 @@ REQUESTS = [
     Ping(),
 ]
 VIEW = ViewMsg("g", "regular", "1.d1", ("#a#d1",), "JOIN", (("#a#d1",),), ("#a#d1",))
-REPLIES = [
+REPLIES: list[Reply] = [
     Welcome("#a#d1", "d1", 1 << 20, 8 << 20),
     CreditGrant(10),
     Msgs((Delivered("#a#d1", ("g",), 0x10, 0, b"x", "m1"),)),
@@ -115,7 +117,7 @@ def test_client_decoders_random_bytes(data: bytes) -> None:
     decodes_or_wire_error(data)
 
 
-@given(st.sampled_from([encode(m) for m in REQUESTS + REPLIES]), st.data())
+@given(st.sampled_from([encode(m) for m in [*REQUESTS, *REPLIES]]), st.data())
 def test_client_decoders_mutated_valid_messages(data: bytes, draw: st.DataObject) -> None:
     decodes_or_wire_error(mutate(data, draw.draw))
 
