@@ -36,6 +36,7 @@ DEFAULT_CONTROL_PORT = 4811
 DEFAULT_SLOW_CONSUMER_BYTES = 8 << 20
 DEFAULT_SESSION_SEND_WINDOW = 1 << 20
 DEFAULT_SESSION_IDLE_MS = 60_000
+DEFAULT_SLOW_CONSUMER_MS = 250  # a lagging session that consumes nothing this long is closed
 TRANSPORTS = ("tcp", "zmq", "epgm")
 DEFAULT_EPGM_GROUP = "239.192.74.1"
 DEFAULT_EPGM_PORT = 7400
@@ -140,6 +141,7 @@ class DaemonConfig:
     slow_consumer_bytes: int = DEFAULT_SLOW_CONSUMER_BYTES
     session_send_window: int = DEFAULT_SESSION_SEND_WINDOW
     session_idle_ms: int = DEFAULT_SESSION_IDLE_MS
+    slow_consumer_ms: int = DEFAULT_SLOW_CONSUMER_MS
     transport: str = "tcp"  # the data plane: "tcp" (plain TCP links), "zmq" or "epgm"
     epgm: EpgmConfig = field(default_factory=EpgmConfig)
     peers: tuple[PeerConfig, ...] = (PeerConfig(name=DEFAULT_NAME),)
@@ -235,6 +237,7 @@ def parse_config(
             "slow_consumer_bytes",
             "session_send_window",
             "session_idle_ms",
+            "slow_consumer_ms",
             "transport",
             "allow_admin",  # refused by name with what to write instead (accessconfig)
             *ACCESS_DAEMON_KEYS,
@@ -259,6 +262,7 @@ def parse_config(
     slow = v.positive(daemon, "slow_consumer_bytes", "[daemon] ", DEFAULT_SLOW_CONSUMER_BYTES)
     window = v.positive(daemon, "session_send_window", "[daemon] ", DEFAULT_SESSION_SEND_WINDOW)
     idle = v.positive(daemon, "session_idle_ms", "[daemon] ", DEFAULT_SESSION_IDLE_MS)
+    stalled = v.positive(daemon, "slow_consumer_ms", "[daemon] ", DEFAULT_SLOW_CONSUMER_MS)
     protocol = v.protocol(raw)
     transport = v.string(daemon, "transport", "[daemon] ", "tcp")
     if transport not in TRANSPORTS:
@@ -276,6 +280,7 @@ def parse_config(
         slow_consumer_bytes=slow,
         session_send_window=window,
         session_idle_ms=idle,
+        slow_consumer_ms=stalled,
         transport=transport,
         epgm=epgm,
         peers=peers,

@@ -16,6 +16,13 @@ the multicasts first ask it, once per group and operation for the connection's l
 they are allowed (an ``access`` request: one round trip), and raise ``AccessDenied`` naming the
 rule instead of sending a request the daemon would refuse. The daemon's rules do not change
 while it runs, so the answers are cached; the daemon still checks every request itself.
+
+Liveness: a connection that hears nothing from its daemon for a third of ``daemon_timeout``
+sends a ``ping`` (the daemon answers at once); when the daemon stays silent for
+``daemon_timeout`` with a ping unanswered for half of it, the connection ends with
+``DaemonLost``, so a daemon that is stopped, hung or cut off (no FIN ever arrives) is noticed
+within about ``1.2 * daemon_timeout``. A connection is one stream to one daemon process and is
+never re-opened by the library: a restarted daemon is a new session, opened by the application.
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ from groupcomm.wire.client import (
     McastBatchReq,
     McastReq,
     Msgs,
+    Ping,
+    Pong,
     RejectMsg,
     Reply,
     Request,
@@ -131,6 +140,15 @@ class ConnectionClosed(GroupcommError):
         self.reason = reason
 
 
+class DaemonLost(ConnectionClosed):
+    """The daemon went away without closing the session: its stream ended (killed, restarted,
+    reset; ``reason`` starts with ``daemon connection lost``) or it stayed silent for
+    ``daemon_timeout`` (stopped, hung, host or network gone)."""
+
+
+DEFAULT_DAEMON_TIMEOUT_S = 3.0
+
+
 def default_endpoint() -> str:
     """The local daemon's ipc endpoint if its socket file exists, else its TCP endpoint."""
     path = DEFAULT_IPC_ENDPOINT[len("ipc://") :]
@@ -149,13 +167,17 @@ class Connection:
         timeout: float = 5.0,
         keepalive: float = 5.0,
         token: str = "",
+        daemon_timeout: float | None = DEFAULT_DAEMON_TIMEOUT_S,
     ) -> None:
+        if daemon_timeout is not None and not daemon_timeout > 0:
+            raise ValueError("daemon_timeout must be > 0 seconds (or None: no liveness watch)")
         self.endpoint = endpoint or default_endpoint()
         self._token = token  # not kept in any repr or error text
         self.name = name
         self.membership = membership
         self.timeout = timeout
         self.keepalive = keepalive
+        self.daemon_timeout = daemon_timeout
         self.errors: list[str] = []  # ``error`` replies from the daemon ("code: text")
         self._private_name = ""
         self._daemon = ""
@@ -255,7 +277,7 @@ class Connection:
             raise
         finally:
             self._opening = None
-        self._tasks = [asyncio.create_task(self._pinger())]
+        self._tasks = [asyncio.create_task(self._watch())]
         return self
 
     async def close(self) -> None:
@@ -508,7 +530,7 @@ class Connection:
         try:
             self._link.send(encode(request))
         except ConnectionError as exc:
-            raise ConnectionClosed(f"daemon connection lost: {exc}") from None
+            raise DaemonLost(f"daemon connection lost: {exc}") from None
 
     async def _permit(self, op: str, groups: tuple[str, ...]) -> None:
         """Raise ``AccessDenied`` unless the daemon lets this client ``op`` every group (asked
@@ -544,15 +566,38 @@ class Connection:
             self._reported_at = time.monotonic()
             self._send(Consumed(n))
 
-    async def _pinger(self) -> None:
-        """Keepalive: the daemon closes sessions it has not heard from for a while."""
+    async def _watch(self) -> None:
+        """Keepalive (the daemon closes sessions it has not heard from for a while) and the
+        daemon's liveness (module docstring). A verdict needs a ping unanswered for half of
+        ``daemon_timeout``: after this loop was blocked (a busy application), old silence alone
+        proves nothing, the data may be waiting in the socket."""
+        timeout = self.daemon_timeout
+        step = self.keepalive if timeout is None else min(self.keepalive, timeout / 6)
+        next_keepalive = time.monotonic() + self.keepalive
+        ping_at: float | None = None  # when the unanswered ping went out
         while True:
-            await asyncio.sleep(self.keepalive)
-            if self._closed is not None:
+            await asyncio.sleep(step)
+            link = self._link
+            if self._closed is not None or link is None:
                 return
-            n, self._unreported = self._unreported, 0
+            now = time.monotonic()
             try:
-                self._send(Consumed(n))
+                if timeout is not None:
+                    heard = link.heard_at
+                    if ping_at is not None and heard >= ping_at:
+                        ping_at = None  # anything heard since the ping answers it
+                    silent = now - heard
+                    if ping_at is not None and silent >= timeout and now - ping_at >= timeout / 2:
+                        self._end(DaemonLost(f"daemon silent for {silent:.1f} s"))
+                        link.abort()  # a late answer must not revive it; frees the socket
+                        return
+                    if ping_at is None and silent >= timeout / 3:
+                        self._send(Ping())
+                        ping_at = now
+                if now >= next_keepalive:
+                    next_keepalive = now + self.keepalive
+                    n, self._unreported = self._unreported, 0
+                    self._send(Consumed(n))
             except ConnectionClosed:  # the link is going down; the reader ends the session
                 return
 
@@ -576,7 +621,7 @@ class Connection:
         if opening is not None and not opening.done():
             opening.set_exception(ConnectionClosed(reason))
         if not self._local_close:
-            self._end(ConnectionClosed(reason))
+            self._end(DaemonLost(reason))
 
     def _on_reply(self, reply: Reply) -> None:
         match reply:
@@ -607,8 +652,8 @@ class Connection:
                     self._end(ConnectionClosed(f"fatal: {text}"))
             case Closed(reason=reason):
                 self._end(ConnectionClosed(reason))
-            case Welcome():
-                pass
+            case Welcome() | Pong():
+                pass  # a Pong's work is done: it arrived (``Link.heard_at``)
 
     def _view_event(self, v: ViewMsg) -> Event:
         if v.kind == "regular":
@@ -643,13 +688,23 @@ def connect(
     timeout: float = 5.0,
     keepalive: float = 5.0,
     token: str = "",
+    daemon_timeout: float | None = DEFAULT_DAEMON_TIMEOUT_S,
 ) -> Connection:
     """A ``Connection`` to the daemon at ``endpoint`` (default: ``default_endpoint()``), opened
     by ``async with`` (or ``await conn.open()``). ``name`` ("" = invented by the daemon) makes
     the private name ``#name#daemon``; ``membership=False`` suppresses view events; ``token``
     authenticates as a ``[clients]`` identity of the daemon (needed over TCP when the daemon
-    has tokens configured)."""
-    return Connection(endpoint, name, membership, timeout=timeout, keepalive=keepalive, token=token)
+    has tokens configured); ``daemon_timeout`` (seconds, ``None``: off) bounds how long a
+    silent daemon goes unnoticed (``DaemonLost``)."""
+    return Connection(
+        endpoint,
+        name,
+        membership,
+        timeout=timeout,
+        keepalive=keepalive,
+        token=token,
+        daemon_timeout=daemon_timeout,
+    )
 
 
 async def query_status(endpoint: str | None = None, timeout: float = 2.0) -> dict[str, object]:

@@ -10,6 +10,7 @@ and no queue between the socket and the connection: each delivered batch costs o
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from groupcomm.wire.errors import WireError
@@ -30,6 +31,9 @@ class _Protocol(asyncio.BufferedProtocol):
         self.on_lost = on_lost
         self.transport: asyncio.Transport | None = None
         self._buf = bytearray(READ_BUFFER)
+        # When the daemon was last heard from (any bytes): the connection's liveness watch
+        # reads it. Once per read, not per record.
+        self.heard_at = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -39,6 +43,7 @@ class _Protocol(asyncio.BufferedProtocol):
         return self._buf
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.heard_at = time.monotonic()
         try:
             records = self.reader.feed(memoryview(self._buf)[:nbytes])
         except WireError as exc:
@@ -60,8 +65,14 @@ class _Protocol(asyncio.BufferedProtocol):
 class Link:
     """An open stream to the daemon: ``send`` one record, ``close``."""
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
         self.transport = transport
+        self._protocol = protocol
+
+    @property
+    def heard_at(self) -> float:
+        """``time.monotonic()`` when bytes last arrived from the daemon (or the link opened)."""
+        return self._protocol.heard_at
 
     def send(self, data: bytes) -> None:
         """Queue one record; asyncio writes at once when the socket takes it."""
@@ -83,14 +94,15 @@ async def open_link(
     kind, address = parse_endpoint(endpoint)
     loop = asyncio.get_running_loop()
     transport: asyncio.BaseTransport
+    protocol: _Protocol
     if kind == "unix":
-        transport, _ = await loop.create_unix_connection(
+        transport, protocol = await loop.create_unix_connection(
             lambda: _Protocol(on_record, on_lost), address
         )
     else:
         host, port = address
-        transport, _ = await loop.create_connection(  # asyncio sets TCP_NODELAY
+        transport, protocol = await loop.create_connection(  # asyncio sets TCP_NODELAY
             lambda: _Protocol(on_record, on_lost), host, port
         )
     assert isinstance(transport, asyncio.Transport)
-    return Link(transport)
+    return Link(transport, protocol)

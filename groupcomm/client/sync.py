@@ -16,7 +16,7 @@ from collections.abc import Coroutine, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from groupcomm.client.connection import Connection
+from groupcomm.client.connection import DEFAULT_DAEMON_TIMEOUT_S, Connection
 from groupcomm.client.events import Event
 from groupcomm.core.service import Service
 
@@ -34,13 +34,16 @@ class SyncConnection:
         *,
         timeout: float = 5.0,
         token: str = "",
+        daemon_timeout: float | None = DEFAULT_DAEMON_TIMEOUT_S,
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="groupcomm-client", daemon=True
         )
         self._thread.start()
-        self._conn: Connection = self._run(self._make(endpoint, name, membership, timeout, token))
+        self._conn: Connection = self._run(
+            self._make(endpoint, name, membership, timeout, token, daemon_timeout)
+        )
         try:
             self._run(self._conn.open())
         except BaseException:
@@ -49,10 +52,22 @@ class SyncConnection:
 
     @staticmethod
     async def _make(
-        endpoint: str | None, name: str, membership: bool, timeout: float, token: str
+        endpoint: str | None,
+        name: str,
+        membership: bool,
+        timeout: float,
+        token: str,
+        daemon_timeout: float | None,
     ) -> Connection:
         # built on the loop
-        return Connection(endpoint, name, membership, timeout=timeout, token=token)
+        return Connection(
+            endpoint,
+            name,
+            membership,
+            timeout=timeout,
+            token=token,
+            daemon_timeout=daemon_timeout,
+        )
 
     def _run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)

@@ -9,7 +9,10 @@ per turn), and waits for ``EPOLLOUT`` when the client's socket buffer is full. A
 unsent output exceeds ``out_limit`` is closed: the session layer's slow-consumer rules keep a
 reading client far below it, so only a client that stopped reading entirely reaches it. A link
 that ends (EOF, reset, oversized record) is reported by ``take_closed`` so its session ends at
-once: the groups see the DISCONNECT without waiting for an idle timeout.
+once: the groups see the DISCONNECT without waiting for an idle timeout. A connection that
+would leave fewer than ``fd_reserve`` descriptors free is accepted, sent ``refusal`` (if it
+fits the socket) and closed (``fdlimit``; counter ``refused_fds``), so clients can never take
+the descriptors peer links and files need.
 
 At accept, a Unix-socket link's peer credentials (``SO_PEERCRED``) are read once and kept with
 the link (``credentials``); a TCP link keeps its remote address (``address``). Who that makes
@@ -22,10 +25,13 @@ import contextlib
 import os
 import socket
 import stat
+import time
 
 import structlog
 
 from groupcomm.daemon.access import peer_credentials
+from groupcomm.daemon.fdlimit import near_limit
+from groupcomm.daemon.ratelimit import Warnings
 from groupcomm.daemon.readiness import READ, WRITE, Readiness
 from groupcomm.wire.errors import WireError
 from groupcomm.wire.stream import RecordReader, parse_endpoint, record_header
@@ -91,11 +97,27 @@ class _Link:
 class ClientLinks:
     """Listeners and client links in one ``Readiness`` set (see the module docstring)."""
 
-    def __init__(self, endpoints: list[str], *, max_record: int, out_limit: int) -> None:
+    def __init__(
+        self,
+        endpoints: list[str],
+        *,
+        max_record: int,
+        out_limit: int,
+        fd_reserve: int = 0,
+        refusal: bytes = b"",
+    ) -> None:
         self.max_record = max_record
         self.out_limit = out_limit
+        self.fd_reserve = fd_reserve
+        self._refusal = record_header(len(refusal)) + refusal if refusal else b""
         self.log = structlog.get_logger("groupcomm.frontend")
-        self.counters: dict[str, int] = {"accepted": 0, "link_errors": 0, "accept_errors": 0}
+        self.warnings = Warnings(self.log, time.monotonic)  # links come and go by the thousand
+        self.counters: dict[str, int] = {
+            "accepted": 0,
+            "link_errors": 0,
+            "accept_errors": 0,
+            "refused_fds": 0,
+        }
         self._listeners: dict[int, socket.socket] = {}
         self._paths: list[str] = []
         self._links: dict[int, _Link] = {}
@@ -164,7 +186,7 @@ class ClientLinks:
         if link is None:
             return False
         if len(link.out) + len(data) > self.out_limit:
-            self.log.warning("client_not_reading", link=link_id, queued=len(link.out))
+            self.warnings.warning(link_id, "client_not_reading", link=link_id, queued=len(link.out))
             self.drop(link_id)
             return False
         link.out += record_header(len(data))
@@ -221,10 +243,15 @@ class ClientLinks:
                 # descriptor frees up, so it rests for a while (the client's connect waits in
                 # the backlog or fails; nothing else is disturbed).
                 self.counters["accept_errors"] += 1
-                self.log.warning("client_accept_failed", error=str(exc), pause_s=ACCEPT_PAUSE_S)
+                self.warnings.warning(
+                    "accept", "client_accept_failed", error=str(exc), pause_s=ACCEPT_PAUSE_S
+                )
                 self._readiness.rest(listener.fileno(), ACCEPT_PAUSE_S)
                 return
             sock.setblocking(False)
+            if self.fd_reserve and near_limit(sock.fileno(), self.fd_reserve):
+                self._refuse(sock)
+                continue
             address = "unix"
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -235,6 +262,20 @@ class ClientLinks:
             self._by_fd[sock.fileno()] = link_id
             self._readiness.watch(sock.fileno())
             self.counters["accepted"] += 1
+
+    def _refuse(self, sock: socket.socket) -> None:
+        """Too few descriptors left: say so if the socket takes it at once, and close."""
+        self.counters["refused_fds"] += 1
+        self.warnings.warning(
+            "refused_fds",
+            "client_refused_fds",
+            fd=sock.fileno(),
+            reserve=self.fd_reserve,
+            refused=self.counters["refused_fds"],
+        )
+        with contextlib.suppress(OSError):
+            sock.send(self._refusal)
+        sock.close()
 
     def _read(self, link_id: int, out: list[tuple[int, bytes]]) -> None:
         link = self._links.get(link_id)
@@ -253,7 +294,7 @@ class ClientLinks:
             records = link.reader.feed(memoryview(self._rbuf)[:n])
         except WireError as exc:
             self.counters["link_errors"] += 1
-            self.log.warning("client_bad_stream", link=link_id, error=str(exc)[:200])
+            self.warnings.warning(link_id, "client_bad_stream", link=link_id, error=str(exc)[:200])
             self.drop(link_id)
             return
         out.extend((link_id, rec) for rec in records)

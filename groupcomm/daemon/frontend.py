@@ -29,11 +29,14 @@ from groupcomm.core.commands import DeliverMembership, DeliverMessage
 from groupcomm.core.events import Event
 from groupcomm.daemon.access import Access, AuthError, Identity, Throttle
 from groupcomm.daemon.clientlinks import ClientLinks
+from groupcomm.daemon.fdlimit import reserve_for
 from groupcomm.daemon.frontend_api import SessionCommand
+from groupcomm.daemon.ratelimit import Warnings
 from groupcomm.daemon.readiness import Readiness
 from groupcomm.daemon.sessions import (
     AUTH,
     LAGGING_MS,
+    SLOW_CONSUMER_MS,
     Ended,
     Granted,
     Log,
@@ -59,6 +62,8 @@ from groupcomm.wire.client import (
     LeaveReq,
     McastBatchReq,
     McastReq,
+    Ping,
+    Pong,
     RejectMsg,
     Reply,
     StatusReply,
@@ -112,8 +117,10 @@ class NativeFrontEnd:
         *,
         idle_timeout_ms: int = 60_000,
         lagging_ms: int = LAGGING_MS,
+        slow_consumer_ms: int = SLOW_CONSUMER_MS,
         max_message_bytes: int = 1 << 20,
         access: Access | None = None,
+        fd_reserve: int = reserve_for(1),
         clock: Callable[[], int] = _monotonic_ms,
     ) -> None:
         self.daemon_name = daemon_name
@@ -127,12 +134,15 @@ class NativeFrontEnd:
             slow_consumer_bytes=slow_consumer_bytes,
             idle_timeout_ms=idle_timeout_ms,
             lagging_ms=lagging_ms,
+            slow_consumer_ms=slow_consumer_ms,
             max_message_bytes=max_message_bytes,
             log=log,
             access=self.access,
         )
         self.counters: dict[str, int] = {"requests": 0, "malformed": 0, "send_failed": 0}
         self._clock = clock
+        # A client may send nothing but garbage: one line per link per minute, with a count.
+        self.warnings = Warnings(log, time.monotonic)
         self._by_link: dict[int, str] = {}
         self._by_conn: dict[str, int] = {}
         self._admin: list[tuple[str, list[str]]] = []
@@ -147,6 +157,8 @@ class NativeFrontEnd:
             endpoints,
             max_record=HARD_MAX_PAYLOAD + 64 * 1024,
             out_limit=2 * slow_consumer_bytes + (4 << 20),
+            fd_reserve=fd_reserve,
+            refusal=encode(ErrorMsg("fatal", "the daemon is at its connection limit")),
         )
 
     # --------------------------------------------------------------- FrontEnd
@@ -164,6 +176,7 @@ class NativeFrontEnd:
         for link_id, data in self.links.receive(limit):
             self._on_message(link_id, data, now)
         for link_id in self.links.take_closed():
+            self.warnings.forget(link_id)
             conn = self._by_link.pop(link_id, None)
             if conn is not None:
                 self._by_conn.pop(conn, None)
@@ -181,6 +194,8 @@ class NativeFrontEnd:
         if now - self._last_expire >= 1000:
             self._last_expire = now
             self.layer.expire(now)
+        elif self.layer.behind():  # every turn: a lagging session stops the whole cluster
+            self.layer.check_lagging(now)
         self._send_direct()
         per_conn: dict[str, list[Notice]] = {}
         for notice in self.layer.take_notices():
@@ -224,6 +239,12 @@ class NativeFrontEnd:
                     self._reply(identity, ErrorMsg("protocol", "session already open"))
                     return
                 self._hello(identity, request, now)
+            case Ping():
+                # Client liveness (protocol/client.md "Liveness"): answered in the same turn,
+                # so a client hears back within one turn of a daemon that is alive.
+                if conn is not None:
+                    layer.touch(conn, now)
+                self._reply(identity, Pong())
             case StatusReq(req=req):
                 if conn is not None:
                     layer.touch(conn, now)
@@ -340,7 +361,7 @@ class NativeFrontEnd:
 
     def _malformed(self, identity: int, text: str) -> None:
         self.counters["malformed"] += 1
-        self.log.warning("client_malformed", error=text[:200])
+        self.warnings.warning(identity, "client_malformed", link=identity, error=text[:200])
         self._reply(identity, ErrorMsg("malformed", text[:500]))
 
     def _status(self) -> dict[str, object]:
@@ -364,7 +385,7 @@ class NativeFrontEnd:
             }
             for conn, s in sorted(sessions.items())
         }
-        info["frontend"] = {**self.counters, **self.layer.counters}
+        info["frontend"] = {**self.counters, **self.layer.counters, **self.links.counters}
         plain = _plain(info)
         assert isinstance(plain, dict)
         return plain

@@ -26,6 +26,7 @@ from groupcomm.daemon.access import Access
 from groupcomm.daemon.dataplanes import make_transport
 from groupcomm.daemon.driver import Driver
 from groupcomm.daemon.fanout import TransportUnavailable
+from groupcomm.daemon.fdlimit import raise_limit, reserve_for
 from groupcomm.daemon.frontend_api import FrontEnd
 from groupcomm.daemon.tlschannel import TlsError
 from groupcomm.daemon.trace import TraceWriter
@@ -60,6 +61,8 @@ def native_frontend(config: DaemonConfig) -> FrontEnd:
         log,
         idle_timeout_ms=config.session_idle_ms,
         access=Access(access),
+        slow_consumer_ms=config.slow_consumer_ms,
+        fd_reserve=reserve_for(len(config.peers)),
     )
     return frontend
 
@@ -100,6 +103,8 @@ def run_daemon(
     if configure_logs:
         configure_logging(config.log_json, config.log_level)
     log = structlog.get_logger("groupcomm.daemon").bind(d=config.name)
+    before, after = raise_limit()  # before any socket: every client link is a descriptor
+    log.info("nofile_limit", before=before, soft=after, reserve=reserve_for(len(config.peers)))
     factory = frontend_factory if frontend_factory is not None else default_frontend_factory()
     announce_security(config, log)
     ctx: zmq.Context[Any] | None = None if config.transport == "tcp" else zmq.Context()

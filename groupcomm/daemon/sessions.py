@@ -18,6 +18,13 @@ Rules kept here, once for every front-end:
 - receive-side accounting: delivered payload bytes minus ``consumed``; above
   ``slow_consumer_bytes`` the session is closed (``SessionClosed`` is fed to the core, so the
   groups see a DISCONNECT view) and the client is told ``Ended("slow consumer")``.
+- lagging sessions (more than half of ``slow_consumer_bytes`` behind) hold back every sender
+  (``lagging``) while they make progress. ``check_lagging(now_ms)`` (every turn while one lags)
+  stops counting one that has consumed nothing for ``slow_consumer_ms`` (it may be a session
+  that never reads: holding the cluster for it would stall every sender until it is closed;
+  deliveries go on and the byte limit closes it, or a ``consumed`` report makes it count
+  again), and closes one behind for ``lagging_ms`` in all. So a session that never reads
+  stalls the cluster for ``slow_consumer_ms`` at most.
 - vanished clients: ``expire(now_ms)`` closes sessions silent for ``idle_timeout_ms``.
 - access (``groupcomm.daemon.access``): each session has the ``Identity`` its front-end
   established; ``open`` refuses a session past ``max_sessions`` or
@@ -82,6 +89,9 @@ class Log(Protocol):
 
 LAGGING_MS = 5_000  # a consumer more than half the slow-consumer limit behind for this long
 # is closed as a slow consumer (it holds back the local senders meanwhile)
+# ... and one that consumes nothing at all for this long while behind (a session that never
+# reads): with one opened every 3 s a 5 s hold cut cluster throughput to a third (issue 13).
+SLOW_CONSUMER_MS = 250
 
 
 class NullLog:
@@ -145,6 +155,7 @@ class Session:
     last_seen_ms: int
     in_flight: int = 0  # send side: accepted payload bytes not yet credited by the core
     unconsumed: int = 0  # receive side: delivered payload bytes not yet consumed
+    progress_ms: int = 0  # when a ``consumed`` report last took bytes off ``unconsumed``
     # Requests handed to the core since the last take_notices, to name core rejections.
     turn: deque[tuple[str, str | None, int, int]] = field(default_factory=deque)
     # Multicasts held back while a local consumer lags (req, groups, service, msg_type,
@@ -167,12 +178,15 @@ class SessionLayer:
         slow_consumer_bytes: int,
         idle_timeout_ms: int = 60_000,
         lagging_ms: int = LAGGING_MS,
+        slow_consumer_ms: int = SLOW_CONSUMER_MS,
         max_message_bytes: int = 1 << 20,
         log: Log | None = None,
         access: Access | None = None,
     ) -> None:
-        if send_window <= 0 or slow_consumer_bytes <= 0 or idle_timeout_ms <= 0:
-            raise ValueError("send_window, slow_consumer_bytes and idle_timeout_ms must be > 0")
+        if min(send_window, slow_consumer_bytes, idle_timeout_ms, slow_consumer_ms) <= 0:
+            raise ValueError(
+                "send_window, slow_consumer_bytes, idle_timeout_ms and slow_consumer_ms must be > 0"
+            )
         self.daemon_name = daemon_name
         self.send_window = send_window
         self.slow_consumer_bytes = slow_consumer_bytes
@@ -191,13 +205,16 @@ class SessionLayer:
             "parked": 0,  # multicasts held back while a local consumer lagged
             "denied": 0,  # requests refused by the [[acl]] rules
             "limited": 0,  # sessions refused by a session limit
+            "stalled": 0,  # lagging sessions that stopped holding (nothing consumed for a while)
         }
         # Sessions more than half of slow_consumer_bytes behind: while there is one, local
         # multicasts wait (parked) instead of reaching the core, so a flood slows to what the
         # local consumers take before any of them reaches the slow-consumer limit.
-        self._behind: dict[str, int | None] = {}  # conn -> when expire() first saw it behind
+        self._behind: dict[str, int | None] = {}  # conn -> when first seen behind (a turn late)
+        self._stalled: set[str] = set()  # behind, no progress for slow_consumer_ms: not holding
         self._lag_limit = max(1, slow_consumer_bytes // 2)
         self.lagging_ms = lagging_ms
+        self.slow_consumer_ms = slow_consumer_ms
         self._invented = 0
         self._events: list[Event] = []
         self._notices: list[Notice] = []
@@ -314,7 +331,7 @@ class SessionLayer:
                 if payload:
                     self._notices.append(Granted(conn, len(payload)))
                 return
-        if self._behind or session.parked:
+        if self.lagging() or session.parked:
             size = len(payload)
             held = session.in_flight + session.parked_bytes
             if held and held + size > self.send_window:
@@ -348,7 +365,7 @@ class SessionLayer:
         if (
             not payloads
             or (self.access.acl_active and self.send_denied(session, groups)[0])
-            or self._behind
+            or self.lagging()
             or session.parked
             or session.in_flight + total > self.send_window
             or multicast_problem(groups, service, msg_type, max(sizes), self.max_message_bytes)
@@ -383,11 +400,11 @@ class SessionLayer:
 
     def release_parked(self) -> None:
         """Hand parked multicasts to the core once no local consumer lags (in order)."""
-        if self._behind:
+        if self.lagging():
             return
         for session in self.sessions.values():
             parked = session.parked
-            while parked and not self._behind:
+            while parked and not self.lagging():
                 req, groups, service, msg_type, payload = parked.popleft()
                 session.parked_bytes -= len(payload)
                 self._accept_multicast(session, req, groups, service, msg_type, payload)
@@ -423,8 +440,12 @@ class SessionLayer:
         session = self._live(conn, now_ms)
         if session is not None:
             session.unconsumed = max(0, session.unconsumed - nbytes)
+            if nbytes:
+                session.progress_ms = now_ms
+                self._stalled.discard(conn)  # progress: it holds the senders again
             if session.unconsumed <= self._lag_limit:
                 self._behind.pop(conn, None)
+                self._stalled.discard(conn)
 
     def close(self, conn: str, reason: str, *, notify: bool = True) -> bool:
         """Close a session (client said bye, vanished, or a policy applies). Feeds
@@ -440,6 +461,7 @@ class SessionLayer:
         else:
             self.per_identity.pop(name, None)
         self._behind.pop(conn, None)  # its parked multicasts go with it
+        self._stalled.discard(conn)
         self._events.append(SessionClosed(conn=conn))
         # Anything still queued for this session is moot: "nothing more follows".
         self._notices = [n for n in self._notices if n.conn != conn]
@@ -455,19 +477,38 @@ class SessionLayer:
         for conn in gone:
             self.counters["idle_closed"] += 1
             self.close(conn, IDLE)
-        # A consumer that stays behind holds back every local sender: past LAGGING_MS it is
-        # closed as a slow consumer, as if it had reached the limit.
+        return gone + self.check_lagging(now_ms)
+
+    def check_lagging(self, now_ms: int) -> list[str]:
+        """Apply the time bounds to the lagging sessions (module docstring); returns those
+        closed. Call it every turn while one lags: the hold stops every sender in the cluster,
+        so its bound is only as good as this call is frequent."""
+        closed: list[str] = []
         for conn, since in list(self._behind.items()):
-            if since is None:
-                self._behind[conn] = now_ms
-            elif now_ms - since >= self.lagging_ms and conn in self.sessions:
-                self._slow_consumer(self.sessions[conn])
-                gone.append(conn)
-        return gone
+            session = self.sessions.get(conn)
+            if session is None:
+                continue
+            if since is None:  # first seen behind this turn (``apply`` has no clock)
+                self._behind[conn] = since = now_ms
+            if now_ms - since >= self.lagging_ms:
+                self._slow_consumer(session, behind_ms=now_ms - since)
+                closed.append(conn)
+            elif (
+                conn not in self._stalled
+                and now_ms - max(since, session.progress_ms) >= self.slow_consumer_ms
+            ):
+                self._stalled.add(conn)
+                self.counters["stalled"] += 1
+        return closed
+
+    def behind(self) -> bool:
+        """A session is more than half its slow-consumer limit behind (holding or not)."""
+        return bool(self._behind)
 
     def lagging(self) -> bool:
-        """A session is more than half its slow-consumer limit behind."""
-        return bool(self._behind)
+        """A session more than half its slow-consumer limit behind holds the senders (it has
+        not gone ``slow_consumer_ms`` without consuming)."""
+        return len(self._behind) > len(self._stalled)
 
     def _live(self, conn: str, now_ms: int) -> Session | None:
         session = self.sessions.get(conn)
@@ -511,13 +552,14 @@ class SessionLayer:
             case CloseSession(reason=reason):
                 self.close(session.conn, reason)
 
-    def _slow_consumer(self, session: Session) -> None:
+    def _slow_consumer(self, session: Session, **why: int) -> None:
         self.counters["slow_consumers"] += 1
         self.log.warning(
             "slow_consumer",
             conn=session.conn,
             unconsumed=session.unconsumed,
             limit=self.slow_consumer_bytes,
+            **why,
         )
         self.close(session.conn, SLOW_CONSUMER)
 

@@ -41,6 +41,7 @@ import zmq
 from groupcomm.config import DaemonConfig, PeerConfig
 from groupcomm.core.frames import Data, Frame, Ordered
 from groupcomm.daemon.fanout import Fanout, link_timeout_ms, make_fanout, tcp_link_options
+from groupcomm.daemon.ratelimit import Warnings
 from groupcomm.daemon.readiness import Readiness
 from groupcomm.daemon.zmqrecv import recv_parts
 from groupcomm.wire.errors import WireError
@@ -121,17 +122,11 @@ class PeerLog:
     def __init__(self, log: Any, clock: Callable[[], float]) -> None:
         self.log = log
         self.clock = clock
-        self._last: dict[tuple[str, str], float] = {}
+        self._warnings = Warnings(log, clock, interval_s=LOG_INTERVAL_S)
         self._refused: set[tuple[str, bytes]] = set()
 
     def warn(self, peer: str, what: str, message: str, /, **fields: Any) -> None:
-        now = self.clock()
-        key = (peer, what)
-        last = self._last.get(key)
-        if last is not None and now - last < LOG_INTERVAL_S:
-            return
-        self._last[key] = now
-        self.log.warning(f"peer_{what}", msg=message, **fields)
+        self._warnings.warning((peer, what), f"peer_{what}", msg=message, **fields)
 
     def refused(
         self, name: str, their_fp: bytes, mine: dict[str, Any], theirs: dict[str, Any]

@@ -114,6 +114,11 @@ class Bye:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Are you there? The daemon answers ``Pong`` at once (client liveness)."""
+
+
 Request = (
     Hello
     | JoinReq
@@ -125,6 +130,7 @@ Request = (
     | AdminReq
     | AccessReq
     | Bye
+    | Ping
 )
 
 # ----------------------------------------------------------------------------------- replies
@@ -228,6 +234,11 @@ class Closed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """The answer to ``Ping``."""
+
+
 Reply = (
     Welcome
     | CreditGrant
@@ -240,6 +251,7 @@ Reply = (
     | AccessReply
     | ErrorMsg
     | Closed
+    | Pong
 )
 
 VIEW_KINDS: Final = frozenset({"regular", "transitional", "self_leave"})
@@ -271,6 +283,8 @@ def _fields(msg: Request | Reply) -> tuple[str, tuple[object, ...]]:
             return "access", (req, op, list(groups))
         case Bye():
             return "bye", ()
+        case Ping():
+            return "ping", ()
         case Welcome(private_name, daemon, window, slow, identity, acl):
             return "welcome", (private_name, daemon, window, slow, identity, acl)
         case CreditGrant(nbytes):
@@ -293,6 +307,8 @@ def _fields(msg: Request | Reply) -> tuple[str, tuple[object, ...]]:
             return "error", (code, text)
         case Closed(reason):
             return "closed", (reason,)
+        case Pong():
+            return "pong", ()
     raise ClientWireError(f"cannot encode {type(msg).__name__}: not a client-protocol message")
 
 
@@ -553,6 +569,7 @@ _REQUESTS: Final[_Schema[Request]] = {
         ),
     ),
     "bye": (0, lambda f: Bye()),
+    "ping": (0, lambda f: Ping()),
 }
 
 _REPLIES: Final[_Schema[Reply]] = {
@@ -586,6 +603,7 @@ _REPLIES: Final[_Schema[Reply]] = {
     "access": (2, lambda f: AccessReply(_uint(f[0], "req"), _texts(f[1], "denials"))),
     "error": (2, lambda f: ErrorMsg(_str(f[0], "code"), _str(f[1], "text"))),
     "closed": (1, lambda f: Closed(_str(f[0], "reason"))),
+    "pong": (0, lambda f: Pong()),
 }
 
 _UNPACK_ERRORS: Final = (

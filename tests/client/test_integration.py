@@ -224,6 +224,31 @@ async def test_malformed_bytes_get_error_and_daemon_keeps_working() -> None:
     await asyncio.wait_for(body(), T)
 
 
+async def test_a_flood_of_malformed_requests_logs_one_line_with_a_count() -> None:
+    async def body() -> None:
+        async with mini_daemon() as d:
+            clock = [0.0]
+            d.fe.warnings.clock = lambda: clock[0]
+            path = d.endpoint[len("ipc://") :]
+            reader, writer = await asyncio.open_unix_connection(path)
+            try:
+                for _ in range(3):
+                    for _ in range(50):
+                        writer.write(record(b"\xc1"))
+                    for _ in range(50):  # every one still gets its error reply
+                        size = int.from_bytes(await reader.readexactly(4), "big")
+                        reply = decode_reply(await reader.readexactly(size))
+                        assert isinstance(reply, ErrorMsg) and reply.code == "malformed"
+                    clock[0] += 30.0  # half the interval
+            finally:
+                writer.close()
+            logged = [kw for _, ev, kw in d.log.records if ev == "client_malformed"]
+            assert d.fe.counters["malformed"] == 150
+            assert [kw["suppressed"] for kw in logged] == [0, 99]
+
+    await asyncio.wait_for(body(), T)
+
+
 async def test_slow_consumer_is_closed_and_group_sees_disconnect() -> None:
     async def body() -> None:
         # lazy holds back reader's sends once 4000 B behind, and is closed 300 ms later.

@@ -266,3 +266,38 @@ def test_local_senders_wait_while_a_local_consumer_lags() -> None:
     assert slow not in s.sessions and Ended(slow, SLOW_CONSUMER) in s.take_notices()
     s.release_parked()
     assert [e.payload for e in s.take_events() if isinstance(e, MulticastRequested)] == [b"w"]
+
+
+def test_a_consumer_that_consumes_nothing_stops_holding_the_senders() -> None:
+    """A lagging session that consumes nothing for ``slow_consumer_ms`` (one that never reads)
+    no longer holds the senders: parked multicasts go on, deliveries go on until the byte limit
+    closes it. A ``consumed`` report makes a lagging session hold again (issue 13)."""
+    s = layer(send_window=2000, idle_timeout_ms=100_000, slow_consumer_ms=250)
+    slow = s.open("slow", True, 0).conn
+    sender = s.open("sender", True, 0).conn
+    core = FakeCore([slow])
+    core.handle(s.take_events())
+    for cmd in core.handle([]):
+        s.apply(cmd)
+    for _ in range(6):  # 3000 > 2500 behind
+        s.apply(remote_message(slow, b"x" * 500))
+    s.take_notices()
+    s.multicast(sender, 1, ("g",), 0x10, 0, b"y", 10)
+    assert s.take_events() == []  # parked: the consumer holds the senders
+    s.check_lagging(100)  # first seen behind
+    s.check_lagging(349)
+    assert s.lagging()
+    s.check_lagging(350)  # 250 ms without consuming anything
+    assert not s.lagging() and s.behind() and s.counters["stalled"] == 1
+    s.release_parked()
+    assert [e.payload for e in s.take_events() if isinstance(e, MulticastRequested)] == [b"y"]
+    s.consumed(slow, 100, 400)  # progress: holding again, still behind
+    assert s.lagging()
+    s.check_lagging(600)
+    assert s.lagging()
+    s.check_lagging(650)
+    assert not s.lagging()
+    for _ in range(5):  # past slow_consumer_bytes (5000): closed by the byte limit
+        s.apply(remote_message(slow, b"x" * 500))
+    assert slow not in s.sessions and Ended(slow, SLOW_CONSUMER) in s.take_notices()
+    assert not s.behind()

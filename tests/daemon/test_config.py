@@ -234,3 +234,13 @@ def test_epgm_table(tmp_path: Path) -> None:
     assert default.transport == "tcp"
     # Deliberately far above libzmq's own defaults (100 kbit/s, 10 s), see config.py.
     assert default.epgm.rate_kbps == 1_000_000 and default.epgm.recovery_ms == 1_000
+
+
+def test_slow_consumer_ms(tmp_path: Path) -> None:
+    assert DaemonConfig().slow_consumer_ms == 250
+    path = tmp_path / "c.toml"
+    path.write_text("[daemon]\nslow_consumer_ms = 1500\n")
+    assert load_config(path).slow_consumer_ms == 1500
+    path.write_text("[daemon]\nslow_consumer_ms = 0\n")
+    with pytest.raises(ConfigError, match="slow_consumer_ms"):
+        load_config(path)

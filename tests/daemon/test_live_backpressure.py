@@ -1,6 +1,8 @@
 """A reader slower than the group slows the senders on other daemons instead of being closed
 as a slow consumer (protocol/ordering.md section 7, "Holding for a lagging client"). Real
-daemons (LocalCluster), real clients; the reader stops reading for a while, then reads all."""
+daemons (LocalCluster), real clients; the reader stops reading for a while, then reads all.
+A pause that long is held only because ``slow_consumer_ms`` allows it: by default a session
+that consumes nothing for 250 ms stops holding the cluster (test_live_never_reads.py)."""
 
 from __future__ import annotations
 
@@ -21,10 +23,15 @@ SIZE = 10_000
 # 15 MB: well above what the reader's backlog, the held daemon's window (1 MiB per sender) and
 # the sender's session window (1 MiB) can take while the reader reads nothing.
 COUNT = 1500
+PAUSE_ALLOWED_MS = 5_000  # slow_consumer_ms: the 2 s pause below stays held
 
 
 async def test_slow_reader_holds_remote_sender_and_loses_nothing(tmp_path: Path) -> None:
-    cluster = LocalCluster(tmp_path, NAMES, daemon={"slow_consumer_bytes": SLOW_CONSUMER_BYTES})
+    cluster = LocalCluster(
+        tmp_path,
+        NAMES,
+        daemon={"slow_consumer_bytes": SLOW_CONSUMER_BYTES, "slow_consumer_ms": PAUSE_ALLOWED_MS},
+    )
     cluster.start()
     try:
         await asyncio.wait_for(body(cluster), T)
