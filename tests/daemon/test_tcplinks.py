@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from groupcomm.config import DaemonConfig
 from groupcomm.core.frames import Frame, Status
 from groupcomm.daemon.readiness import Readiness
-from groupcomm.daemon.tcplinks import TcpTransport
+from groupcomm.daemon.tcplinks import MAX_INBOUND_PER_PEER, TcpTransport
 from groupcomm.wire.peer import encode_frame
 from groupcomm.wire.stream import record
 from tests.daemon.test_transport import configs, status
@@ -124,6 +124,31 @@ def test_strangers_are_refused_and_the_links_keep_working() -> None:
     finally:
         for n in nodes:
             n.close()
+
+
+def test_strangers_holding_every_inbound_slot_do_not_lock_a_peer_out() -> None:
+    """A restarted peer's link is accepted although strangers hold every slot: the oldest
+    stranger that has not said who it is makes room."""
+    c1, c2 = configs(["d1", "d2"])
+    d1, d2 = Node(c1), Node(c2)
+    strangers: list[socket.socket] = []
+    try:
+        run_until([d1, d2], lambda: links_up([d1, d2]))
+        d2.close()
+        for _ in range(3 * MAX_INBOUND_PER_PEER):
+            strangers.append(connect_raw(c1))
+            d1.pump()
+        run_until([d1], lambda: d1.t.counters["inbound_refused"] >= 2 * MAX_INBOUND_PER_PEER)
+        d2 = Node(c2)  # the restart
+        d2.t.send(("d1",), status("d2:2", seq=3))  # dropped: the link is not up yet
+        run_until([d1, d2], lambda: links_up([d1, d2]))
+        d2.t.send(("d1",), status("d2:2", seq=4))
+        run_until([d1, d2], lambda: any(isinstance(f, Status) and f.sent_seq == 4 for f in d1.got))
+    finally:
+        for s in strangers:
+            s.close()
+        d1.close()
+        d2.close()
 
 
 def test_a_frame_claiming_another_daemon_is_refused_and_counted() -> None:
