@@ -244,7 +244,13 @@ class Connection:
             self._closed = ConnectionClosed("not open")
             raise DaemonUnavailable(f"no daemon at {self.endpoint}: {exc}") from None
         try:
-            self._send(Hello(self.name, self.membership, self._token))
+            try:
+                self._send(Hello(self.name, self.membership, self._token))
+            except ConnectionClosed as exc:
+                # A daemon refusing at accept (no descriptors left) says why and closes at once:
+                # the line may be here before our hello could go out.
+                if not self._opening.done():
+                    raise DaemonUnavailable(f"{self.endpoint}: {exc.reason}") from None
             try:
                 reply = await asyncio.wait_for(asyncio.shield(self._opening), self.timeout)
             except TimeoutError:

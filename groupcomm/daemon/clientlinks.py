@@ -105,11 +105,13 @@ class ClientLinks:
         out_limit: int,
         fd_reserve: int = 0,
         refusal: bytes = b"",
+        oversized: bytes = b"",
     ) -> None:
         self.max_record = max_record
         self.out_limit = out_limit
         self.fd_reserve = fd_reserve
         self._refusal = record_header(len(refusal)) + refusal if refusal else b""
+        self._oversized = record_header(len(oversized)) + oversized if oversized else b""
         self.log = structlog.get_logger("groupcomm.frontend")
         self.warnings = Warnings(self.log, time.monotonic)  # links come and go by the thousand
         self.counters: dict[str, int] = {
@@ -275,6 +277,7 @@ class ClientLinks:
         )
         with contextlib.suppress(OSError):
             sock.send(self._refusal)
+        _discard_input(sock)
         sock.close()
 
     def _read(self, link_id: int, out: list[tuple[int, bytes]]) -> None:
@@ -293,8 +296,14 @@ class ClientLinks:
         try:
             records = link.reader.feed(memoryview(self._rbuf)[:n])
         except WireError as exc:
+            # A record beyond max_record: the link is out of step or hostile; it is closed before
+            # buffering any of it, with one best-effort line saying why (``oversized``).
             self.counters["link_errors"] += 1
             self.warnings.warning(link_id, "client_bad_stream", link=link_id, error=str(exc)[:200])
+            if self._oversized:
+                with contextlib.suppress(OSError):
+                    link.sock.send(self._oversized)
+                _discard_input(link.sock)
             self.drop(link_id)
             return
         out.extend((link_id, rec) for rec in records)
@@ -321,3 +330,15 @@ class ClientLinks:
         link.writing = want
         assert self._readiness is not None
         self._readiness.watch(link.sock.fileno(), READ | WRITE if want else READ)
+
+
+def _discard_input(sock: socket.socket, limit: int = 1 << 20) -> None:
+    """Read and drop what the client already sent (at most ``limit``) before closing: closing a
+    socket with unread input resets the connection, and the client would lose the line saying
+    why (a refused ``hello`` typically arrives with the connection itself)."""
+    with contextlib.suppress(OSError):
+        while limit > 0:
+            got = len(sock.recv(65536))
+            if not got:
+                return
+            limit -= got

@@ -101,7 +101,7 @@ def _plain(value: object, depth: int = 0) -> object:
     return str(value)
 
 
-HARD_MAX_PAYLOAD = 16 << 20  # beyond this a request is malformed, not merely too large
+REQUEST_MARGIN = 64 * 1024  # framing of a request around its payloads (1,024 per batch)
 
 
 class NativeFrontEnd:
@@ -128,6 +128,11 @@ class NativeFrontEnd:
         # Default: no rules, no tokens, no admin (admin must be granted by name).
         self.access = access if access is not None else Access(AccessConfig())
         self.max_message_bytes = max_message_bytes
+        # The largest record a client may send: one message, or one ``mcastb`` batch (the client
+        # cuts batches at its send window), plus framing. Beyond it the link is closed at the
+        # record's header, so no client makes the daemon buffer more than this (issue 13);
+        # between the message limit and this, a multicast gets a named refusal.
+        self.max_request = max(max_message_bytes, send_window) + REQUEST_MARGIN
         self.layer = SessionLayer(
             daemon_name,
             send_window=send_window,
@@ -155,10 +160,17 @@ class NativeFrontEnd:
         # holds this much; the margin covers replies and one turn's deliveries.
         self.links = ClientLinks(
             endpoints,
-            max_record=HARD_MAX_PAYLOAD + 64 * 1024,
+            max_record=self.max_request,
             out_limit=2 * slow_consumer_bytes + (4 << 20),
             fd_reserve=fd_reserve,
             refusal=encode(ErrorMsg("fatal", "the daemon is at its connection limit")),
+            oversized=encode(
+                ErrorMsg(
+                    "fatal",
+                    f"a request larger than {self.max_request} bytes (messages are limited to "
+                    f"{max_message_bytes} bytes): the connection is closed",
+                )
+            ),
         )
 
     # --------------------------------------------------------------- FrontEnd
@@ -223,11 +235,9 @@ class NativeFrontEnd:
     def _on_message(self, identity: int, data: bytes, now: int) -> None:
         self.counters["requests"] += 1
         try:
-            # Decode up to a hard ceiling, not the message limit: an oversized multicast must
+            # Decode up to the request limit, not the message limit: an oversized multicast must
             # reach the session layer, which refuses it by name and gives its window back.
-            request = _decode_request(
-                data, max_size=HARD_MAX_PAYLOAD + 64 * 1024, max_payload=HARD_MAX_PAYLOAD
-            )
+            request = _decode_request(data, max_size=self.max_request, max_payload=self.max_request)
         except ClientWireError as e:
             self._malformed(identity, str(e))
             return

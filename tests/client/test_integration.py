@@ -208,8 +208,11 @@ async def test_malformed_bytes_get_error_and_daemon_keeps_working() -> None:
                 await ask(encode(Hello("raw", True)))
                 reply = await ask(encode(Hello("raw", True)))
                 assert isinstance(reply, ErrorMsg) and reply.code == "protocol"
-                # A length beyond any request: only this link is closed.
+                # A length beyond any request: only this link is closed, saying why.
                 writer.write(b"\xff\xff\xff\xff")
+                size = int.from_bytes(await asyncio.wait_for(reader.readexactly(4), 5), "big")
+                why = decode_reply(await asyncio.wait_for(reader.readexactly(size), 5))
+                assert isinstance(why, ErrorMsg) and why.code == "fatal"
                 assert await asyncio.wait_for(reader.read(), 5) == b""
             finally:
                 writer.close()

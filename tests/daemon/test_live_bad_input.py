@@ -156,10 +156,13 @@ async def test_raw_garbage_and_invalid_utf8(cluster: LocalCluster, good: Good) -
             reply = await raw.reply()
             assert isinstance(reply, ErrorMsg) and reply.code == "malformed", reply
             await good.roundtrip(f"garbage {junk[:8]!r}")
-        # a record longer than any request: that link (only) is closed
+        # a record longer than any request: that link (only) is closed, with one line saying why
         cut = await Raw.open(cluster.endpoints["d1"])
         cut.writer.write(b"\xff\xff\xff\xff")
-        assert await asyncio.wait_for(cut.reader.read(), T) == b""
+        said = await asyncio.wait_for(cut.reader.read(), T)  # everything until the end
+        assert int.from_bytes(said[:4], "big") == len(said) - 4
+        why = decode_reply(said[4:])
+        assert isinstance(why, ErrorMsg) and why.code == "fatal" and "larger than" in why.text
         cut.close()
         await good.roundtrip("oversized record")
 
