@@ -225,11 +225,11 @@ def test_an_eavesdropper_on_the_path_sees_only_ciphertext(tmp_path: Path, keyed:
         c1, c2 = _open(c1), _open(c2)
     nodes = [Node(c1), Node(c2)]
     try:
-        run_until(nodes, lambda: "d2" in nodes[0].t.stats()["links_up"])
+        run_until(nodes, lambda: "d2" in nodes[0].t.stats()["links_up"], timeout=20)
         view = ViewId(1, "d1:1")
         data = Data(view=view, sender="d1:1", first_seq=1, msgs=(msg(secret.decode()),))
         nodes[0].t.send(("d2",), data)
-        run_until(nodes, lambda: any(isinstance(f, Data) for f in nodes[1].got))
+        run_until(nodes, lambda: any(isinstance(f, Data) for f in nodes[1].got), timeout=20)
         with tap.lock:
             seen = bytes(tap.seen)
         assert (secret in seen) is (not keyed)
