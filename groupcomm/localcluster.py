@@ -114,6 +114,9 @@ class LocalCluster:
     trace: bool = True
     # Secured links (docs/operations.md "Securing a cluster"): keys made in workdir/keys.
     keys: bool = False
+    # Daemons configured in every [[peers]] list but never started (a peer that is down, or a
+    # name an attacker may claim in tests).
+    absent: tuple[str, ...] = ()
     stable_marked: bool = False  # mark_stable() wrote a "stable" marker
     # [daemon] admin; None: this process's user (uid:N), so the harness's own clients (on the
     # ipc endpoints, identified by SO_PEERCRED) may partition and heal.
@@ -143,18 +146,19 @@ class LocalCluster:
         )
 
     def start(self) -> None:
-        ports = free_ports(2 * len(self.names))
+        configured = (*self.names, *self.absent)
+        ports = free_ports(2 * len(configured))
         if self.keys:
             from groupcomm.keygen import make_keypair  # needs cryptography: only when asked
 
-            for n in self.names:
+            for n in configured:
                 make_keypair(n, self.workdir / "keys", force=True)
         self._peers = "".join(
             f"[[peers]]\nname = {_toml(n)}\nhost = {_toml(self.peer_host.get(n, '127.0.0.1'))}\n"
             f"data_port = {ports[2 * i]}\ncontrol_port = {ports[2 * i + 1]}\n"
             + (f"cert = {_toml(str(self.workdir / 'keys' / f'{n}.crt'))}\n" if self.keys else "")
             + "\n"
-            for i, n in enumerate(self.names)
+            for i, n in enumerate(configured)
         )
         for name in self.names:
             self.endpoints[name] = f"ipc://{self.workdir}/{name}.sock"

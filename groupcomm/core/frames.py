@@ -165,6 +165,25 @@ class Leave:
 Frame = Status | Data | Ordered | Nak | Propose | Flush | Install | Leave
 
 
+# Epochs grow by one per view-change round, so no real frame comes near this; one claiming more
+# is corrupt or hostile. Accepting it would leave no room to count: a proposal one epoch later
+# would not be encodable (MAX_UINT, 2^63 - 1), and the daemons stay split for good (found by
+# tests/daemon/test_live_port_fuzz.py). protocol/ordering.md section 10.
+MAX_EPOCH: Final = 2**62
+
+
+def highest_epoch(frame: Frame) -> int:
+    """The largest epoch a frame claims anywhere (views, proposals, ``max_epoch``)."""
+    if isinstance(frame, Status):
+        proposal = frame.proposal.epoch if frame.proposal is not None else 0
+        return max(frame.view.epoch, frame.max_epoch, proposal)
+    if isinstance(frame, Flush):
+        return max(frame.proposal.epoch, frame.old_view.epoch)
+    if isinstance(frame, Install):
+        return max([frame.view.epoch, *(c.old_view.epoch for c in frame.cleanups)])
+    return frame.view.epoch
+
+
 def origin(frame: Frame) -> str:
     """The daemon a frame must come from (AUTH-1, ``protocol/frames.md`` "Origin").
 

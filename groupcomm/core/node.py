@@ -38,6 +38,7 @@ from groupcomm.core.events import (
     TimerFired,
 )
 from groupcomm.core.frames import (
+    MAX_EPOCH,
     Cleanup,
     Data,
     Flush,
@@ -49,6 +50,7 @@ from groupcomm.core.frames import (
     Ordered,
     Propose,
     Status,
+    highest_epoch,
 )
 from groupcomm.core.groups import GroupOp, GroupTable, joined_by
 from groupcomm.core.ids import (
@@ -179,6 +181,8 @@ class Node:
 
     # ----------------------------------------------------------------- frames
     def _on_frame(self, frame: Frame, out: list[Command]) -> None:
+        if highest_epoch(frame) > MAX_EPOCH:
+            raise ValueError(f"an epoch beyond {MAX_EPOCH}")  # refused and counted (_dispatch)
         match frame:
             # While gathering, the old view's state is frozen: what we acknowledge must never
             # exceed what our Flush reports, or peers would free messages the cleanup needs.

@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from groupcomm.core.commands import DeliverMessage
+from groupcomm.core.commands import DeliverMessage, SendFrame
 from groupcomm.core.config import CoreConfig
 from groupcomm.core.events import (
     FrameReceived,
@@ -25,12 +25,12 @@ from groupcomm.core.events import (
     Started,
     TimerFired,
 )
-from groupcomm.core.frames import Frame, Msg
+from groupcomm.core.frames import MAX_EPOCH, Frame, Msg, Status, highest_epoch
 from groupcomm.core.ids import ViewId
 from groupcomm.core.node import TICK, Node
 from groupcomm.core.service import Kind, Service
 from groupcomm.wire import FRAME_TAGS
-from groupcomm.wire.peer import MAX_UINT
+from groupcomm.wire.peer import MAX_UINT, encode_frame
 from tests.wire import test_edge_fuzz  # noqa: F401  (registers and loads the profile)
 
 ME = "d1:100"
@@ -94,5 +94,47 @@ def test_hostile_frames_never_raise_nor_deliver_forgeries(batch: list[Frame]) ->
             # a FORGED payload is another daemon, or a made-up incarnation of this one).
             if isinstance(cmd, DeliverMessage) and ME in n.members:
                 assert cmd.payload != FORGED or n.members != (ME,), cmd
+            sendable(cmd)
         now += 7
-        n.handle(now, TimerFired(name=TICK))
+        for cmd in n.handle(now, TimerFired(name=TICK)):
+            sendable(cmd)
+    for _ in range(40):  # a view-change round on its own timers: still encodable frames
+        now += 50
+        for cmd in n.handle(now, TimerFired(name=TICK)):
+            sendable(cmd)
+
+
+def sendable(cmd: object) -> None:
+    """Whatever a node sends after hostile input can still be encoded: an epoch adopted from a
+    frame must leave room for the next round (MAX_EPOCH), or the daemons stay split for good."""
+    if isinstance(cmd, SendFrame):
+        encode_frame(cmd.frame)
+
+
+def test_an_epoch_near_the_codec_limit_is_refused() -> None:
+    """One Status claiming max_epoch 2^63 - 1 used to be adopted: the next proposal's epoch was
+    not encodable and the daemons stayed split for good (found live, test_live_port_fuzz)."""
+    n = node()
+    hostile = Status(
+        view=ViewId(1, "d2:1"),
+        sender="d2:1",
+        max_epoch=MAX_UINT,
+        proposal=None,
+        sent_seq=0,
+        ordered_upto=0,
+        ord_known=0,
+        aru=0,
+        stable=0,
+    )
+    sent: list[Frame] = []
+    now = 1
+    for cmd in n.handle(now, FrameReceived(frame=hostile)):
+        sendable(cmd)
+    assert n.counters.get("frame_errors", 0) == 1
+    for _ in range(40):
+        now += 50
+        for cmd in n.handle(now, TimerFired(name=TICK)):
+            sendable(cmd)
+            if isinstance(cmd, SendFrame):
+                sent.append(cmd.frame)
+    assert sent and max(highest_epoch(f) for f in sent) <= MAX_EPOCH
