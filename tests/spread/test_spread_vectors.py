@@ -22,8 +22,9 @@ VECTORS = sorted((Path(__file__).resolve().parents[2] / "protocol/vectors/spread
 
 def encode(kind: str, f: dict[str, Any]) -> bytes:
     if kind == "connect":
-        auth = tuple(f["auth"])
-        return sp.encode_connect(*f["version"], f["flags"], f["name"].encode(), auth=auth)
+        major, minor, patch = f["version"]
+        name = f["name"].encode()
+        return sp.encode_connect(major, minor, patch, f["flags"], name, auth=tuple(f["auth"]))
     if kind == "client_message":
         hint = sp.hint_for(f["mess_type"], f["little_endian"])
         return sp.encode_message(
@@ -31,7 +32,8 @@ def encode(kind: str, f: dict[str, Any]) -> bytes:
             hint=hint, little_endian=f["little_endian"],
         )  # fmt: skip
     if kind == "accept":
-        request = sp.ConnectRequest(*f["library"], 0, b"")
+        major, minor, patch = f["library"]
+        request = sp.ConnectRequest(major, minor, patch, 0, b"")
         return sp.encode_accept(request, f["private_name"])
     if kind == "auth_list":
         return sp.encode_auth_list(f["methods"])
@@ -44,14 +46,14 @@ def encode(kind: str, f: dict[str, Any]) -> bytes:
             old_type=f.get("old_type"),
         )  # fmt: skip
     if kind == "membership":
-        gid = tuple(f["gid"])
+        gid = (f["gid"][0], f["gid"][1], f["gid"][2])
         if f["type"] == sp.TRANSITION_MESS:
-            body = sp.group_id_bytes(gid)  # type: ignore[arg-type]
+            body = sp.group_id_bytes(gid)
         elif f["type"] == sp.CAUSED_BY_LEAVE:
             body = b""
         else:
             sets = tuple(tuple(s) for s in f["vs_sets"])
-            body = sp.membership_body(gid, sets, f["local"])  # type: ignore[arg-type]
+            body = sp.membership_body(gid, sets, f["local"])
         return sp.encode_message(f["type"], f["group"], tuple(f["members"]), body)
     raise AssertionError(kind)
 
