@@ -104,6 +104,7 @@ class _Link(Generic[T]):
         "reader",
         "sock",
         "writing",
+        "written",
     )
 
     def __init__(self, sock: socket.socket, reader: StreamReader[T], address: str) -> None:
@@ -117,6 +118,7 @@ class _Link(Generic[T]):
         self.credentials = peer_credentials(sock)
         self.closing = False  # ``finish``: close once ``out`` is written
         self.paused = False  # ``pause``: not read (its protocol holds its input back)
+        self.written = 0  # bytes written to the socket so far
 
 
 class StreamLinks(Generic[T]):
@@ -191,6 +193,12 @@ class StreamLinks(Generic[T]):
         """Bytes queued for a link and not yet written to its socket (0 when gone)."""
         link = self._links.get(link_id)
         return len(link.out) if link is not None else 0
+
+    def written(self, link_id: int) -> tuple[int, int]:
+        """(bytes written to the link's socket so far, that plus what is queued); a protocol
+        without receipts (Spread) counts a delivery consumed once its bytes are written."""
+        link = self._links.get(link_id)
+        return (link.written, link.written + len(link.out)) if link is not None else (0, 0)
 
     def receive(self, limit: int) -> list[tuple[int, T]]:
         """``(link, item)`` pairs from the links readable at the last wait; accepts new
@@ -383,6 +391,7 @@ class StreamLinks(Generic[T]):
             self.drop(link_id)
             return
         del link.out[:sent]
+        link.written += sent
         if link.closing:
             if not link.out:
                 self.drop(link_id)

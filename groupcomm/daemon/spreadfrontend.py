@@ -61,7 +61,9 @@ class _Peer:
     conn: str = ""  # the session's private name, once accepted
     alias: str = ""  # ... as the client knows it (at most 32 bytes)
     held: deque[sp.ClientMessage] = field(default_factory=deque)  # waiting for send window
-    delivered: int = 0  # payload bytes queued for the client, not yet reported consumed
+    delivered: int = 0  # payload bytes of deliveries being encoded this turn
+    owed: int = 0  # payload bytes queued for the client, not yet reported consumed
+    counted: int = 0  # bytes written to its socket when ``owed`` was last reduced
     sent: dict[int, sp.ClientMessage] = field(default_factory=dict)  # this turn, by request
 
 
@@ -114,7 +116,13 @@ class SpreadFrontEnd:
         self.links.attach(readiness)
 
     def wants_turn(self) -> bool:
-        return bool(self._resume)
+        # Deliveries written out are reported consumed in ``read``: without a turn for that a
+        # session far behind would stay "behind" and hold every sender (ordering.md 7).
+        return bool(self._resume) or any(self._progress(p) for p in self._draining)
+
+    def _progress(self, link_id: int) -> bool:
+        peer = self._peers.get(link_id)
+        return peer is None or self.links.written(link_id)[0] > peer.counted
 
     def owns(self, conn: str) -> bool:
         return conn in self._by_conn
@@ -146,10 +154,18 @@ class SpreadFrontEnd:
             reader = self._peers.get(link_id)
             if reader is None or not reader.conn:
                 self._draining.discard(link_id)
-            elif not self.links.pending_output(link_id):
+                continue
+            # Every byte written counts, headers too (a little early, never more than was
+            # delivered): a large turn's batch is reported as it drains, not once at its end,
+            # so a reader that keeps reading never looks stalled (slow_consumer_ms).
+            written = self.links.written(link_id)[0]
+            consumed = min(reader.owed, written - reader.counted)
+            reader.counted = written
+            if consumed > 0:
+                reader.owed -= consumed
+                self.layer.consumed(reader.conn, consumed, now_ms)
+            if not reader.owed:
                 self._draining.discard(link_id)
-                self.layer.consumed(reader.conn, reader.delivered, now_ms)
-                reader.delivered = 0
         if now_ms - self._last_touch >= TOUCH_EVERY_MS:
             self._last_touch = now_ms  # a Spread session lives as long as its connection
             for conn in self._by_conn:
@@ -378,6 +394,10 @@ class SpreadFrontEnd:
             self._forget(peer)
             return
         if peer.delivered:
+            if not peer.owed:  # what was written before this batch is not its consumption
+                peer.counted = self.links.written(peer.link)[0]
+            peer.owed += peer.delivered
+            peer.delivered = 0
             self._draining.add(peer.link)
 
     def _remember(self, *names: str) -> None:

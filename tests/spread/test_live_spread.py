@@ -184,3 +184,25 @@ async def test_spread_and_native_share_order_views_and_partitions(
     be.disconnect()
     await close_all([native])
     await assert_traces_ok(cluster)
+
+
+async def test_a_reading_spread_client_is_never_a_slow_consumer(cluster: LocalCluster) -> None:
+    """Spread clients send no ``consumed`` reports: what is written to their socket counts as
+    consumed. A reader that takes three times ``slow_consumer_bytes`` (8 MiB) in a burst stays
+    open and gets everything, in order."""
+    reader = await asyncio.to_thread(SpClient, sock(cluster, "d2"), "reader", membership=False)
+    reader.join(G)
+    sender: LiveClient = await open_client(cluster, "d1", "sender")
+    await sender.conn.join(G)
+    await wait_all_members([sender], G, {"#reader#d2", "#sender#d1"}, T)
+    chunk = 100_000
+    count = 3 * (8 << 20) // chunk
+    seen: list[Received] = []
+    reading = asyncio.create_task(until(reader, seen, lambda: len(seen) == count))
+    for i in range(count):
+        await sender.conn.multicast(G, i.to_bytes(4, "big") + bytes(chunk - 4))
+    await reading
+    assert [int.from_bytes(m.body[:4], "big") for m in seen] == list(range(count))
+    reader.disconnect()
+    await close_all([sender])
+    await assert_traces_ok(cluster)
