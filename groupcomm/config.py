@@ -26,10 +26,12 @@ from groupcomm.accessconfig import (
 )
 from groupcomm.core.config import CoreConfig
 from groupcomm.core.ids import MAX_NAME_LEN
+from groupcomm.spreadconfig import SpreadConfig, SpreadConfigError, parse_spread
 from groupcomm.wire.stream import parse_endpoint
 
 DEFAULT_NAME = "d1"
-DEFAULT_CLIENT_ENDPOINTS = ("ipc:///tmp/groupcomm-4803.sock", "tcp://127.0.0.1:4803")
+# 4804, not 4803: Spread applications expect their daemon at 4803 ([spread], spreadconfig.py).
+DEFAULT_CLIENT_ENDPOINTS = ("ipc:///tmp/groupcomm-4804.sock", "tcp://127.0.0.1:4804")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_DATA_PORT = 4810
 DEFAULT_CONTROL_PORT = 4811
@@ -148,6 +150,7 @@ class DaemonConfig:
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     access: AccessConfig = field(default_factory=AccessConfig)  # clients, [[acl]], limits
+    spread: SpreadConfig = field(default_factory=SpreadConfig)  # the Spread front-end
     source: str = "<defaults>"  # the file it was loaded from
 
     @property
@@ -224,7 +227,9 @@ def parse_config(
     trace: str | None = None,
 ) -> DaemonConfig:
     v = _Validator(source)
-    v.unknown(raw, ("daemon", "peers", "protocol", "epgm", "security", "clients", "acl"), "")
+    v.unknown(
+        raw, ("daemon", "peers", "protocol", "epgm", "security", "clients", "acl", "spread"), ""
+    )
     daemon = v.table(raw, "daemon", "")
     v.unknown(
         daemon,
@@ -259,6 +264,10 @@ def parse_config(
         access = parse_access(raw, daemon, base)
     except AccessConfigError as exc:
         raise v.fail(str(exc)) from None
+    try:
+        spread = parse_spread(raw)
+    except SpreadConfigError as exc:
+        raise v.fail(str(exc)) from None
     slow = v.positive(daemon, "slow_consumer_bytes", "[daemon] ", DEFAULT_SLOW_CONSUMER_BYTES)
     window = v.positive(daemon, "session_send_window", "[daemon] ", DEFAULT_SESSION_SEND_WINDOW)
     idle = v.positive(daemon, "session_idle_ms", "[daemon] ", DEFAULT_SESSION_IDLE_MS)
@@ -287,6 +296,7 @@ def parse_config(
         protocol=protocol,
         security=security,
         access=access,
+        spread=spread,
         source=source,
     )
 

@@ -93,8 +93,8 @@ def _payload_bytes(messages: list[Event]) -> int:
     return sum(map(len, map(_payload, messages)))
 
 
-DEFAULT_IPC_ENDPOINT = "ipc:///tmp/groupcomm-4803.sock"
-DEFAULT_TCP_ENDPOINT = "tcp://127.0.0.1:4803"
+DEFAULT_IPC_ENDPOINT = "ipc:///tmp/groupcomm-4804.sock"
+DEFAULT_TCP_ENDPOINT = "tcp://127.0.0.1:4804"
 # ``consumed`` reports: at most CONSUMED_BATCH bytes, and at most an eighth of the daemon's
 # slow-consumer limit (told in ``welcome``; the daemon holds a session back at half of it), go
 # unreported; before waiting, whatever is unreported goes out once CONSUMED_INTERVAL_S passed.

@@ -1,8 +1,10 @@
-"""``ClientLinks``: the client connections of a daemon, as plain stream sockets.
+"""``StreamLinks``/``ClientLinks``: the client connections of a daemon, as plain stream sockets.
 
 Listens on each client endpoint (``ipc://PATH``: a Unix stream socket; ``tcp://HOST:PORT``) and
-turns every accepted connection into a link with a small integer id. Records (``wire.stream``)
-in, records out; what they mean is the front-end's business (``frontend.py``).
+turns every accepted connection into a link with a small integer id. Items in (each link's
+``StreamReader`` parses its bytes: records, ``wire.stream``, for the native protocol in
+``ClientLinks``; Spread messages for ``spreadfrontend.py``), bytes out; what they mean is the
+front-end's business. ``finish`` closes a link once a last answer is written (a Spread reject).
 
 Output is buffered per link and written by ``flush`` once per driver turn (one write per client
 per turn), and waits for ``EPOLLOUT`` when the client's socket buffer is full. A link whose
@@ -26,6 +28,8 @@ import os
 import socket
 import stat
 import time
+from collections.abc import Callable, Sequence
+from typing import Generic, Protocol, TypeVar
 
 import structlog
 
@@ -36,8 +40,11 @@ from groupcomm.daemon.readiness import READ, WRITE, Readiness
 from groupcomm.wire.errors import WireError
 from groupcomm.wire.stream import RecordReader, parse_endpoint, record_header
 
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 READ_CHUNK = 256 << 10
 ACCEPTS_PER_TURN = 64
+FINISH_MAX = 64 << 10  # ``finish`` waits for at most this much output to drain
 ACCEPT_PAUSE_S = 1.0  # after accept() fails (no descriptors left): stop watching, then retry
 
 
@@ -80,39 +87,67 @@ def listen(endpoint: str) -> socket.socket:
     return sock
 
 
-class _Link:
-    __slots__ = ("address", "credentials", "out", "reader", "sock", "writing")
+class StreamReader(Protocol[T_co]):
+    """Turns a link's bytes into items (records, or a protocol's parsed messages); raises
+    ``WireError`` when the stream is unusable."""
 
-    def __init__(self, sock: socket.socket, max_record: int, address: str) -> None:
+    def feed(self, data: memoryview) -> Sequence[T_co]: ...
+
+
+class _Link(Generic[T]):
+    __slots__ = (
+        "address",
+        "closing",
+        "credentials",
+        "out",
+        "paused",
+        "reader",
+        "sock",
+        "writing",
+        "written",
+    )
+
+    def __init__(self, sock: socket.socket, reader: StreamReader[T], address: str) -> None:
         self.sock = sock
-        self.reader = RecordReader(max_record)
+        self.reader = reader
         self.out = bytearray()
         self.writing = False
         self.address = address
         # Read at accept: the kernel's answer about the process that connected, which the
         # client cannot forge (a later read would see the same, but only once is needed).
         self.credentials = peer_credentials(sock)
+        self.closing = False  # ``finish``: close once ``out`` is written
+        self.paused = False  # ``pause``: not read (its protocol holds its input back)
+        self.written = 0  # bytes written to the socket so far
 
 
-class ClientLinks:
-    """Listeners and client links in one ``Readiness`` set (see the module docstring)."""
+class StreamLinks(Generic[T]):
+    """Listeners and client links in one ``Readiness`` set (see the module docstring), for
+    any stream protocol: ``reader()`` makes each link's parser, and ``framed`` says whether
+    ``send`` puts a record header before the data (the native protocol) or writes it as it is
+    (the Spread protocol, whose messages carry their own lengths)."""
 
     def __init__(
         self,
         endpoints: list[str],
         *,
-        max_record: int,
+        reader: Callable[[], StreamReader[T]],
         out_limit: int,
+        framed: bool = True,
         fd_reserve: int = 0,
         refusal: bytes = b"",
         oversized: bytes = b"",
+        logger: str = "groupcomm.frontend",
     ) -> None:
-        self.max_record = max_record
+        self.reader = reader
+        self.framed = framed
         self.out_limit = out_limit
         self.fd_reserve = fd_reserve
-        self._refusal = record_header(len(refusal)) + refusal if refusal else b""
-        self._oversized = record_header(len(oversized)) + oversized if oversized else b""
-        self.log = structlog.get_logger("groupcomm.frontend")
+        self._refusal = record_header(len(refusal)) + refusal if refusal and framed else refusal
+        self._oversized = (
+            record_header(len(oversized)) + oversized if oversized and framed else oversized
+        )
+        self.log = structlog.get_logger(logger)
         self.warnings = Warnings(self.log, time.monotonic)  # links come and go by the thousand
         self.counters: dict[str, int] = {
             "accepted": 0,
@@ -122,7 +157,7 @@ class ClientLinks:
         }
         self._listeners: dict[int, socket.socket] = {}
         self._paths: list[str] = []
-        self._links: dict[int, _Link] = {}
+        self._links: dict[int, _Link[T]] = {}
         self._by_fd: dict[int, int] = {}
         self._next_id = 1
         self._closed: list[int] = []
@@ -158,13 +193,24 @@ class ClientLinks:
         link = self._links.get(link_id)
         return link.address if link is not None else "gone"
 
-    def receive(self, limit: int) -> list[tuple[int, bytes]]:
-        """``(link, record)`` pairs from the links readable at the last wait; accepts new
+    def pending_output(self, link_id: int) -> int:
+        """Bytes queued for a link and not yet written to its socket (0 when gone)."""
+        link = self._links.get(link_id)
+        return len(link.out) if link is not None else 0
+
+    def written(self, link_id: int) -> tuple[int, int]:
+        """(bytes written to the link's socket so far, that plus what is queued); a protocol
+        without receipts (Spread) counts a delivery consumed once its bytes are written."""
+        link = self._links.get(link_id)
+        return (link.written, link.written + len(link.out)) if link is not None else (0, 0)
+
+    def receive(self, limit: int) -> list[tuple[int, T]]:
+        """``(link, item)`` pairs from the links readable at the last wait; accepts new
         links. About ``limit`` records at most (whole reads are kept together)."""
         readiness = self._readiness
         if readiness is None:
             return []
-        out: list[tuple[int, bytes]] = []
+        out: list[tuple[int, T]] = []
         for fd, mask in list(readiness.ready.items()):
             link_id = self._by_fd.get(fd)
             if link_id is not None:
@@ -172,6 +218,8 @@ class ClientLinks:
                     self._write(link_id)
                 if mask & READ and len(out) < limit:
                     self._read(link_id, out)
+                elif mask & ~(READ | WRITE) and self._links[link_id].paused:
+                    self.drop(link_id)  # hung up while paused: level-triggered, it would spin
             elif fd in self._listeners:
                 self._accept(self._listeners[fd])
         return out
@@ -191,10 +239,39 @@ class ClientLinks:
             self.warnings.warning(link_id, "client_not_reading", link=link_id, queued=len(link.out))
             self.drop(link_id)
             return False
-        link.out += record_header(len(data))
+        if self.framed:
+            link.out += record_header(len(data))
         link.out += data
         self._dirty.add(link_id)
         return True
+
+    def pause(self, link_id: int, paused: bool) -> None:
+        """Stop (or resume) reading a link: its client's sends wait in the socket buffers,
+        so TCP slows it down (a protocol without a send window: Spread)."""
+        link = self._links.get(link_id)
+        if link is None or link.closing or link.paused == paused:
+            return
+        link.paused = paused
+        assert self._readiness is not None
+        self._readiness.watch(link.sock.fileno(), self._mask(link))
+
+    def _mask(self, link: _Link[T]) -> int:
+        return (WRITE if link.writing else 0) | (0 if link.paused else READ)
+
+    def finish(self, link_id: int) -> None:
+        """Close a link once what is queued for it is written (a last answer, then the end);
+        it reads nothing more meanwhile."""
+        link = self._links.get(link_id)
+        if link is None or link.closing:
+            return
+        if len(link.out) > FINISH_MAX:  # a client that stopped reading gets no last word
+            self.drop(link_id)
+            return
+        link.closing = True
+        assert self._readiness is not None
+        self._readiness.watch(link.sock.fileno(), WRITE)
+        link.writing = True
+        self._dirty.add(link_id)
 
     def flush(self) -> None:
         dirty, self._dirty = self._dirty, set()
@@ -260,7 +337,7 @@ class ClientLinks:
                 address = f"{addr[0]}:{addr[1]}"
             link_id = self._next_id
             self._next_id += 1
-            self._links[link_id] = _Link(sock, self.max_record, address)
+            self._links[link_id] = _Link(sock, self.reader(), address)
             self._by_fd[sock.fileno()] = link_id
             self._readiness.watch(sock.fileno())
             self.counters["accepted"] += 1
@@ -280,9 +357,9 @@ class ClientLinks:
         _discard_input(sock)
         sock.close()
 
-    def _read(self, link_id: int, out: list[tuple[int, bytes]]) -> None:
+    def _read(self, link_id: int, out: list[tuple[int, T]]) -> None:
         link = self._links.get(link_id)
-        if link is None:
+        if link is None or link.closing:
             return
         try:
             n = link.sock.recv_into(self._rbuf)
@@ -310,6 +387,9 @@ class ClientLinks:
 
     def _write(self, link_id: int) -> None:
         link = self._links.get(link_id)
+        if link is not None and link.closing and not link.out:
+            self.drop(link_id)
+            return
         if link is None or not link.out:
             if link is not None and link.writing:
                 self._set_writing(link, False)
@@ -322,14 +402,43 @@ class ClientLinks:
             self.drop(link_id)
             return
         del link.out[:sent]
+        link.written += sent
+        if link.closing:
+            if not link.out:
+                self.drop(link_id)
+            return
         want = bool(link.out)
         if want != link.writing:
             self._set_writing(link, want)
 
-    def _set_writing(self, link: _Link, want: bool) -> None:
+    def _set_writing(self, link: _Link[T], want: bool) -> None:
         link.writing = want
         assert self._readiness is not None
-        self._readiness.watch(link.sock.fileno(), READ | WRITE if want else READ)
+        self._readiness.watch(link.sock.fileno(), self._mask(link))
+
+
+class ClientLinks(StreamLinks[bytes]):
+    """The native protocol's links: records (``wire.stream``) of at most ``max_record``."""
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        *,
+        max_record: int,
+        out_limit: int,
+        fd_reserve: int = 0,
+        refusal: bytes = b"",
+        oversized: bytes = b"",
+    ) -> None:
+        self.max_record = max_record
+        super().__init__(
+            endpoints,
+            reader=lambda: RecordReader(max_record),
+            out_limit=out_limit,
+            fd_reserve=fd_reserve,
+            refusal=refusal,
+            oversized=oversized,
+        )
 
 
 def _discard_input(sock: socket.socket, limit: int = 1 << 20) -> None:

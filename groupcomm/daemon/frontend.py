@@ -14,6 +14,9 @@ identity listed in ``[daemon] admin``; ``access`` requests answer what the ``[[a
 would say, without changing anything. Refused sessions and admin requests are logged at most
 once per identity (or address) and reason every ``REFUSAL_LOG_INTERVAL_S``, with a count.
 
+It runs alone (a ``frontend_api.FrontEnd``) or as one ``frontends.ProtocolPart`` beside the
+Spread front-end, sharing its session layer.
+
 ``pending()`` tells the driver that the session layer has core events to hand in outside a
 request (a slow consumer or an idle session closed while executing or flushing), so they reach
 the core on the next turn even when no client socket is readable.
@@ -27,6 +30,7 @@ from collections.abc import Callable
 from groupcomm.accessconfig import AccessConfig
 from groupcomm.core.commands import DeliverMembership, DeliverMessage
 from groupcomm.core.events import Event
+from groupcomm.daemon import frontends
 from groupcomm.daemon.access import Access, AuthError, Identity, Throttle
 from groupcomm.daemon.clientlinks import ClientLinks
 from groupcomm.daemon.fdlimit import reserve_for
@@ -122,6 +126,7 @@ class NativeFrontEnd:
         access: Access | None = None,
         fd_reserve: int = reserve_for(1),
         clock: Callable[[], int] = _monotonic_ms,
+        layer: SessionLayer | None = None,
     ) -> None:
         self.daemon_name = daemon_name
         self.log = log
@@ -133,7 +138,8 @@ class NativeFrontEnd:
         # record's header, so no client makes the daemon buffer more than this (issue 13);
         # between the message limit and this, a multicast gets a named refusal.
         self.max_request = max(max_message_bytes, send_window) + REQUEST_MARGIN
-        self.layer = SessionLayer(
+        # ``layer``: shared with other protocols' front-ends (``frontends.FrontEnds``).
+        self.layer = layer or SessionLayer(
             daemon_name,
             send_window=send_window,
             slow_consumer_bytes=slow_consumer_bytes,
@@ -181,41 +187,42 @@ class NativeFrontEnd:
         return self.layer.has_events()
 
     def take_events(self, now_ms: int, limit: int) -> list[Event]:
-        now = self._clock()
-        layer = self.layer
-        # ``limit`` bounds the records read per turn; one ``mcastb`` holds up to thousands of
-        # multicasts, and the session layer hands the core what the records make.
-        for link_id, data in self.links.receive(limit):
-            self._on_message(link_id, data, now)
-        for link_id in self.links.take_closed():
-            self.warnings.forget(link_id)
-            conn = self._by_link.pop(link_id, None)
-            if conn is not None:
-                self._by_conn.pop(conn, None)
-                if conn in layer.sessions:
-                    layer.close(conn, "disconnected", notify=False)
-        layer.release_parked()  # a consumed report may have ended a local consumer's lag
-        self._send_direct()
-        return layer.take_events()
+        return frontends.take_events(self.layer, (self,), self._clock(), limit)
 
     def execute(self, command: SessionCommand) -> None:
         self.layer.apply(command)
 
     def flush(self) -> None:
-        now = self._clock()
-        if now - self._last_expire >= 1000:
-            self._last_expire = now
-            self.layer.expire(now)
-        elif self.layer.behind():  # every turn: a lagging session stops the whole cluster
-            self.layer.check_lagging(now)
+        self._last_expire = frontends.flush(self.layer, (self,), self._clock(), self._last_expire)
+
+    # ----------------------------------------------------------- ProtocolPart
+    def read(self, now_ms: int, limit: int) -> None:
+        # ``limit`` bounds the records read per turn; one ``mcastb`` holds up to thousands of
+        # multicasts, and the session layer hands the core what the records make.
+        for link_id, data in self.links.receive(limit):
+            self._on_message(link_id, data, now_ms)
+        for link_id in self.links.take_closed():
+            self.warnings.forget(link_id)
+            conn = self._by_link.pop(link_id, None)
+            if conn is not None:
+                self._by_conn.pop(conn, None)
+                if conn in self.layer.sessions:
+                    self.layer.close(conn, "disconnected", notify=False)
         self._send_direct()
-        per_conn: dict[str, list[Notice]] = {}
-        for notice in self.layer.take_notices():
-            per_conn.setdefault(notice.conn, []).append(notice)
-        for conn, notices in per_conn.items():
-            link_id = self._by_conn.get(conn)
-            if link_id is not None:
-                self._send_notices(conn, link_id, notices)
+
+    def wants_turn(self) -> bool:
+        return False
+
+    def owns(self, conn: str) -> bool:
+        return conn in self._by_conn
+
+    def deliver(self, conn: str, notices: list[Notice]) -> None:
+        link_id = self._by_conn.get(conn)
+        if link_id is not None:
+            self._send_notices(conn, link_id, notices)
+
+    def flush_output(self) -> None:
+        self._send_direct()
         self.links.flush()
 
     def lagging(self) -> bool:

@@ -1,9 +1,10 @@
 """The seam between the daemon driver and a client front-end.
 
 The driver owns the event loop, the peer transport, the timer and the ``Node``. A front-end owns
-client connections and speaks one client protocol (the native one in ``frontend.py``; a Spread
-toolkit one is planned). Both talk only in core events and commands, so the session rules (flow
-control, slow consumers, validation) live once, in the session layer both front-ends share.
+client connections and speaks one client protocol (the native one in ``frontend.py``; the Spread
+toolkit's in ``spreadfrontend.py``, beside it through ``frontends.FrontEnds``). Both talk only in
+core events and commands, so the session rules (flow control, slow consumers, validation) live
+once, in the session layer both front-ends share.
 """
 
 from __future__ import annotations

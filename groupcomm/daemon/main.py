@@ -1,9 +1,10 @@
 """Running one daemon: ``run_daemon(config)`` and the ``python -m groupcomm.daemon`` command line.
 
 ``run_daemon`` configures logging, opens the peer transport, the client front-end (the native
-one from ``groupcomm.daemon.frontend`` unless told otherwise; none when ``client_endpoints`` is
-empty) and the trace, then runs the ``Driver`` until SIGTERM/SIGINT. Exit status: 0 after a clean
-shutdown, 1 when the daemon cannot start (port in use, unreadable trace file...), 2 for a bad
+one from ``groupcomm.daemon.frontend`` unless told otherwise, and the Spread one beside it when
+``[spread]`` is enabled; none when ``client_endpoints`` is empty and Spread is off) and the
+trace, then runs the ``Driver`` until SIGTERM/SIGINT. Exit status: 0 after a clean shutdown,
+1 when the daemon cannot start (port in use, unreadable trace file...), 2 for a bad
 configuration or command line.
 """
 
@@ -64,7 +65,31 @@ def native_frontend(config: DaemonConfig) -> FrontEnd:
         slow_consumer_ms=config.slow_consumer_ms,
         fd_reserve=reserve_for(len(config.peers)),
     )
+    if config.spread.enabled:
+        frontend = with_spread(config, frontend)
     return frontend
+
+
+def with_spread(config: DaemonConfig, native: Any) -> FrontEnd:
+    """The native front-end and the Spread one (``[spread]``) on one session layer."""
+    from groupcomm.daemon.frontends import FrontEnds
+    from groupcomm.daemon.spreadfrontend import SpreadFrontEnd
+
+    log = structlog.get_logger("groupcomm.spread").bind(d=config.name)
+    try:
+        spread = SpreadFrontEnd(
+            list(config.spread.endpoints),
+            native.layer,
+            log,
+            access=native.access,
+            max_message_bytes=config.spread.max_message_bytes,
+            fd_reserve=reserve_for(len(config.peers)),
+        )
+    except Exception:
+        native.close()
+        raise
+    log.info("spread_listening", endpoints=list(config.spread.endpoints))
+    return FrontEnds(native.layer, [native, spread])
 
 
 def default_frontend_factory() -> FrontEndFactory | None:
@@ -99,7 +124,8 @@ def run_daemon(
     """Run one daemon until SIGTERM/SIGINT; return the process exit status.
 
     ``frontend_factory(config)`` builds the client front-end; ``None`` means the native
-    one when available. No front-end is built when ``config.client_endpoints`` is empty."""
+    one when available (with the Spread one beside it when ``[spread]`` is enabled). No
+    front-end is built when ``config.client_endpoints`` is empty and Spread is off."""
     if configure_logs:
         configure_logging(config.log_json, config.log_level)
     log = structlog.get_logger("groupcomm.daemon").bind(d=config.name)
@@ -131,12 +157,15 @@ def run_daemon(
                 control=config.me.control_endpoint,
             )
             return 1
-        if config.client_endpoints and factory is not None:
+        if (config.client_endpoints or config.spread.enabled) and factory is not None:
             try:
                 frontend = factory(config)
             except (zmq.ZMQError, OSError, RuntimeError) as exc:
                 log.error(
-                    "frontend_failed", error=str(exc), endpoints=list(config.client_endpoints)
+                    "frontend_failed",
+                    error=str(exc),
+                    endpoints=list(config.client_endpoints),
+                    spread=list(config.spread.endpoints) if config.spread.enabled else None,
                 )
                 return 1
         elif config.client_endpoints:
