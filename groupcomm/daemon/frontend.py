@@ -1,5 +1,5 @@
 """``NativeFrontEnd``: the groupcomm native client protocol (``protocol/client.md``) over plain
-stream sockets (``clientlinks.ClientLinks``: a Unix socket and TCP), on top of the
+stream sockets (``clientlinks.ClientLinks``: a Unix socket, TCP and TLS), on top of the
 format-independent ``SessionLayer``.
 
 It maps links to sessions, decodes requests with ``groupcomm.wire.client`` (a malformed message
@@ -9,10 +9,11 @@ to the driver and answers ``status`` from the provider (the driver). A link that
 its session at once (the groups see a DISCONNECT view).
 
 Who a client is (``groupcomm.daemon.access``) is settled at ``hello`` (its link's peer
-credentials, or the token it presents) and kept with its session; ``admin`` requests need an
-identity listed in ``[daemon] admin``; ``access`` requests answer what the ``[[acl]]`` rules
-would say, without changing anything. Refused sessions and admin requests are logged at most
-once per identity (or address) and reason every ``REFUSAL_LOG_INTERVAL_S``, with a count.
+credentials or TLS client certificate, or the token it presents) and kept with its session;
+``admin`` requests need an identity listed in ``[daemon] admin``; ``access`` requests answer
+what the ``[[acl]]`` rules would say, without changing anything. Refused sessions and admin
+requests are logged at most once per identity (or address) and reason every
+``REFUSAL_LOG_INTERVAL_S``, with a count.
 
 ``pending()`` tells the driver that the session layer has core events to hand in outside a
 request (a slow consumer or an idle session closed while executing or flushing), so they reach
@@ -29,6 +30,7 @@ from groupcomm.core.commands import DeliverMembership, DeliverMessage
 from groupcomm.core.events import Event
 from groupcomm.daemon.access import Access, AuthError, Identity, Throttle
 from groupcomm.daemon.clientlinks import ClientLinks
+from groupcomm.daemon.clienttls import ClientTls
 from groupcomm.daemon.fdlimit import reserve_for
 from groupcomm.daemon.frontend_api import SessionCommand
 from groupcomm.daemon.ratelimit import Warnings
@@ -120,6 +122,7 @@ class NativeFrontEnd:
         slow_consumer_ms: int = SLOW_CONSUMER_MS,
         max_message_bytes: int = 1 << 20,
         access: Access | None = None,
+        tls: ClientTls | None = None,
         fd_reserve: int = reserve_for(1),
         clock: Callable[[], int] = _monotonic_ms,
     ) -> None:
@@ -159,6 +162,7 @@ class NativeFrontEnd:
             out_limit=2 * slow_consumer_bytes + (4 << 20),
             fd_reserve=fd_reserve,
             refusal=encode(ErrorMsg("fatal", "the daemon is at its connection limit")),
+            tls=tls,
         )
 
     # --------------------------------------------------------------- FrontEnd
@@ -194,6 +198,7 @@ class NativeFrontEnd:
         if now - self._last_expire >= 1000:
             self._last_expire = now
             self.layer.expire(now)
+            self.links.expire()  # TLS handshakes that never completed
         elif self.layer.behind():  # every turn: a lagging session stops the whole cluster
             self.layer.check_lagging(now)
         self._send_direct()
@@ -285,7 +290,9 @@ class NativeFrontEnd:
         """Identify the client, then open its session (or refuse it, by name)."""
         layer = self.layer
         try:
-            who = self.access.identify(self.links.credentials(link_id), hello.token)
+            who = self.access.identify(
+                self.links.credentials(link_id), hello.token, self.links.cert_identity(link_id)
+            )
         except AuthError as e:
             self._refused(link_id, self.links.address(link_id), str(e), now)
             self._reply(link_id, RejectMsg(0, "hello", None, str(e), AUTH))
@@ -325,7 +332,9 @@ class NativeFrontEnd:
         if session is not None:
             return session.identity
         try:
-            return self.access.identify(self.links.credentials(link_id), "")
+            return self.access.identify(
+                self.links.credentials(link_id), "", self.links.cert_identity(link_id)
+            )
         except AuthError:
             return None
 
