@@ -256,8 +256,11 @@ class Connection:
             self._closed = ConnectionClosed("not open")
             raise _open_error(self.endpoint, self._tls, exc) from None
         try:
-            self._send(Hello(self.name, self.membership, self._token))
             try:
+                # A link already closing (a TLS refusal's alert came first) ends ``_opening``
+                # with its reason once asyncio reports the loss: wait for that, not this error.
+                with contextlib.suppress(ConnectionClosed):
+                    self._send(Hello(self.name, self.membership, self._token))
                 reply = await asyncio.wait_for(asyncio.shield(self._opening), self.timeout)
             except TimeoutError:
                 raise DaemonUnavailable(f"no answer from {self.endpoint}") from None

@@ -34,6 +34,10 @@ class _Protocol(asyncio.BufferedProtocol):
         self.on_lost = on_lost
         self.transport: asyncio.Transport | None = None
         self._buf = bytearray(READ_BUFFER)
+        # Handed out as a view: asyncio's TLS transport (3.11) fills the rest of the buffer
+        # with ``buf[offset:]`` after its first record, which on a bytearray is a copy (the
+        # bytes of every later record in that read would be lost); a memoryview slice is not.
+        self._view = memoryview(self._buf)
         # When the daemon was last heard from (any bytes): the connection's liveness watch
         # reads it. Once per read, not per record.
         self.heard_at = time.monotonic()
@@ -43,13 +47,13 @@ class _Protocol(asyncio.BufferedProtocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
-    def get_buffer(self, sizehint: int) -> bytearray:
-        return self._buf
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
         self.heard_at = time.monotonic()
         try:
-            records = self.reader.feed(memoryview(self._buf)[:nbytes])
+            records = self.reader.feed(self._view[:nbytes])
         except WireError as exc:
             self.on_lost(f"unreadable reply stream: {exc}")
             if self.transport is not None:
