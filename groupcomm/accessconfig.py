@@ -1,6 +1,7 @@
 """Client access settings of the daemon configuration: who a client is, what it may do.
 
-Owns the validation of the ``[clients.NAME]`` tables (token identities of remote clients), the
+Owns the validation of the ``[clients.NAME]`` tables (the identities of remote clients: a token,
+a pinned TLS client certificate, or both), the
 ``[[acl]]`` rules (group patterns and the identities that may join or send), and the
 ``[daemon]`` keys ``admin``, ``max_sessions`` and ``max_sessions_per_identity``. It does not
 identify connections or evaluate rules: ``groupcomm.daemon.access`` does, from these values.
@@ -17,11 +18,14 @@ import grp
 import os
 import pwd
 import re
+import ssl
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
 
 DEFAULT_MAX_SESSIONS = 1000
 ANYONE = "*"
@@ -39,10 +43,14 @@ class AccessConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientToken:
-    """A ``[clients.NAME]`` table: a remote client presenting ``token`` is ``name``."""
+    """A ``[clients.NAME]`` table: a remote client presenting ``token``, or a TLS client
+    presenting the certificate ``cert`` (whose DER form is ``cert_der``), is ``name``. At least
+    one of the two is set."""
 
     name: str
-    token: str = field(repr=False)  # never in a log line or a repr
+    token: str = field(default="", repr=False)  # never in a log line or a repr
+    cert: str = ""  # the certificate file (PEM, from `groupcomm keygen`), as resolved
+    cert_der: bytes = field(default=b"", repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,8 +75,14 @@ class AccessConfig:
 
     @property
     def tokens_required(self) -> bool:
-        """Remote (TCP) clients must present a token: some are configured."""
+        """Remote (TCP, TLS) clients must prove a ``[clients]`` identity (a token, or over TLS a
+        listed certificate): some are configured."""
         return bool(self.clients)
+
+    @property
+    def cert_clients(self) -> tuple[ClientToken, ...]:
+        """The identities a TLS client certificate can prove."""
+        return tuple(c for c in self.clients if c.cert)
 
 
 ACCESS_DAEMON_KEYS = ("admin", "max_sessions", "max_sessions_per_identity")
@@ -115,6 +129,7 @@ def _clients(value: object, base: Path) -> tuple[ClientToken, ...]:
         )
     out: list[ClientToken] = []
     seen: dict[str, str] = {}
+    seen_certs: dict[bytes, str] = {}
     for name, table in value.items():
         where = f"[clients.{name}]"
         if not CLIENT_NAME_RE.fullmatch(name) or name == ANONYMOUS:
@@ -123,24 +138,63 @@ def _clients(value: object, base: Path) -> tuple[ClientToken, ...]:
                 f"{ANONYMOUS!r} (uid:/gid: identities are for local clients), got {name!r}"
             )
         if not isinstance(table, dict):
-            raise AccessConfigError(f"{where} must be a table with token or token_file")
+            raise AccessConfigError(f"{where} must be a table with token, token_file or cert")
         for key in table:
-            if key not in ("token", "token_file"):
-                raise AccessConfigError(f"{where} unknown key {key!r} (allowed: token, token_file)")
-        if ("token" in table) == ("token_file" in table):
-            raise AccessConfigError(f"{where} needs exactly one of token, token_file")
-        token = _inline_token(table, where) if "token" in table else _file_token(table, where, base)
-        if len(token) < MIN_TOKEN_CHARS or not token.isprintable() or " " in token:
-            raise AccessConfigError(
-                f"{where} token must be at least {MIN_TOKEN_CHARS} printable characters without "
-                "spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
-            )
-        other = seen.get(token)
-        if other is not None:
-            raise AccessConfigError(f"{where} has the same token as [clients.{other}]")
-        seen[token] = name
-        out.append(ClientToken(name=name, token=token))
+            if key not in ("token", "token_file", "cert"):
+                raise AccessConfigError(
+                    f"{where} unknown key {key!r} (allowed: token, token_file, cert)"
+                )
+        if "token" in table and "token_file" in table:
+            raise AccessConfigError(f"{where} needs at most one of token, token_file")
+        if not table.keys() & {"token", "token_file", "cert"}:
+            raise AccessConfigError(f"{where} needs a token, a token_file or a cert")
+        token = ""
+        if table.keys() & {"token", "token_file"}:
+            token = _token(table, where, base)
+            other = seen.get(token)
+            if other is not None:
+                raise AccessConfigError(f"{where} has the same token as [clients.{other}]")
+            seen[token] = name
+        cert, der = _cert(table, where, base) if "cert" in table else ("", b"")
+        if der:
+            other = seen_certs.get(der)
+            if other is not None:
+                raise AccessConfigError(f"{where} has the same cert as [clients.{other}]")
+            seen_certs[der] = name
+        out.append(ClientToken(name=name, token=token, cert=cert, cert_der=der))
     return tuple(out)
+
+
+def _token(table: Mapping[str, Any], where: str, base: Path) -> str:
+    token = _inline_token(table, where) if "token" in table else _file_token(table, where, base)
+    if len(token) < MIN_TOKEN_CHARS or not token.isprintable() or " " in token:
+        raise AccessConfigError(
+            f"{where} token must be at least {MIN_TOKEN_CHARS} printable characters without "
+            "spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return token
+
+
+def _cert(table: Mapping[str, Any], where: str, base: Path) -> tuple[str, bytes]:
+    """The resolved path and the DER form of a client's certificate. Read here, at load time:
+    a file that cannot identify anyone must stop the daemon from starting, naming the key."""
+    value = table["cert"]
+    if not isinstance(value, str) or not value:
+        raise AccessConfigError(f"{where} cert must be a path, got {value!r}")
+    path = base / Path(value).expanduser()
+    try:
+        der = ssl.PEM_cert_to_DER_cert(path.read_text(encoding="ascii"))
+        x509.load_der_x509_certificate(der)
+    except OSError as exc:
+        raise AccessConfigError(
+            f"{where} cert {str(path)!r}: cannot read: {exc.strerror or exc}"
+        ) from None
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise AccessConfigError(
+            f"{where} cert {str(path)!r}: not a PEM certificate "
+            f"(the NAME.crt `groupcomm keygen NAME` writes): {exc}"
+        ) from None
+    return str(path), der
 
 
 def _inline_token(table: Mapping[str, Any], where: str) -> str:

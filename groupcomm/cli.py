@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict
 
 from groupcomm.client.connection import (
     GroupcommError,
@@ -25,10 +26,17 @@ from groupcomm.client.events import (
     SelfLeave,
     TransitionalView,
 )
+from groupcomm.client.tls import TlsFilesError
 from groupcomm.core.service import Service
 
 SERVICES = {s.name.lower(): s for s in Service}
 TOKEN_ENV = "GROUPCOMM_TOKEN"
+# For tls:// endpoints: (option, connect() parameter, environment variable)
+TLS_OPTIONS = (
+    ("--daemon-cert", "daemon_cert", "GROUPCOMM_DAEMON_CERT"),
+    ("--cert", "cert", "GROUPCOMM_CERT"),
+    ("--key", "key", "GROUPCOMM_KEY"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--service", choices=sorted(SERVICES), default="agreed")
     p.add_argument("--endpoint", metavar="E", help="daemon endpoint (default: local daemon)")
     _token_argument(p)
+    _tls_arguments(p)
 
     p = sub.add_parser(
         "tail",
@@ -65,10 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, metavar="N", help="exit after N messages")
     p.add_argument("--endpoint", metavar="E", help="daemon endpoint (default: local daemon)")
     _token_argument(p)
+    _tls_arguments(p)
 
     p = sub.add_parser("status", help="show daemon status", description="Show daemon status.")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--endpoint", metavar="E", help="daemon endpoint (default: local daemon)")
+    _tls_arguments(p)
 
     p = sub.add_parser(
         "demo",
@@ -108,6 +119,34 @@ def _token_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _tls_arguments(p: argparse.ArgumentParser) -> None:
+    helps = {
+        "daemon_cert": "the daemon's certificate, pinned (needed with --endpoint tls://...)",
+        "cert": "this client's certificate, for a daemon listing it in [clients.NAME] cert",
+        "key": "this client's private key (default: the --cert file with the suffix .key)",
+    }
+    for option, dest, env in TLS_OPTIONS:
+        p.add_argument(option, dest=dest, metavar="FILE", help=f"{helps[dest]}; default: ${env}")
+
+
+class _TlsFiles(TypedDict):
+    daemon_cert: str
+    cert: str
+    key: str
+
+
+def _tls(args: argparse.Namespace) -> _TlsFiles:
+    """``daemon_cert``, ``cert``, ``key`` for ``connect``: the options, else the environment.
+    The environment applies to ``tls://`` endpoints only, so a ``GROUPCOMM_DAEMON_CERT`` set
+    for one daemon does not break a command aimed at a local one."""
+    tls = (args.endpoint or "").startswith("tls://")
+    got = {
+        dest: getattr(args, dest) or (os.environ.get(env, "") if tls else "")
+        for _, dest, env in TLS_OPTIONS
+    }
+    return _TlsFiles(daemon_cert=got["daemon_cert"], cert=got["cert"], key=got["key"])
+
+
 def _token(args: argparse.Namespace) -> str:
     """The client token: from ``--token-file``, else ``$GROUPCOMM_TOKEN`` (never a command-line
     argument: other users can read a process's arguments)."""
@@ -144,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return bench_main(args)
             case _:
                 return 2
-    except GroupcommError as e:
+    except (GroupcommError, TlsFilesError) as e:
         print(f"groupcomm {args.command}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -199,7 +238,7 @@ def _daemon(args: argparse.Namespace) -> int:
 async def _send(args: argparse.Namespace) -> int:
     service = SERVICES[args.service]
     texts = [args.text] if args.text is not None else (line.rstrip("\n") for line in sys.stdin)
-    async with connect(args.endpoint, membership=False, token=_token(args)) as conn:
+    async with connect(args.endpoint, membership=False, token=_token(args), **_tls(args)) as conn:
         for text in texts:
             await conn.multicast(args.group, text.encode(), service)
         await conn.drain(timeout=10)  # every message accepted into the ordered stream
@@ -268,7 +307,7 @@ def event_line(event: Event) -> str:
 
 async def _tail(args: argparse.Namespace) -> int:
     seen = 0
-    async with connect(args.endpoint, token=_token(args)) as conn:
+    async with connect(args.endpoint, token=_token(args), **_tls(args)) as conn:
         await conn.join(args.group)
         async for event in conn:
             line = json.dumps(event_record(event)) if args.json else event_line(event)
@@ -281,7 +320,7 @@ async def _tail(args: argparse.Namespace) -> int:
 
 
 async def _status(args: argparse.Namespace) -> int:
-    info = await query_status(args.endpoint)
+    info = await query_status(args.endpoint, **_tls(args))
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True, default=str))
     else:

@@ -280,6 +280,7 @@ def parse_config(
         )
     epgm = v.epgm(raw, required=transport == "epgm")
     security = v.security(raw, peers, transport)
+    v.client_tls(endpoints, security, access)
     return DaemonConfig(
         name=me,
         client_endpoints=endpoints,
@@ -485,6 +486,25 @@ class _Validator:
                 "is not encrypted (use the default tcp transport with keys)"
             )
         return SecurityConfig(key=self.path(key, "[security] key"))
+
+    def client_tls(
+        self, endpoints: tuple[str, ...], security: SecurityConfig, access: AccessConfig
+    ) -> None:
+        """``tls://`` client endpoints serve the daemon's own key and certificate, so they need
+        ``[security] key``; a ``[clients.NAME] cert`` can only be proven on one of them."""
+        tls = [e for e in endpoints if e.startswith("tls://")]
+        if tls and not security.enabled:
+            raise self.fail(
+                f"[daemon] client_endpoints {tls[0]!r} needs [security] key: a TLS client "
+                "endpoint presents this daemon's key and certificate ([[peers]] cert), so set "
+                "both (groupcomm keygen), or use tcp://"
+            )
+        with_cert = access.cert_clients
+        if with_cert and not tls:
+            raise self.fail(
+                f"[clients.{with_cert[0].name}] cert identifies a client only on a tls:// client "
+                "endpoint, and [daemon] client_endpoints has none"
+            )
 
     def protocol(self, raw: Mapping[str, Any]) -> ProtocolConfig:
         t = self.table(raw, "protocol", "")

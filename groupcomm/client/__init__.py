@@ -8,6 +8,7 @@ from groupcomm.client.connection import (
     Connection,
     ConnectionClosed,
     DaemonLost,
+    DaemonNotTrusted,
     DaemonUnavailable,
     GroupcommError,
     SessionRefused,
@@ -24,6 +25,7 @@ from groupcomm.client.events import (
     TransitionalView,
 )
 from groupcomm.client.sync import SyncConnection
+from groupcomm.client.tls import TlsFilesError
 from groupcomm.core.service import Service
 from groupcomm.gctune import tune_gc
 
@@ -35,6 +37,7 @@ __all__ = [
     "Connection",
     "ConnectionClosed",
     "DaemonLost",
+    "DaemonNotTrusted",
     "DaemonUnavailable",
     "Event",
     "GroupcommError",
@@ -45,6 +48,7 @@ __all__ = [
     "Service",
     "SessionRefused",
     "SyncConnection",
+    "TlsFilesError",
     "TransitionalView",
     "connect",
     "default_endpoint",

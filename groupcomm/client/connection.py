@@ -33,6 +33,7 @@ import functools
 import itertools
 import operator
 import os
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -49,6 +50,7 @@ from groupcomm.client.events import (
     TransitionalView,
 )
 from groupcomm.client.link import Link, open_link
+from groupcomm.client.tls import ClientTls
 from groupcomm.core.service import SELF_DISCARD, Service
 from groupcomm.wire.client import (
     AccessReply,
@@ -122,6 +124,12 @@ class AuthenticationFailed(SessionRefused):
     daemon requires one."""
 
 
+class DaemonNotTrusted(GroupcommError):
+    """A ``tls://`` daemon did not prove it holds the pinned certificate (``daemon_cert``): the
+    wrong file, another daemon at that address, or someone in the middle. Nothing was sent to
+    it, not even the token."""
+
+
 class AccessDenied(GroupcommError):
     """The daemon's ``[[acl]]`` rules do not allow this join or multicast; ``reason`` names
     the rule (``denied by [[acl]] #2 (group 'logs.*'): alice may not send 'logs.app'``)."""
@@ -168,10 +176,14 @@ class Connection:
         keepalive: float = 5.0,
         token: str = "",
         daemon_timeout: float | None = DEFAULT_DAEMON_TIMEOUT_S,
+        daemon_cert: str = "",
+        cert: str = "",
+        key: str = "",
     ) -> None:
         if daemon_timeout is not None and not daemon_timeout > 0:
             raise ValueError("daemon_timeout must be > 0 seconds (or None: no liveness watch)")
         self.endpoint = endpoint or default_endpoint()
+        self._tls = tls_settings(self.endpoint, daemon_cert, cert, key)
         self._token = token  # not kept in any repr or error text
         self.name = name
         self.membership = membership
@@ -238,24 +250,34 @@ class Connection:
         self._opening = loop.create_future()
         try:
             self._link = await asyncio.wait_for(
-                open_link(self.endpoint, self._on_record, self._on_lost), self.timeout
+                open_link(self.endpoint, self._on_record, self._on_lost, self._tls), self.timeout
             )
         except (OSError, TimeoutError) as exc:
             self._closed = ConnectionClosed("not open")
-            raise DaemonUnavailable(f"no daemon at {self.endpoint}: {exc}") from None
+            raise _open_error(self.endpoint, self._tls, exc) from None
         try:
             try:
-                self._send(Hello(self.name, self.membership, self._token))
-            except ConnectionClosed as exc:
-                # A daemon refusing at accept (no descriptors left) says why and closes at once:
-                # the line may be here before our hello could go out.
-                if not self._opening.done():
-                    raise DaemonUnavailable(f"{self.endpoint}: {exc.reason}") from None
-            try:
+                # A link already closing (a TLS refusal's alert came first) ends ``_opening``
+                # with its reason once asyncio reports the loss: wait for that, not this error.
+                with contextlib.suppress(ConnectionClosed):
+                    self._send(Hello(self.name, self.membership, self._token))
                 reply = await asyncio.wait_for(asyncio.shield(self._opening), self.timeout)
             except TimeoutError:
                 raise DaemonUnavailable(f"no answer from {self.endpoint}") from None
             except ConnectionClosed as exc:
+                lost = self._link.lost_error
+                if self._tls is not None and isinstance(lost, ssl.SSLError):
+                    # TLS 1.3: the daemon checks the client's certificate after the client
+                    # finished its handshake, so a refusal arrives as an alert on first read.
+                    raise AuthenticationFailed(
+                        f"{self.endpoint}: the daemon refused this client's TLS session "
+                        f"({lost.reason or lost}): "
+                        + (
+                            f"is {self._tls.cert!r} listed as a [clients.NAME] cert there?"
+                            if self._tls.cert
+                            else "it asks for a client certificate (cert=..., key=...)"
+                        )
+                    ) from None
                 raise DaemonUnavailable(f"{self.endpoint}: {exc.reason}") from None
             match reply:
                 case Welcome(
@@ -695,13 +717,23 @@ def connect(
     keepalive: float = 5.0,
     token: str = "",
     daemon_timeout: float | None = DEFAULT_DAEMON_TIMEOUT_S,
+    daemon_cert: str = "",
+    cert: str = "",
+    key: str = "",
 ) -> Connection:
     """A ``Connection`` to the daemon at ``endpoint`` (default: ``default_endpoint()``), opened
     by ``async with`` (or ``await conn.open()``). ``name`` ("" = invented by the daemon) makes
     the private name ``#name#daemon``; ``membership=False`` suppresses view events; ``token``
-    authenticates as a ``[clients]`` identity of the daemon (needed over TCP when the daemon
-    has tokens configured); ``daemon_timeout`` (seconds, ``None``: off) bounds how long a
-    silent daemon goes unnoticed (``DaemonLost``)."""
+    authenticates as a ``[clients]`` identity of the daemon (needed over TCP and TLS when the
+    daemon has ``[clients]`` configured, unless ``cert`` proves one); ``daemon_timeout``
+    (seconds, ``None``: off) bounds how long a silent daemon goes unnoticed (``DaemonLost``).
+
+    A ``tls://HOST:PORT`` endpoint needs ``daemon_cert``, the daemon's certificate file (its
+    ``NAME.crt`` from ``groupcomm keygen``), which is pinned: any other certificate ends the
+    connection attempt with ``DaemonNotTrusted``. ``cert`` and ``key`` (default: ``cert`` with
+    the suffix ``.key``) are this client's own pair, for a daemon that lists ``cert`` as a
+    ``[clients.NAME] cert``; one it does not list fails with ``AuthenticationFailed``. Files
+    that cannot be used raise ``TlsFilesError`` (a ``ValueError``) here, naming the file."""
     return Connection(
         endpoint,
         name,
@@ -710,12 +742,57 @@ def connect(
         keepalive=keepalive,
         token=token,
         daemon_timeout=daemon_timeout,
+        daemon_cert=daemon_cert,
+        cert=cert,
+        key=key,
     )
 
 
-async def query_status(endpoint: str | None = None, timeout: float = 2.0) -> dict[str, object]:
-    """Ask a daemon for its status without opening a session."""
+def tls_settings(endpoint: str, daemon_cert: str, cert: str, key: str) -> ClientTls | None:
+    """The TLS settings of a connection to ``endpoint``; ``None`` for ``ipc://``/``tcp://``.
+    ``ValueError`` when they do not fit the endpoint: a ``tls://`` one without the daemon's
+    certificate would not know whom it talks to, and certificates given for a clear-text
+    endpoint would suggest a security that is not there."""
+    if endpoint.startswith("tls://"):
+        if not daemon_cert:
+            raise ValueError(
+                f"{endpoint}: a tls:// endpoint needs daemon_cert, the daemon's certificate "
+                "(its NAME.crt from `groupcomm keygen`)"
+            )
+        return ClientTls(daemon_cert, cert, key)
+    if daemon_cert or cert or key:
+        raise ValueError(
+            f"{endpoint}: daemon_cert, cert and key are for tls:// endpoints only "
+            "(this one is not encrypted)"
+        )
+    return None
+
+
+def _open_error(endpoint: str, tls: ClientTls | None, exc: BaseException) -> GroupcommError:
+    """What a failed connection attempt means to the application."""
+    if isinstance(exc, ssl.SSLCertVerificationError) and tls is not None:
+        why = exc.verify_message or str(exc)
+        return DaemonNotTrusted(
+            f"{endpoint}: the daemon did not present the pinned certificate "
+            f"{tls.daemon_cert!r} ({why}); nothing was sent"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return DaemonUnavailable(f"TLS handshake with {endpoint} failed: {exc.reason or exc}")
+    return DaemonUnavailable(f"no daemon at {endpoint}: {exc}")
+
+
+async def query_status(
+    endpoint: str | None = None,
+    timeout: float = 2.0,
+    *,
+    daemon_cert: str = "",
+    cert: str = "",
+    key: str = "",
+) -> dict[str, object]:
+    """Ask a daemon for its status without opening a session (``daemon_cert``, ``cert``,
+    ``key``: as for ``connect``, for a ``tls://`` endpoint)."""
     endpoint = endpoint or default_endpoint()
+    tls = tls_settings(endpoint, daemon_cert, cert, key)
     answer: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
 
     def on_record(data: bytes) -> None:
@@ -729,9 +806,9 @@ async def query_status(endpoint: str | None = None, timeout: float = 2.0) -> dic
             answer.set_exception(DaemonUnavailable(f"{endpoint}: {reason}"))
 
     try:
-        link = await asyncio.wait_for(open_link(endpoint, on_record, on_lost), timeout)
+        link = await asyncio.wait_for(open_link(endpoint, on_record, on_lost, tls), timeout)
     except (OSError, TimeoutError) as exc:
-        raise DaemonUnavailable(f"no daemon at {endpoint}: {exc}") from None
+        raise _open_error(endpoint, tls, exc) from None
     try:
         link.send(encode(StatusReq(1)))
         try:

@@ -35,16 +35,20 @@ class SyncConnection:
         timeout: float = 5.0,
         token: str = "",
         daemon_timeout: float | None = DEFAULT_DAEMON_TIMEOUT_S,
+        daemon_cert: str = "",
+        cert: str = "",
+        key: str = "",
     ) -> None:
+        tls = (daemon_cert, cert, key)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="groupcomm-client", daemon=True
         )
         self._thread.start()
-        self._conn: Connection = self._run(
-            self._make(endpoint, name, membership, timeout, token, daemon_timeout)
-        )
-        try:
+        try:  # bad arguments (a tls:// endpoint without daemon_cert...) must not leak the thread
+            self._conn: Connection = self._run(
+                self._make(endpoint, name, membership, timeout, token, daemon_timeout, tls)
+            )
             self._run(self._conn.open())
         except BaseException:
             self._stop()
@@ -58,6 +62,7 @@ class SyncConnection:
         timeout: float,
         token: str,
         daemon_timeout: float | None,
+        tls: tuple[str, str, str],
     ) -> Connection:
         # built on the loop
         return Connection(
@@ -67,6 +72,9 @@ class SyncConnection:
             timeout=timeout,
             token=token,
             daemon_timeout=daemon_timeout,
+            daemon_cert=tls[0],
+            cert=tls[1],
+            key=tls[2],
         )
 
     def _run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:

@@ -3,9 +3,11 @@ admin rights.
 
 A client on a Unix socket is identified by the kernel (``SO_PEERCRED``: the uid, gid and pid of
 the process that connected); it is ``uid:N`` and matches the principals ``uid:N`` and ``gid:G``.
-A client that presents a token in ``hello`` (on any transport) is the ``[clients.NAME]``
-identity the token belongs to, or is refused. A TCP client without a token is ``anonymous``,
-or refused when tokens are configured. Tokens are compared with ``hmac.compare_digest``.
+A TLS client whose handshake proved a ``[clients.NAME] cert`` is ``NAME`` (``clienttls``; a
+token it also sends must be NAME's). A client that presents a token in ``hello`` (on any
+transport) is the ``[clients.NAME]`` identity the token belongs to, or is refused. A TCP or TLS
+client with neither is ``anonymous``, or refused when ``[clients]`` are configured. Tokens are
+compared with ``hmac.compare_digest``.
 
 ACL semantics (``docs/operations.md``, "Access control"): no ``[[acl]]`` rule at all means
 every client may join and send to every group. Once there is one, the *first* rule (in file
@@ -37,7 +39,7 @@ class Identity:
     name: str
     principals: frozenset[str]
     pid: int = 0  # the connecting process, for a local client (0: unknown)
-    how: str = "anonymous"  # "peercred" | "token" | "anonymous"
+    how: str = "anonymous"  # "peercred" | "token" | "cert" | "anonymous"
 
 
 ANONYMOUS_IDENTITY = Identity(ANONYMOUS, frozenset({ANONYMOUS}))
@@ -71,15 +73,25 @@ class Access:
     def __init__(self, config: AccessConfig) -> None:
         self.config = config
         self.rules: tuple[AclRule, ...] = config.acl
-        self._tokens = tuple((c.token.encode(), c.name) for c in config.clients)
+        self._tokens = tuple((c.token.encode(), c.name) for c in config.clients if c.token)
 
     @property
     def acl_active(self) -> bool:
         return bool(self.rules)
 
-    def identify(self, credentials: tuple[int, int, int] | None, token: str) -> Identity:
-        """The identity of a client whose link has ``credentials`` (Unix socket) and who sent
-        ``token`` (``""``: none); ``AuthError`` if it is refused."""
+    def identify(
+        self, credentials: tuple[int, int, int] | None, token: str, cert_name: str = ""
+    ) -> Identity:
+        """The identity of a client whose link has ``credentials`` (Unix socket) or proved the
+        ``[clients]`` certificate of ``cert_name`` (TLS), and who sent ``token`` (``""``:
+        none); ``AuthError`` if it is refused."""
+        if cert_name:
+            if token and self.authenticate(token).name != cert_name:
+                raise AuthError(
+                    f"authentication failed: the token is not {cert_name}'s, whose certificate "
+                    "this client presented"
+                )
+            return Identity(cert_name, frozenset({cert_name}), 0, "cert")
         if token:
             return self.authenticate(token)
         if credentials is not None:
@@ -87,8 +99,9 @@ class Access:
         if self.config.tokens_required:
             raise AuthError(
                 "authentication required: this daemon accepts remote clients only with a "
-                "token ([clients] in its configuration); connect with token=..., or over its "
-                "Unix socket"
+                "token or a listed TLS client certificate ([clients] in its configuration); "
+                "connect with token=... (or cert=... on a tls:// endpoint), or over its Unix "
+                "socket"
             )
         return ANONYMOUS_IDENTITY
 

@@ -1,10 +1,18 @@
 """``StreamLinks``/``ClientLinks``: the client connections of a daemon, as plain stream sockets.
 
-Listens on each client endpoint (``ipc://PATH``: a Unix stream socket; ``tcp://HOST:PORT``) and
-turns every accepted connection into a link with a small integer id. Items in (each link's
-``StreamReader`` parses its bytes: records, ``wire.stream``, for the native protocol in
-``ClientLinks``; Spread messages for ``spreadfrontend.py``), bytes out; what they mean is the
-front-end's business. ``finish`` closes a link once a last answer is written (a Spread reject).
+Listens on each client endpoint (``ipc://PATH``: a Unix stream socket; ``tcp://HOST:PORT``;
+``tls://HOST:PORT``: TCP carrying TLS 1.3, ``clienttls``) and turns every accepted connection
+into a link with a small integer id. Items in (each link's ``StreamReader`` parses its bytes:
+records, ``wire.stream``, for the native protocol in ``ClientLinks``; Spread messages for
+``spreadfrontend.py``), bytes out; what they mean is the front-end's business. ``finish`` closes
+a link once a last answer is written (a Spread reject).
+
+A TLS link decrypts what it reads through its ``TlsChannel`` (memory BIOs) before its reader sees
+it, and queues its output as plaintext that ``flush`` encrypts once per turn (one ``seal``, one
+write). Until its handshake completes it carries nothing; one that has not completed within
+``handshake_timeout_s`` is closed by ``expire`` (counter ``tls_timeouts``), so a stranger cannot
+hold a descriptor by connecting and saying nothing; a failed handshake (an unlisted client
+certificate, not TLS at all) is closed at once (counter ``tls_failed``).
 
 Output is buffered per link and written by ``flush`` once per driver turn (one write per client
 per turn), and waits for ``EPOLLOUT`` when the client's socket buffer is full. A link whose
@@ -17,8 +25,9 @@ fits the socket) and closed (``fdlimit``; counter ``refused_fds``), so clients c
 the descriptors peer links and files need.
 
 At accept, a Unix-socket link's peer credentials (``SO_PEERCRED``) are read once and kept with
-the link (``credentials``); a TCP link keeps its remote address (``address``). Who that makes
-the client is the front-end's business (``groupcomm.daemon.access``).
+the link (``credentials``); a TCP link keeps its remote address (``address``); a TLS link the
+``[clients]`` name its certificate proved (``cert_identity``). Who that makes the client is the
+front-end's business (``groupcomm.daemon.access``).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import stat
 import time
 from collections.abc import Callable, Sequence
@@ -34,9 +44,11 @@ from typing import Generic, Protocol, TypeVar
 import structlog
 
 from groupcomm.daemon.access import peer_credentials
+from groupcomm.daemon.clienttls import HANDSHAKE_TIMEOUT_S, ClientTls
 from groupcomm.daemon.fdlimit import near_limit
 from groupcomm.daemon.ratelimit import Warnings
 from groupcomm.daemon.readiness import READ, WRITE, Readiness
+from groupcomm.daemon.tlschannel import TlsChannel
 from groupcomm.wire.errors import WireError
 from groupcomm.wire.stream import RecordReader, parse_endpoint, record_header
 
@@ -97,20 +109,35 @@ class StreamReader(Protocol[T_co]):
 class _Link(Generic[T]):
     __slots__ = (
         "address",
+        "cert_identity",
         "closing",
         "credentials",
+        "opened",
         "out",
         "paused",
+        "plain",
         "reader",
         "sock",
+        "tls",
         "writing",
         "written",
     )
 
-    def __init__(self, sock: socket.socket, reader: StreamReader[T], address: str) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        reader: StreamReader[T],
+        address: str,
+        tls: TlsChannel | None,
+        opened: float,
+    ) -> None:
         self.sock = sock
         self.reader = reader
-        self.out = bytearray()
+        self.out = bytearray()  # bytes for the socket (ciphertext on a TLS link)
+        self.plain = bytearray()  # a TLS link's output of this turn, sealed by ``flush``
+        self.tls = tls
+        self.opened = opened
+        self.cert_identity = ""  # the [clients] name a TLS client's certificate proved
         self.writing = False
         self.address = address
         # Read at accept: the kernel's answer about the process that connected, which the
@@ -138,8 +165,14 @@ class StreamLinks(Generic[T]):
         refusal: bytes = b"",
         oversized: bytes = b"",
         logger: str = "groupcomm.frontend",
+        tls: ClientTls | None = None,
+        handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.reader = reader
+        self.tls = tls
+        self.handshake_timeout_s = handshake_timeout_s
+        self.clock = clock
         self.framed = framed
         self.out_limit = out_limit
         self.fd_reserve = fd_reserve
@@ -154,7 +187,10 @@ class StreamLinks(Generic[T]):
             "link_errors": 0,
             "accept_errors": 0,
             "refused_fds": 0,
+            "tls_failed": 0,
+            "tls_timeouts": 0,
         }
+        self._tls_listeners: set[int] = set()
         self._listeners: dict[int, socket.socket] = {}
         self._paths: list[str] = []
         self._links: dict[int, _Link[T]] = {}
@@ -166,11 +202,15 @@ class StreamLinks(Generic[T]):
         self._readiness: Readiness | None = None
         try:
             for endpoint in endpoints:
+                kind, address = parse_endpoint(endpoint)
+                if kind == "tls" and tls is None:
+                    raise ValueError(f"{endpoint}: a tls:// endpoint needs the daemon's key")
                 sock = listen(endpoint)
                 self._listeners[sock.fileno()] = sock
-                kind, address = parse_endpoint(endpoint)
                 if kind == "unix":
                     self._paths.append(address)
+                elif kind == "tls":
+                    self._tls_listeners.add(sock.fileno())
         except Exception:
             self.close()
             raise
@@ -188,21 +228,29 @@ class StreamLinks(Generic[T]):
         link = self._links.get(link_id)
         return link.credentials if link is not None else None
 
+    def cert_identity(self, link_id: int) -> str:
+        """The ``[clients]`` name a TLS link's client certificate proved; ``""`` for none."""
+        link = self._links.get(link_id)
+        return link.cert_identity if link is not None else ""
+
     def address(self, link_id: int) -> str:
-        """Where a link comes from, for logs: ``unix`` or the TCP peer ``host:port``."""
+        """Where a link comes from, for logs: ``unix``, the TCP peer ``host:port``, or
+        ``tls:host:port``."""
         link = self._links.get(link_id)
         return link.address if link is not None else "gone"
 
     def pending_output(self, link_id: int) -> int:
         """Bytes queued for a link and not yet written to its socket (0 when gone)."""
         link = self._links.get(link_id)
-        return len(link.out) if link is not None else 0
+        return len(link.out) + len(link.plain) if link is not None else 0
 
     def written(self, link_id: int) -> tuple[int, int]:
         """(bytes written to the link's socket so far, that plus what is queued); a protocol
         without receipts (Spread) counts a delivery consumed once its bytes are written."""
         link = self._links.get(link_id)
-        return (link.written, link.written + len(link.out)) if link is not None else (0, 0)
+        if link is None:
+            return (0, 0)
+        return (link.written, link.written + len(link.out) + len(link.plain))
 
     def receive(self, limit: int) -> list[tuple[int, T]]:
         """``(link, item)`` pairs from the links readable at the last wait; accepts new
@@ -235,13 +283,15 @@ class StreamLinks(Generic[T]):
         link = self._links.get(link_id)
         if link is None:
             return False
-        if len(link.out) + len(data) > self.out_limit:
-            self.warnings.warning(link_id, "client_not_reading", link=link_id, queued=len(link.out))
+        queued = len(link.out) + len(link.plain)
+        if queued + len(data) > self.out_limit:
+            self.warnings.warning(link_id, "client_not_reading", link=link_id, queued=queued)
             self.drop(link_id)
             return False
+        queue = link.out if link.tls is None else link.plain
         if self.framed:
-            link.out += record_header(len(data))
-        link.out += data
+            queue += record_header(len(data))
+        queue += data
         self._dirty.add(link_id)
         return True
 
@@ -277,8 +327,34 @@ class StreamLinks(Generic[T]):
         dirty, self._dirty = self._dirty, set()
         for link_id in dirty:
             link = self._links.get(link_id)
-            if link is not None and not link.writing:
+            if link is None:
+                continue
+            if link.plain and link.tls is not None and link.tls.established:
+                # The whole turn in one call: TLS records of 16 KiB, not one per reply.
+                link.out += link.tls.seal(link.plain)
+                link.plain.clear()
+            if not link.writing:
                 self._write(link_id)
+
+    def expire(self) -> None:
+        """Close the TLS links whose handshake did not complete in time (called about once a
+        second: a link lives at most that much longer than the timeout)."""
+        deadline = self.clock() - self.handshake_timeout_s
+        late = [
+            link_id
+            for link_id, link in self._links.items()
+            if link.tls is not None and not link.tls.established and link.opened < deadline
+        ]
+        for link_id in late:
+            self.counters["tls_timeouts"] += 1
+            self.warnings.warning(
+                "tls_timeout",
+                "client_tls_timeout",
+                via=self.address(link_id),
+                timeout_s=self.handshake_timeout_s,
+                closed=self.counters["tls_timeouts"],
+            )
+            self.drop(link_id)
 
     def drop(self, link_id: int) -> None:
         """Close a link (its unsent output is discarded)."""
@@ -296,7 +372,9 @@ class StreamLinks(Generic[T]):
     def close(self) -> None:
         for link_id in list(self._links):
             link = self._links[link_id]
-            with contextlib.suppress(OSError):  # a last "closed" notice, if it fits
+            with contextlib.suppress(OSError, ssl.SSLError):  # a last "closed" notice, if it fits
+                if link.plain and link.tls is not None and link.tls.established:
+                    link.out += link.tls.seal(link.plain)
                 link.sock.send(link.out)
             self.drop(link_id)
         for fd, sock in self._listeners.items():
@@ -328,22 +406,29 @@ class StreamLinks(Generic[T]):
                 self._readiness.rest(listener.fileno(), ACCEPT_PAUSE_S)
                 return
             sock.setblocking(False)
+            secure = self.tls is not None and listener.fileno() in self._tls_listeners
             if self.fd_reserve and near_limit(sock.fileno(), self.fd_reserve):
-                self._refuse(sock)
+                self._refuse(sock, plain=not secure)
                 continue
             address = "unix"
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 address = f"{addr[0]}:{addr[1]}"
+            tls: TlsChannel | None = None
+            if secure:
+                assert self.tls is not None
+                tls = self.tls.channel()
+                address = f"tls:{address}"
             link_id = self._next_id
             self._next_id += 1
-            self._links[link_id] = _Link(sock, self.reader(), address)
+            self._links[link_id] = _Link(sock, self.reader(), address, tls, self.clock())
             self._by_fd[sock.fileno()] = link_id
             self._readiness.watch(sock.fileno())
             self.counters["accepted"] += 1
 
-    def _refuse(self, sock: socket.socket) -> None:
-        """Too few descriptors left: say so if the socket takes it at once, and close."""
+    def _refuse(self, sock: socket.socket, *, plain: bool) -> None:
+        """Too few descriptors left: say so if the socket takes it at once (not on a TLS
+        endpoint: its client expects a handshake, and sees the close), and close."""
         self.counters["refused_fds"] += 1
         self.warnings.warning(
             "refused_fds",
@@ -352,8 +437,9 @@ class StreamLinks(Generic[T]):
             reserve=self.fd_reserve,
             refused=self.counters["refused_fds"],
         )
-        with contextlib.suppress(OSError):
-            sock.send(self._refusal)
+        if plain:
+            with contextlib.suppress(OSError):
+                sock.send(self._refusal)
         _discard_input(sock)
         sock.close()
 
@@ -370,20 +456,69 @@ class StreamLinks(Generic[T]):
         if not n:
             self.drop(link_id)
             return
+        view = memoryview(self._rbuf)[:n]
+        if link.tls is not None:
+            plain = self._decrypt(link_id, link, view)
+            if not plain:
+                return
+            view = memoryview(plain)
         try:
-            records = link.reader.feed(memoryview(self._rbuf)[:n])
+            records = link.reader.feed(view)
         except WireError as exc:
             # A record beyond max_record: the link is out of step or hostile; it is closed before
             # buffering any of it, with one best-effort line saying why (``oversized``).
             self.counters["link_errors"] += 1
             self.warnings.warning(link_id, "client_bad_stream", link=link_id, error=str(exc)[:200])
-            if self._oversized:
+            if self._oversized and link.tls is None:
                 with contextlib.suppress(OSError):
                     link.sock.send(self._oversized)
                 _discard_input(link.sock)
             self.drop(link_id)
             return
         out.extend((link_id, rec) for rec in records)
+
+    def _decrypt(self, link_id: int, link: _Link[T], data: memoryview) -> bytes:
+        """What a TLS link's bytes decrypt to; b"" while the handshake runs or when the link
+        was closed (a failed handshake, an unlisted certificate, a broken record)."""
+        tls = link.tls
+        assert tls is not None and self.tls is not None
+        was_established = tls.established
+        try:
+            plain = tls.feed(data)
+        except ssl.SSLError as exc:
+            if not was_established:
+                self.counters["tls_failed"] += 1
+            self.warnings.warning(
+                "tls_failed" if not was_established else link_id,
+                "client_tls_refused" if not was_established else "client_tls_error",
+                via=link.address,
+                error=str(exc.reason or exc)[:200],
+            )
+            # The alert (unknown certificate...) tells the client why, if the socket takes it.
+            with contextlib.suppress(OSError):
+                link.sock.send(link.out + tls.take_out())
+            self.drop(link_id)
+            return b""
+        out = tls.take_out()
+        if out:
+            link.out += out
+            if not link.writing:
+                self._write(link_id)
+                if link_id not in self._links:
+                    return b""
+        if tls.established and not was_established:
+            who = self.tls.identity_of(tls)
+            if who is None:  # verified, yet not one of ours: refuse all the same
+                self.counters["tls_failed"] += 1
+                self.warnings.warning(
+                    "tls_failed", "client_tls_refused", via=link.address, error="unlisted cert"
+                )
+                self.drop(link_id)
+                return b""
+            link.cert_identity = who
+            if link.plain:  # replies queued during the handshake (none today): seal them now
+                self._dirty.add(link_id)
+        return plain
 
     def _write(self, link_id: int) -> None:
         link = self._links.get(link_id)
@@ -429,6 +564,9 @@ class ClientLinks(StreamLinks[bytes]):
         fd_reserve: int = 0,
         refusal: bytes = b"",
         oversized: bytes = b"",
+        tls: ClientTls | None = None,
+        handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_record = max_record
         super().__init__(
@@ -438,6 +576,9 @@ class ClientLinks(StreamLinks[bytes]):
             fd_reserve=fd_reserve,
             refusal=refusal,
             oversized=oversized,
+            tls=tls,
+            handshake_timeout_s=handshake_timeout_s,
+            clock=clock,
         )
 
 

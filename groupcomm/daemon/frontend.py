@@ -1,5 +1,5 @@
 """``NativeFrontEnd``: the groupcomm native client protocol (``protocol/client.md``) over plain
-stream sockets (``clientlinks.ClientLinks``: a Unix socket and TCP), on top of the
+stream sockets (``clientlinks.ClientLinks``: a Unix socket, TCP and TLS), on top of the
 format-independent ``SessionLayer``.
 
 It maps links to sessions, decodes requests with ``groupcomm.wire.client`` (a malformed message
@@ -9,10 +9,11 @@ to the driver and answers ``status`` from the provider (the driver). A link that
 its session at once (the groups see a DISCONNECT view).
 
 Who a client is (``groupcomm.daemon.access``) is settled at ``hello`` (its link's peer
-credentials, or the token it presents) and kept with its session; ``admin`` requests need an
-identity listed in ``[daemon] admin``; ``access`` requests answer what the ``[[acl]]`` rules
-would say, without changing anything. Refused sessions and admin requests are logged at most
-once per identity (or address) and reason every ``REFUSAL_LOG_INTERVAL_S``, with a count.
+credentials or TLS client certificate, or the token it presents) and kept with its session;
+``admin`` requests need an identity listed in ``[daemon] admin``; ``access`` requests answer
+what the ``[[acl]]`` rules would say, without changing anything. Refused sessions and admin
+requests are logged at most once per identity (or address) and reason every
+``REFUSAL_LOG_INTERVAL_S``, with a count.
 
 It runs alone (a ``frontend_api.FrontEnd``) or as one ``frontends.ProtocolPart`` beside the
 Spread front-end, sharing its session layer.
@@ -33,6 +34,7 @@ from groupcomm.core.events import Event
 from groupcomm.daemon import frontends
 from groupcomm.daemon.access import Access, AuthError, Identity, Throttle
 from groupcomm.daemon.clientlinks import ClientLinks
+from groupcomm.daemon.clienttls import ClientTls
 from groupcomm.daemon.fdlimit import reserve_for
 from groupcomm.daemon.frontend_api import SessionCommand
 from groupcomm.daemon.ratelimit import Warnings
@@ -124,6 +126,7 @@ class NativeFrontEnd:
         slow_consumer_ms: int = SLOW_CONSUMER_MS,
         max_message_bytes: int = 1 << 20,
         access: Access | None = None,
+        tls: ClientTls | None = None,
         fd_reserve: int = reserve_for(1),
         clock: Callable[[], int] = _monotonic_ms,
         layer: SessionLayer | None = None,
@@ -177,6 +180,7 @@ class NativeFrontEnd:
                     f"{max_message_bytes} bytes): the connection is closed",
                 )
             ),
+            tls=tls,
         )
 
     # --------------------------------------------------------------- FrontEnd
@@ -212,6 +216,9 @@ class NativeFrontEnd:
 
     def wants_turn(self) -> bool:
         return False
+
+    def expire_links(self) -> None:
+        self.links.expire()
 
     def owns(self, conn: str) -> bool:
         return conn in self._by_conn
@@ -302,7 +309,9 @@ class NativeFrontEnd:
         """Identify the client, then open its session (or refuse it, by name)."""
         layer = self.layer
         try:
-            who = self.access.identify(self.links.credentials(link_id), hello.token)
+            who = self.access.identify(
+                self.links.credentials(link_id), hello.token, self.links.cert_identity(link_id)
+            )
         except AuthError as e:
             self._refused(link_id, self.links.address(link_id), str(e), now)
             self._reply(link_id, RejectMsg(0, "hello", None, str(e), AUTH))
@@ -342,7 +351,9 @@ class NativeFrontEnd:
         if session is not None:
             return session.identity
         try:
-            return self.access.identify(self.links.credentials(link_id), "")
+            return self.access.identify(
+                self.links.credentials(link_id), "", self.links.cert_identity(link_id)
+            )
         except AuthError:
             return None
 

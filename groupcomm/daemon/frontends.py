@@ -42,6 +42,10 @@ class ProtocolPart(Protocol):
 
     def flush_output(self) -> None: ...
 
+    def expire_links(self) -> None:
+        """Close links whose handshake never completed (called about once a second)."""
+        ...
+
     def admin_requests(self) -> list[tuple[str, list[str]]]: ...
 
     def status_provider(self, provider: object) -> None: ...
@@ -65,6 +69,8 @@ def flush(
     if now_ms - last_expire_ms >= EXPIRE_EVERY_MS:
         last_expire_ms = now_ms
         layer.expire(now_ms)
+        for part in parts:
+            part.expire_links()  # TLS handshakes that never completed
     elif layer.behind():  # every turn: a lagging session stops the whole cluster
         layer.check_lagging(now_ms)
     per_conn: dict[str, list[Notice]] = {}

@@ -24,6 +24,7 @@ import zmq
 from groupcomm.config import ConfigError, DaemonConfig, load_config
 from groupcomm.core.ids import make_token
 from groupcomm.daemon.access import Access
+from groupcomm.daemon.clienttls import ClientTls
 from groupcomm.daemon.dataplanes import make_transport
 from groupcomm.daemon.driver import Driver
 from groupcomm.daemon.fanout import TransportUnavailable
@@ -48,8 +49,9 @@ def native_frontend(config: DaemonConfig) -> FrontEnd:
         "client_access",
         acl_rules=len(access.acl),
         acl="off: every client may join and send to every group" if not access.acl else "on",
-        token_clients=sorted(c.name for c in access.clients),
-        remote="token required" if access.tokens_required else "anonymous allowed",
+        token_clients=sorted(c.name for c in access.clients if c.token),
+        cert_clients=sorted(c.name for c in access.cert_clients),
+        remote="token or cert required" if access.tokens_required else "anonymous allowed",
         admin=sorted(access.admin) or "off",
         max_sessions=access.max_sessions,
         max_sessions_per_identity=access.max_sessions_per_identity,
@@ -62,6 +64,7 @@ def native_frontend(config: DaemonConfig) -> FrontEnd:
         log,
         idle_timeout_ms=config.session_idle_ms,
         access=Access(access),
+        tls=client_tls(config),
         slow_consumer_ms=config.slow_consumer_ms,
         fd_reserve=reserve_for(len(config.peers)),
     )
@@ -92,6 +95,14 @@ def with_spread(config: DaemonConfig, native: Any) -> FrontEnd:
     return FrontEnds(native.layer, [native, spread])
 
 
+def client_tls(config: DaemonConfig) -> ClientTls | None:
+    """The TLS context of the ``tls://`` client endpoints (``TlsError`` if the key is
+    unusable); ``None`` when there are none."""
+    if not any(e.startswith("tls://") for e in config.client_endpoints):
+        return None
+    return ClientTls(config)
+
+
 def default_frontend_factory() -> FrontEndFactory | None:
     """The native front-end if its module is importable, else ``None`` (no clients)."""
     try:
@@ -106,6 +117,15 @@ def announce_security(config: DaemonConfig, log: Any) -> None:
     loudly: anyone who reaches a data port can read every message and speak as a daemon."""
     if config.security.enabled:
         log.info("cluster_secured", links="TLS 1.3, peers pinned by certificate")
+        clear = [e for e in config.client_endpoints if e.startswith("tcp://")]
+        if clear:
+            log.warning(
+                "client_endpoints_clear",
+                endpoints=clear,
+                msg="these client endpoints carry messages and tokens in clear text: anyone on "
+                "the path can read and forge a remote client's traffic; use tls:// for clients "
+                "on other hosts (docs/operations.md 'Securing a cluster')",
+            )
     elif len(config.peers) > 1:
         log.warning(
             "cluster_open",
@@ -160,6 +180,10 @@ def run_daemon(
         if (config.client_endpoints or config.spread.enabled) and factory is not None:
             try:
                 frontend = factory(config)
+            except TlsError as exc:
+                log.error("keys_unusable", msg=str(exc))
+                print(f"groupcomm daemon: {config.source}: {exc}", file=sys.stderr)
+                return 2
             except (zmq.ZMQError, OSError, RuntimeError) as exc:
                 log.error(
                     "frontend_failed",

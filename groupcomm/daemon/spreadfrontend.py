@@ -115,6 +115,9 @@ class SpreadFrontEnd:
     def attach(self, readiness: Readiness) -> None:
         self.links.attach(readiness)
 
+    def expire_links(self) -> None:
+        self.links.expire()
+
     def wants_turn(self) -> bool:
         # Deliveries written out are reported consumed in ``read``: without a turn for that a
         # session far behind would stay "behind" and hold every sender (ordering.md 7).

@@ -20,19 +20,24 @@ MAX_RECORD = (1 << 32) - 1
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, Any]:
-    """A client endpoint as ``("unix", path)`` (``ipc://PATH``) or ``("tcp", (host, port))``
-    (``tcp://HOST:PORT``, IPv6 hosts in brackets); ``ValueError`` for anything else."""
+    """A client endpoint as ``("unix", path)`` (``ipc://PATH``), ``("tcp", (host, port))``
+    (``tcp://HOST:PORT``, IPv6 hosts in brackets) or ``("tls", (host, port))`` (``tls://HOST:PORT``:
+    TCP carrying TLS 1.3); ``ValueError`` for anything else."""
     if endpoint.startswith("ipc://"):
         path = endpoint[len("ipc://") :]
         if not path:
             raise ValueError(f"{endpoint!r}: empty socket path")
         return "unix", path
-    if endpoint.startswith("tcp://"):
-        host, sep, port = endpoint[len("tcp://") :].rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{endpoint!r}: expected tcp://HOST:PORT")
-        return "tcp", (host.strip("[]"), int(port))
-    raise ValueError(f"{endpoint!r}: client endpoints are ipc://PATH or tcp://HOST:PORT")
+    for scheme in ("tcp", "tls"):
+        prefix = f"{scheme}://"
+        if endpoint.startswith(prefix):
+            host, sep, port = endpoint[len(prefix) :].rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{endpoint!r}: expected {prefix}HOST:PORT")
+            return scheme, (host.strip("[]"), int(port))
+    raise ValueError(
+        f"{endpoint!r}: client endpoints are ipc://PATH, tcp://HOST:PORT or tls://HOST:PORT"
+    )
 
 
 class RecordTooLarge(WireError):

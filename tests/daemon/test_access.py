@@ -197,7 +197,11 @@ def test_token_file(tmp_path: Path) -> None:
     [
         ("[clients.alice]\ntoken = 'short'\n", "[clients.alice] token must be at least 16"),
         ("[clients.alice]\npassword = 'x'\n", "[clients.alice] unknown key 'password'"),
-        ("[clients.alice]\n", "[clients.alice] needs exactly one of token, token_file"),
+        ("[clients.alice]\n", "[clients.alice] needs a token, a token_file or a cert"),
+        (
+            "[clients.alice]\ntoken = '0123456789abcdefg'\ntoken_file = 'x'\n",
+            "[clients.alice] needs at most one of token, token_file",
+        ),
         ("[clients.anonymous]\ntoken = '0123456789abcdefg'\n", "[clients.anonymous]: a client"),
         ("[clients.'uid:0']\ntoken = '0123456789abcdefg'\n", "[clients.uid:0]: a client name"),
         (
