@@ -39,7 +39,7 @@ import structlog
 import zmq
 
 from groupcomm.config import DaemonConfig, PeerConfig
-from groupcomm.core.frames import Data, Frame, Ordered
+from groupcomm.core.frames import Data, Frame, Ordered, origin
 from groupcomm.daemon.fanout import Fanout, link_timeout_ms, make_fanout, tcp_link_options
 from groupcomm.daemon.ratelimit import Warnings
 from groupcomm.daemon.readiness import Readiness
@@ -210,6 +210,7 @@ class ZmqTransport:
             "frames_bad": 0,
             "frames_refused": 0,
             "frames_unknown": 0,
+            "frames_forged": 0,  # frames whose origin is not the sending peer (AUTH-1)
             "encode_errors": 0,
             "bytes_fanout": 0,  # bytes handed to the fan-out (one copy per send)
             "bytes_mesh": 0,  # bytes handed to the TCP control mesh
@@ -428,6 +429,18 @@ class ZmqTransport:
             stats.bad += 1
             self.counters["frames_bad"] += 1
             self._warn(name, "bad", "undecodable frame", peer=name, error=str(exc)[:200])
+            return None
+        if origin(frame) != name:  # AUTH-1 (the name is claimed here, not authenticated)
+            stats.forged += 1
+            self.counters["frames_forged"] += 1
+            self._warn(
+                name,
+                "forged",
+                "frame of another origin refused",
+                peer=name,
+                origin=origin(frame)[:80],
+                frame=type(frame).__name__,
+            )
             return None
         stats.frames_in += 1
         self.counters["frames_received"] += 1

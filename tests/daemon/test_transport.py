@@ -129,6 +129,26 @@ def test_pub_sub_and_control_mesh(ctx: zmq.Context[Any]) -> None:
         t.close()
 
 
+def test_a_frame_of_another_origin_is_refused(ctx: zmq.Context[Any]) -> None:
+    """AUTH-1 on the ZeroMQ planes: d1 may not send d3's frames (counted, not delivered)."""
+    c1, c2 = configs(["d1", "d2"])
+    t1, t2 = make(c1, ctx), make(c2, ctx)
+    got: list[Frame] = []
+    forged = Leave(view=VIEW, sender="d3:1")
+    own = Leave(view=VIEW, sender="d1:1")
+
+    def step() -> None:
+        t1.send(("d2",), forged)
+        t1.send(("d2",), own)
+        got.extend(t2.receive(100))
+
+    poll_until(lambda: own in got, step)
+    assert forged not in got
+    assert t2.counters["frames_forged"] >= 1 and t2.stats()["peers"]["d1"]["forged"] >= 1
+    for t in (t1, t2):
+        t.close()
+
+
 def test_garbage_is_counted_not_fatal(ctx: zmq.Context[Any]) -> None:
     _, c2 = configs(["d1", "d2"])
     t2 = make(c2, ctx)
