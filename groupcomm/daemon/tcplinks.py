@@ -288,6 +288,9 @@ class TcpTransport:
         if linger_ms > 0:  # let a final Leave go out
             deadline = self.clock() + linger_ms / 1000
             for link in self._out.values():
+                if link.plain and link.up and link.tls is not None:
+                    link.buf += link.tls.seal(link.plain)
+                    link.plain.clear()
                 if link.sock is not None and link.buf:
                     link.sock.setblocking(True)
                     link.sock.settimeout(max(0.0, deadline - self.clock()))

@@ -18,7 +18,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from groupcomm.config import ConfigError, DaemonConfig, SecurityConfig, parse_config
-from groupcomm.core.frames import Data, Status
+from groupcomm.core.frames import Data, Leave, Status
 from groupcomm.core.ids import ViewId
 from groupcomm.daemon.tlschannel import LinkSecurity, TlsError
 from groupcomm.keygen import make_keypair
@@ -282,3 +282,19 @@ def test_key_and_cert_settings_are_checked_with_clear_errors(tmp_path: Path) -> 
     bad = [peers[0], {**peers[1], "cert": "bad.crt"}]
     with pytest.raises(TlsError, match="d2 cert"):
         LinkSecurity(parse_config({"security": {"key": "d1.key"}, "peers": bad}, src))
+
+
+def test_a_final_leave_goes_out_sealed_at_close(tmp_path: Path) -> None:
+    """The shutdown path (``close(linger_ms)``) seals what the last turn queued: a keyed
+    daemon's ``Leave`` reaches its peers like an open one's."""
+    c1, c2 = keyed_configs(tmp_path, ["d1", "d2"])
+    d1, d2 = Node(c1), Node(c2)
+    try:
+        run_until([d1, d2], lambda: links_up([d1, d2]))
+        leave = Leave(view=ViewId(1, "d1:1"), sender="d1:1")
+        d1.t.send(("d2",), leave)  # no flush: the driver closes right after its last turn
+        d1.t.close(linger_ms=200)
+        run_until([d2], lambda: leave in d2.got)
+    finally:
+        d1.close()
+        d2.close()
