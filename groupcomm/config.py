@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import stat
 import time
 import tomllib
 from collections.abc import Mapping
@@ -485,7 +486,15 @@ class _Validator:
                 f'[security] key secures transport = "tcp" only; the {transport!r} data plane '
                 "is not encrypted (use the default tcp transport with keys)"
             )
-        return SecurityConfig(key=self.path(key, "[security] key"))
+        path = self.path(key, "[security] key")
+        mode = Path(path).stat().st_mode
+        # As ssh does with private keys (and [clients] token_file): others must not read it.
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise self.fail(
+                f"[security] key {path!r} is accessible by other users "
+                f"(mode {stat.S_IMODE(mode):o}): chmod 600 it"
+            )
+        return SecurityConfig(key=path)
 
     def client_tls(
         self, endpoints: tuple[str, ...], security: SecurityConfig, access: AccessConfig

@@ -270,6 +270,9 @@ def test_key_and_cert_settings_are_checked_with_clear_errors(tmp_path: Path) -> 
         ),
         ({"security": {"key": "d1.key", "extra": 1}, "peers": peers}, "unknown key 'extra'"),
     ]
+    (tmp_path / "open.key").write_bytes((tmp_path / "d1.key").read_bytes())
+    (tmp_path / "open.key").chmod(0o644)
+    cases.append(({"security": {"key": "open.key"}, "peers": peers}, "chmod 600 it"))
     for raw, want in cases:
         with pytest.raises(ConfigError) as err:
             parse_config(raw, src)
