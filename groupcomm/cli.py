@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start 3 daemons on loopback, show agreed order, a partition and a merge.",
     )
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, traces)")
+    p.add_argument(
+        "--keys", action="store_true", help="secure the daemons' links (keys made for the run)"
+    )
 
     p = sub.add_parser(
         "keygen",
@@ -174,7 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "demo":
                 from groupcomm.demo import main as demo_main
 
-                return demo_main(["--keep"] if args.keep else [])
+                return demo_main(
+                    (["--keep"] if args.keep else []) + (["--keys"] if args.keys else [])
+                )
             case "keygen":
                 return _keygen(args)
             case "bench":

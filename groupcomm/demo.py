@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -90,9 +90,10 @@ async def _connect_all(cluster: LocalCluster, say: Say, started: float) -> list[
     return clients
 
 
-async def run(say: Say, workdir: Path) -> int:
-    cluster = LocalCluster(workdir, NAMES)
-    say("groupcomm demo: 3 daemons on loopback, one client each, group 'demo'")
+async def run(say: Say, workdir: Path, *, keys: bool = False) -> int:
+    cluster = LocalCluster(workdir, NAMES, keys=keys)
+    links = "TLS 1.3 between daemons, keys by groupcomm keygen" if keys else "open links"
+    say(f"groupcomm demo: 3 daemons on loopback ({links}), one client each, group 'demo'")
     cluster.start()
     started = time.monotonic()
     clients = await _connect_all(cluster, say, started)
@@ -183,14 +184,15 @@ def _summary(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="groupcomm demo", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument(
+        "--keys", action="store_true", help="secure the daemons' links (keys made for the run)"
+    )
     ns = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="groupcomm-demo-"))
     try:
-        return asyncio.run(asyncio.wait_for(run(print, workdir), 120))
+        return asyncio.run(asyncio.wait_for(run(print, workdir, keys=ns.keys), 120))
     finally:
         if ns.keep:
             print(f"work directory kept: {workdir}")
         else:
-            for path in sorted(workdir.iterdir()):
-                path.unlink()
-            os.rmdir(workdir)
+            shutil.rmtree(workdir, ignore_errors=True)
