@@ -188,7 +188,9 @@ class SpreadFrontEnd:
             match n:
                 case DeliverMembership():
                     self._remember(n.group, *n.members)
-                    out.append(membership_message(n))
+                    message = membership_message(n)
+                    if message is not None:
+                        out.append(message)
                 case Granted():
                     if peer.held:
                         self._resume.add(peer.link)

@@ -25,12 +25,15 @@ INT32 = 0x7FFFFFFF
 
 
 def spread_name(name: str) -> str:
-    """``name`` as a Spread client sees it: itself when it fits the 32-byte field, else a
+    """``name`` as a Spread client sees it: itself when it has at most 31 bytes, else a
     31-character alias (a prefix, ``~`` and a CRC-32 of the whole name), the same at every
     daemon. Native clients may use longer names (group names up to 128 bytes, private names
-    ``#<20>#<daemon>``): a Spread client sees, and can send to, their aliases."""
+    ``#<20>#<daemon>``): a Spread client sees, and can send to, their aliases. A name of
+    exactly 32 bytes is aliased too: libspread 5.0.1 closes a session whose private group has
+    32 bytes (``SP_connect``: ``len >= MAX_GROUP_NAME``) and copies names into 32-byte buffers
+    that must end with a NUL (``sp.MAX_NAME_LEN``)."""
     raw = name.encode("utf-8", "surrogatepass")
-    if len(raw) <= sp.MAX_GROUP_NAME:
+    if len(raw) <= sp.MAX_NAME_LEN:
         return raw.decode("latin-1")
     prefix = raw[:ALIAS_KEEP].decode("latin-1")
     return f"{prefix}~{zlib.crc32(raw):08x}"
@@ -81,12 +84,28 @@ def data_message(d: DeliverMessage) -> bytes:
     )
 
 
-def membership_message(v: DeliverMembership) -> bytes:
+def lightweight_transitional(v: DeliverMembership) -> bool:
+    """Whether ``v`` is the transitional view groupcomm puts before a ``LEAVE`` or
+    ``DISCONNECT`` view inside one daemon view (``<conf>/G/n > <conf>/G/n+1``). Spread 5.0.1
+    sends no transitional message there (``groups.c``: a leave or disconnect in a group with
+    no partitioned daemon gets the lightweight regular message alone), so a Spread client gets
+    none; a transitional view of a daemon view change (the next gid is in another
+    configuration) is Spread's ``TRANSITION_MESS``."""
+    if v.kind != "transitional":
+        return False
+    prev, _, nxt = v.gid.partition(" > ")
+    return bool(prev) and prev.partition("/")[0] == nxt.partition("/")[0]
+
+
+def membership_message(v: DeliverMembership) -> bytes | None:
     """A group view as Spread's membership message for the session ``v.conn``: the group name
-    in the sender field, the members as the groups, the group id and vs-sets in the body."""
+    in the sender field, the members as the groups, the group id and vs-sets in the body.
+    ``None`` for a view Spread has no message for (``lightweight_transitional``)."""
     group = spread_name(v.group)
     if v.kind == "self_leave":
         return sp.encode_message(sp.CAUSED_BY_LEAVE, group, (), b"")
+    if lightweight_transitional(v):
+        return None
     if v.kind == "transitional":
         body = sp.group_id_bytes(transitional_group_id(v.gid))
         return sp.encode_message(sp.TRANSITION_MESS, group, (), body)

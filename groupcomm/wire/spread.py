@@ -60,6 +60,10 @@ CONNECTION_CLOSED = -8
 REJECT_AUTH = -9
 
 MAX_GROUP_NAME = 32  # a NUL-padded fixed field; a name of exactly 32 bytes has no NUL
+# The longest name a daemon may show a client: libspread closes a session whose private group
+# has MAX_GROUP_NAME bytes (SP_connect, "illegal values received"), lets only 1..31-byte group
+# names through, and copies names into 32-byte buffers that applications print as C strings.
+MAX_NAME_LEN = MAX_GROUP_NAME - 1
 MAX_PRIVATE_NAME = 10
 MAX_PROC_NAME = 20
 MAX_AUTH_NAME = 30
@@ -315,9 +319,12 @@ def encode_auth_list(methods: str = "NULL ") -> bytes:
 
 def encode_accept(request: ConnectRequest, private_name: str) -> bytes:
     """``ACCEPT_SESSION``, the daemon's version (the patch byte only for a library >= 3.15),
-    then the private group name."""
+    then the private group name (at most ``MAX_NAME_LEN`` bytes: libspread 5.0.1 answers a
+    32-byte one with ``CONNECTION_CLOSED``)."""
     major, minor, patch = DAEMON_VERSION
     raw = private_name.encode("latin-1")
+    if not 0 < len(raw) <= MAX_NAME_LEN:
+        raise WireError(f"private name {private_name!r} is not 1..{MAX_NAME_LEN} bytes")
     with_patch = request.version >= ACCEPT_PATCH_FROM
     version = bytes((major, minor, patch) if with_patch else (major, minor))
     return bytes((ACCEPT_SESSION,)) + version + bytes((len(raw),)) + raw

@@ -180,6 +180,12 @@ async def test_spread_and_native_share_order_views_and_partitions(
         assert sets[mine] == ["#be#d2", "#le#d1"]
     assert b"right" not in data(seen["be"]) and b"left" not in native.payloads(G)
     assert not any(m.type & REJECT for m in seen["le"] + seen["be"])
+    # a leave inside one daemon view: the lightweight regular view alone, no TRANSITION_MESS
+    # before it (Spread 5.0.1 sends none; libspread 5.0.1's spuser showed the extra one)
+    mark = len(seen["le"])
+    be.leave(G)
+    await until(le, seen["le"], last_is(seen["le"], everyone - {"#be#d2"}))
+    assert [m.type for m in seen["le"][mark:] if m.is_membership] == [REG_MEMB | 0x200]
     le.disconnect()
     be.disconnect()
     await close_all([native])

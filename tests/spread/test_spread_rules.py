@@ -8,8 +8,16 @@ import struct
 import pytest
 
 from groupcomm.config import DEFAULT_CLIENT_ENDPOINTS, ConfigError, parse_config
-from groupcomm.daemon.spreadmap import group_id, spread_name, transitional_group_id
+from groupcomm.core.commands import DeliverMembership
+from groupcomm.daemon.spreadmap import (
+    group_id,
+    lightweight_transitional,
+    membership_message,
+    spread_name,
+    transitional_group_id,
+)
 from groupcomm.wire import spread as sp
+from groupcomm.wire.errors import WireError
 
 ME = "#me#d1"
 
@@ -87,6 +95,45 @@ def test_names_and_group_ids() -> None:
     gid = group_id("R7.d1:123/G/3")
     assert gid[1:] == (7, 3) and gid == group_id("R7.d1:123/other/3")  # one view, one proc_id
     assert transitional_group_id("R7.d1:123/G/3 > R8.d1:123/G/1") == gid
+
+
+def test_names_a_spread_client_sees_have_at_most_31_bytes() -> None:
+    """libspread 5.0.1 closes a session whose private group has 32 bytes (``SP_connect``:
+    "illegal values received! 5.0.1; 32"), seen with spuser against a daemon whose name has
+    20 characters: a 32-byte name is aliased like a longer one."""
+    private = "#abcdefghij#abcdefghijklmnopqrst"  # 10-character user, 20-character daemon
+    assert len(private) == 32
+    alias = spread_name(private)
+    assert len(alias) == sp.MAX_NAME_LEN == 31 and alias.startswith(private[:22] + "~")
+    assert spread_name(private[:-1]) == private[:-1]
+    request = sp.ConnectRequest(5, 0, 1, 1, b"abcdefghij")
+    assert sp.encode_accept(request, alias)[4] == 31
+    with pytest.raises(WireError):
+        sp.encode_accept(request, private)
+
+
+def _view(kind: str, gid: str, cause: str = "") -> DeliverMembership:
+    members = ("#a#d1", "#b#d2")
+    return DeliverMembership(
+        conn="#a#d1", group="G", kind=kind, gid=gid, members=members, cause=cause,
+        vs_sets=(), changed=(),
+    )  # fmt: skip
+
+
+def test_no_transitional_message_before_a_leave_or_disconnect() -> None:
+    """groupcomm puts a transitional view before a LEAVE/DISCONNECT view inside one daemon
+    view; Spread 5.0.1 sends the regular message alone there (``groups.c``), and only a daemon
+    view change gives a ``TRANSITION_MESS``."""
+    inside = _view("transitional", "R7.d1:1/G/3 > R7.d1:1/G/4")
+    assert lightweight_transitional(inside) and membership_message(inside) is None
+    change = _view("transitional", "R7.d1:1/G/3 > R8.d1:1/G/1")
+    assert not lightweight_transitional(change)
+    message = membership_message(change)
+    assert message is not None
+    assert int.from_bytes(message[:4], "little") == sp.TRANSITION_MESS | sp.ENDIAN_MARKER
+    assert message[48:] == sp.group_id_bytes(group_id("R7.d1:1/G/3"))
+    regular = membership_message(_view("regular", "R7.d1:1/G/4", "LEAVE"))
+    assert regular is not None and regular[0:2] == bytes((0x80, 0x12))
 
 
 def test_spread_config() -> None:
