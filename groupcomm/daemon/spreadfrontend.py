@@ -350,11 +350,14 @@ class SpreadFrontEnd:
         )
         if msg is None:
             return []
+        # As Spread 5.0.1 (daemon/message.c Message_add_oldtype_to_reject): the sender's own
+        # private group is added to the groups, in place of the last one if there are 100.
+        groups = (*msg.groups[: sp.MAX_GROUPS_PER_MESSAGE - 1], peer.alias)
         return [
             sp.encode_message(
                 sp.REJECT_MESS | (msg.type & sp.SELF_DISCARD),
                 peer.alias,
-                msg.groups,
+                groups,
                 msg.body,
                 hint=sp.hint_for(msg.mess_type),
                 old_type=msg.type,
