@@ -93,12 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "keygen",
-        help="make a daemon's key pair for a secured cluster",
-        description="Write NAME.key (the private key, mode 0600, for [security] key) and "
-        "NAME.crt (the certificate, for every daemon's [[peers]] cert) into DIR "
-        "(docs/operations.md 'Securing a cluster').",
+        help="make key pairs for a secured cluster (daemons, TLS clients)",
+        description="Write NAME.key (the private key, mode 0600: [security] key of a daemon, "
+        "or a TLS client's --key) and NAME.crt (the certificate: [[peers]] cert of every "
+        "daemon, or [clients.NAME] cert) into DIR (docs/operations.md 'Securing a cluster').",
     )
-    p.add_argument("names", metavar="NAME", nargs="+", help="daemon name(s), as in [[peers]]")
+    p.add_argument(
+        "names", metavar="NAME", nargs="+", help="daemon names as in [[peers]], or client names"
+    )
     p.add_argument("--dir", metavar="DIR", default=".", help="where to write (default: .)")
     p.add_argument("--force", action="store_true", help="replace existing files")
 
