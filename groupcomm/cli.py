@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypedDict
+from typing import BinaryIO, TypedDict
 
 from groupcomm.client.connection import (
     GroupcommError,
@@ -28,9 +28,13 @@ from groupcomm.client.events import (
 )
 from groupcomm.client.tls import TlsFilesError
 from groupcomm.core.service import Service
+from groupcomm.logfeed.follow import FileFollower, FollowError
+from groupcomm.logfeed.lines import DEFAULT_MAX_LINE_BYTES
+from groupcomm.logfeed.publish import FollowSource, StdinSource, publish, stop_on_signals
 
 SERVICES = {s.name.lower(): s for s in Service}
 TOKEN_ENV = "GROUPCOMM_TOKEN"
+DRAIN_TIMEOUT_S = 10.0  # how long ``send`` waits, at the end, for the daemon to take the rest
 # For tls:// endpoints: (option, connect() parameter, environment variable)
 TLS_OPTIONS = (
     ("--daemon-cert", "daemon_cert", "GROUPCOMM_DAEMON_CERT"),
@@ -54,12 +58,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "send",
-        help="multicast a message",
-        description="Multicast TEXT (or every line of stdin when TEXT is omitted) to GROUP.",
+        help="multicast a message, stdin's lines or a followed log file's lines",
+        description="Multicast TEXT to GROUP; without TEXT, every line of stdin (until end of "
+        "input) or, with --follow, every line appended to FILE (like tail -F: across rotation "
+        "and truncation, until SIGINT/SIGTERM). One message per line, without its newline, "
+        "sent in batches; when the group is slower than the input, reading waits (memory "
+        "stays bounded). On SIGINT/SIGTERM the lines read so far are sent, then it exits 0.",
     )
     p.add_argument("group", metavar="GROUP", help="destination group or private name")
     p.add_argument("text", metavar="TEXT", nargs="?", help="message text (default: stdin lines)")
     p.add_argument("--service", choices=sorted(SERVICES), default="agreed")
+    p.add_argument(
+        "--follow",
+        metavar="FILE",
+        help="send the lines appended to FILE, following it across rotation and truncation",
+    )
+    p.add_argument(
+        "--from-start",
+        action="store_true",
+        help="with --follow: send FILE's existing lines first (default: only new ones)",
+    )
+    p.add_argument(
+        "--max-line-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_LINE_BYTES,
+        metavar="N",
+        help=f"cut longer lines to N bytes (default: {DEFAULT_MAX_LINE_BYTES})",
+    )
     p.add_argument("--endpoint", metavar="E", help="daemon endpoint (default: local daemon)")
     _token_argument(p)
     _tls_arguments(p)
@@ -71,7 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("group", metavar="GROUP")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--count", type=int, metavar="N", help="exit after N messages")
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="print only each message's payload, as sent (a log feed's lines); no views",
+    )
+    p.add_argument("--count", type=_positive_int, metavar="N", help="exit after N messages")
+    p.add_argument(
+        "--output", metavar="FILE", help="append to FILE instead of printing (created if absent)"
+    )
     p.add_argument("--endpoint", metavar="E", help="daemon endpoint (default: local daemon)")
     _token_argument(p)
     _tls_arguments(p)
@@ -114,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_arguments(p)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
 
 
 def _token_argument(p: argparse.ArgumentParser) -> None:
@@ -165,7 +208,15 @@ def _token(args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "send":
+        if args.follow is not None and args.text is not None:
+            parser.error("send: give TEXT or --follow FILE, not both")
+        if args.from_start and args.follow is None:
+            parser.error("send: --from-start needs --follow FILE")
+    if args.command == "tail" and args.raw and args.json:
+        parser.error("tail: --raw or --json, not both")
     try:
         match args.command:
             case "daemon":
@@ -190,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return bench_main(args)
             case _:
                 return 2
-    except (GroupcommError, TlsFilesError) as e:
+    except (GroupcommError, TlsFilesError, FollowError) as e:
         print(f"groupcomm {args.command}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -243,12 +294,46 @@ def _daemon(args: argparse.Namespace) -> int:
 
 
 async def _send(args: argparse.Namespace) -> int:
+    """One TEXT, stdin's lines, or a followed file's lines (``groupcomm.logfeed.publish``)."""
     service = SERVICES[args.service]
-    texts = [args.text] if args.text is not None else (line.rstrip("\n") for line in sys.stdin)
-    async with connect(args.endpoint, membership=False, token=_token(args), **_tls(args)) as conn:
-        for text in texts:
-            await conn.multicast(args.group, text.encode(), service)
-        await conn.drain(timeout=10)  # every message accepted into the ordered stream
+    follower: FileFollower | None = None
+    stdin: StdinSource | None = None
+    if args.follow is not None:
+        follower = FileFollower(
+            args.follow, from_start=args.from_start, max_line_bytes=args.max_line_bytes
+        )
+        follower.open()  # a missing or unreadable file fails before the daemon is asked
+    try:
+        async with connect(
+            args.endpoint, membership=False, token=_token(args), **_tls(args)
+        ) as conn:
+            if args.text is not None:
+                await conn.multicast(args.group, args.text.encode(), service)
+            else:
+                source: FollowSource | StdinSource
+                if follower is not None:
+                    source = FollowSource(follower)
+                else:
+                    source = stdin = StdinSource(sys.stdin.fileno(), args.max_line_bytes)
+                stop = asyncio.Event()
+                with stop_on_signals(stop):
+                    await publish(conn, args.group, source, stop, service)
+            try:  # every message accepted into the ordered stream
+                await conn.drain(timeout=DRAIN_TIMEOUT_S)
+            except TimeoutError:
+                raise GroupcommError(
+                    f"the daemon did not accept every message within {DRAIN_TIMEOUT_S} s"
+                ) from None
+    finally:
+        if follower is not None:
+            follower.close()
+    cut = follower.truncated_lines if follower is not None else 0
+    cut += stdin.splitter.truncated if stdin is not None else 0
+    if cut:
+        print(
+            f"groupcomm send: {cut} line(s) longer than {args.max_line_bytes} bytes were cut",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -313,17 +398,47 @@ def event_line(event: Event) -> str:
 
 
 async def _tail(args: argparse.Namespace) -> int:
-    seen = 0
-    async with connect(args.endpoint, token=_token(args), **_tls(args)) as conn:
-        await conn.join(args.group)
-        async for event in conn:
-            line = json.dumps(event_record(event)) if args.json else event_line(event)
-            print(line, flush=True)
-            if isinstance(event, Message):
-                seen += 1
-                if args.count is not None and seen >= args.count:
-                    break
+    """Print (or append to ``--output``) what GROUP delivers, one line per event, written and
+    flushed once per delivered batch (a log feed delivers thousands of lines a second)."""
+    try:
+        out: BinaryIO = open(args.output, "ab") if args.output else sys.stdout.buffer  # noqa: SIM115
+    except OSError as exc:
+        raise GroupcommError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    try:
+        sys.stdout.flush()  # anything printed through the text layer goes first
+        await _tail_into(args, out)
+    finally:
+        if args.output:
+            out.close()
     return 0
+
+
+async def _tail_into(args: argparse.Namespace, out: BinaryIO) -> None:
+    left: int | None = args.count
+    membership = not args.raw  # a raw feed is the lines alone: no views to skip
+    async with connect(
+        args.endpoint, membership=membership, token=_token(args), **_tls(args)
+    ) as conn:
+        await conn.join(args.group)
+        while left is None or left > 0:
+            events = await conn.receive_many()  # ConnectionClosed: the daemon ended it
+            lines: list[bytes] = []
+            for event in events:
+                if args.raw:
+                    if isinstance(event, Rejected):
+                        print(event_line(event), file=sys.stderr)
+                    elif isinstance(event, Message):
+                        lines.append(event.payload)
+                else:
+                    text = json.dumps(event_record(event)) if args.json else event_line(event)
+                    lines.append(text.encode())
+                if isinstance(event, Message) and left is not None:
+                    left -= 1
+                    if left == 0:
+                        break
+            if lines:
+                out.write(b"\n".join(lines) + b"\n")
+                out.flush()
 
 
 async def _status(args: argparse.Namespace) -> int:

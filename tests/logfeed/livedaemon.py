@@ -1,0 +1,110 @@
+"""One real daemon process for the log-feed tests (no ACLs, a Unix client endpoint), and a
+consumer that records what a group delivers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from groupcomm.client.connection import Connection, connect, query_status
+from groupcomm.client.events import Message, RegularView
+from groupcomm.localcluster import _die_with_parent, free_ports
+
+T = 30.0  # bound on every wait: a hang fails instead of blocking the suite
+
+
+class Daemon:
+    def __init__(self, workdir: Path) -> None:
+        data, control = free_ports(2)
+        self.endpoint = f"ipc://{workdir}/d1.sock"
+        self.socket_path = workdir / "d1.sock"
+        config = workdir / "d1.toml"
+        config.write_text(
+            f'[daemon]\nname = "d1"\nclient_endpoints = ["{self.endpoint}"]\n\n'
+            f'[[peers]]\nname = "d1"\ndata_port = {data}\ncontrol_port = {control}\n'
+        )
+        self.log_path = workdir / "d1.log"
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "groupcomm.daemon", "--config", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+
+    async def ready(self) -> None:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                await query_status(self.endpoint, 0.5)
+                return
+            except Exception:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                await asyncio.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Consumer:
+    """A member of ``group`` keeping every delivered payload and view, in order."""
+
+    def __init__(self, conn: Connection, group: str) -> None:
+        self.conn = conn
+        self.group = group
+        self.payloads: list[bytes] = []
+        self.views: list[RegularView] = []
+        self._changed = asyncio.Event()
+        self._task = asyncio.create_task(self._pump())
+
+    @classmethod
+    async def join(cls, endpoint: str, group: str) -> Consumer:
+        conn = await connect(endpoint).open()
+        await conn.join(group)
+        consumer = cls(conn, group)
+        await consumer.wait_for(lambda c: bool(c.views), "its own JOIN view")
+        return consumer
+
+    async def _pump(self) -> None:
+        while True:
+            for event in await self.conn.receive_many():
+                if isinstance(event, Message):
+                    self.payloads.append(event.payload)
+                elif isinstance(event, RegularView):
+                    self.views.append(event)
+            self._changed.set()
+
+    async def wait_for(
+        self, done: Callable[[Consumer], bool], what: str, timeout: float = T
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while not done(self):
+            if self._task.done():
+                self._task.result()  # the session ended: say why
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(
+                    f"no {what} within {timeout} s; got {len(self.payloads)} messages"
+                )
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(left, 0.2))
+
+    async def wait_payload(self, payload: bytes) -> None:
+        await self.wait_for(lambda c: payload in c.payloads, repr(payload))
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self.conn.close()
