@@ -25,6 +25,7 @@ the core on the next turn even when no client socket is readable.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -272,7 +273,7 @@ class NativeFrontEnd:
             case StatusReq(req=req):
                 if conn is not None:
                     layer.touch(conn, now)
-                self._reply(identity, StatusReply(req, self._status()))
+                self._reply(identity, StatusReply(req, self._status(identity)))
             case AdminReq(req=req, command=command, args=args):
                 if conn is not None:
                     layer.touch(conn, now)
@@ -342,6 +343,18 @@ class NativeFrontEnd:
             via=self.links.address(link_id),
         )
 
+    def _may_see_all_sessions(self, link_id: int) -> bool:
+        """Admins, and local processes of the daemon's own user (who could read its memory
+        and config anyway); everyone on a daemon without access control."""
+        config = self.access.config
+        if not (config.clients or config.acl or config.admin):
+            return True
+        who = self._identity(link_id)
+        if who is None:
+            return False
+        own_user = who.how == "peercred" and f"uid:{os.getuid()}" in who.principals
+        return own_user or not self.access.check_admin(who)
+
     def _identity(self, link_id: int) -> Identity | None:
         """Who is at ``link_id``: its session's identity, else what its link alone says
         (peer credentials, or anonymous TCP); ``None`` when that is not enough (tokens are
@@ -392,7 +405,7 @@ class NativeFrontEnd:
         self.warnings.warning(identity, "client_malformed", link=identity, error=text[:200])
         self._reply(identity, ErrorMsg("malformed", text[:500]))
 
-    def _status(self) -> dict[str, object]:
+    def _status(self, link_id: int) -> dict[str, object]:
         info: dict[str, object] = {}
         status = getattr(self._provider, "status", None)
         if callable(status):
@@ -403,7 +416,12 @@ class NativeFrontEnd:
             if isinstance(got, dict):
                 info.update(got)
         info.setdefault("daemon", self.daemon_name)
-        sessions = self.layer.sessions
+        sessions = dict(self.layer.sessions)
+        if not self._may_see_all_sessions(link_id):
+            # Who else is connected (names, uids, pids, addresses) is for admins only once the
+            # daemon controls access; a client still sees its own session.
+            own = self._by_link.get(link_id)
+            sessions = {c: s for c, s in sessions.items() if c == own}
         info["sessions"] = sorted(sessions)
         info["clients"] = {
             conn: {

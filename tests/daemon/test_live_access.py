@@ -204,6 +204,20 @@ async def test_tokens_authenticate_tcp_clients(ready: Daemon) -> None:
     assert TOKEN not in ready.log()  # a secret never reaches the log
 
 
+async def test_only_admins_see_who_else_is_connected(ready: Daemon) -> None:
+    """With access control on, ``status`` lists other sessions (identities, pids, addresses)
+    only to admin identities and to local processes of the daemon's own user; a stranger on the
+    TCP endpoint (no token: it may not even open a session) sees none."""
+    async with connect(ready.tcp, "boss", token=TOKEN) as boss:
+        everyone = await boss.status()  # ops is an admin
+        assert "#boss#d1" in str(everyone["sessions"]) and "#boss#d1" in str(everyone["clients"])
+        local = await query_status(ready.ipc, T)  # this test runs as the daemon's user
+        assert "#boss#d1" in str(local["sessions"])
+        stranger = await query_status(ready.tcp, T)
+        assert stranger["sessions"] == [] and stranger["clients"] == {}
+        assert isinstance(stranger["frontend"], dict)  # counters stay public
+
+
 async def test_admin_needs_a_listed_identity(ready: Daemon) -> None:
     async with connect(ready.ipc, "local") as local:
         ok, text = await local.admin("heal")
