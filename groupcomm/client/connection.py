@@ -53,7 +53,6 @@ from groupcomm.client.link import MAX_REPLY, Link, open_link
 from groupcomm.client.tls import ClientTls
 from groupcomm.core.service import SELF_DISCARD, Service
 from groupcomm.wire.client import (
-    DEFAULT_MAX_PAYLOAD,
     AccessReply,
     AccessReq,
     AdminReply,
@@ -198,7 +197,9 @@ class Connection:
         self._acl = False  # the daemon has [[acl]] rules: ask before join/multicast
         self._verdicts: dict[tuple[str, str], str] = {}  # (op, group) -> denial or ""
         self._send_window = 0
-        self._max_message_bytes = 0  # the daemon's limit, told in ``welcome``
+        # The daemon's limit when ``welcome`` tells it (a raised [protocol] max_message_bytes);
+        # else 0, and the daemon refuses an oversized message with a ``Rejected``.
+        self._max_message_bytes = 0
         self._in_flight = 0
         self._unreported = 0
         self._report_bytes = CONSUMED_BATCH  # until ``welcome`` tells the daemon's limit
@@ -291,7 +292,7 @@ class Connection:
                     acl=acl,
                     max_message_bytes=max_msg,
                 ):
-                    self._max_message_bytes = max_msg or DEFAULT_MAX_PAYLOAD
+                    self._max_message_bytes = max_msg  # 0: not told (the 1 MiB default)
                     self._private_name, self._daemon = pn, daemon
                     self._identity, self._acl = identity, acl
                     self._send_window = window
