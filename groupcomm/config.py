@@ -25,7 +25,7 @@ from groupcomm.accessconfig import (
     AccessConfigError,
     parse_access,
 )
-from groupcomm.core.config import CoreConfig
+from groupcomm.core.config import MAX_MESSAGE_BYTES_LIMIT, CoreConfig
 from groupcomm.core.ids import MAX_NAME_LEN
 from groupcomm.spreadconfig import SpreadConfig, SpreadConfigError, parse_spread
 from groupcomm.wire.stream import parse_endpoint
@@ -59,6 +59,7 @@ PROTOCOL_KEYS = (
     "tick_ms",
     "window_msgs",
     "window_bytes",
+    "max_message_bytes",
 )
 _CORE_DEFAULTS: dict[str, Any] = {
     f.name: f.default for f in dataclasses.fields(CoreConfig) if f.name in PROTOCOL_KEYS
@@ -115,6 +116,9 @@ class ProtocolConfig:
     tick_ms: int = _CORE_DEFAULTS["tick_ms"]
     window_msgs: int = _CORE_DEFAULTS["window_msgs"]
     window_bytes: int = _CORE_DEFAULTS["window_bytes"]
+    # The largest multicast payload; longer than 256 KiB travels in fragments, every daemon
+    # reassembles under this bound (protocol/services.md section 7).
+    max_message_bytes: int = _CORE_DEFAULTS["max_message_bytes"]
 
     def fingerprint(self) -> tuple[tuple[str, int], ...]:
         """The sorted settings, exchanged in the transport handshake."""
@@ -188,6 +192,7 @@ def core_config(
         gather_timeout_ms=p.gather_timeout_ms,
         window_msgs=p.window_msgs,
         window_bytes=p.window_bytes,
+        max_message_bytes=p.max_message_bytes,
         trace_messages=trace_messages,
     )
 
@@ -269,11 +274,23 @@ def parse_config(
         spread = parse_spread(raw)
     except SpreadConfigError as exc:
         raise v.fail(str(exc)) from None
-    slow = v.positive(daemon, "slow_consumer_bytes", "[daemon] ", DEFAULT_SLOW_CONSUMER_BYTES)
+    protocol = v.protocol(raw)
+    # A session must be able to hold one whole message unconsumed without being held back
+    # (half the limit) or closed: the default grows with max_message_bytes.
+    need = 2 * protocol.max_message_bytes
+    slow = v.positive(
+        daemon, "slow_consumer_bytes", "[daemon] ", max(DEFAULT_SLOW_CONSUMER_BYTES, need)
+    )
+    # Checked once large messages are enabled (an older file may keep a smaller limit with the
+    # 1 MiB default, where a session more than half behind is only held back for a moment).
+    if slow < need and protocol.max_message_bytes > _CORE_DEFAULTS["max_message_bytes"]:
+        raise v.fail(
+            f"[daemon] slow_consumer_bytes must be at least twice [protocol] max_message_bytes "
+            f"({need}), got {slow}"
+        )
     window = v.positive(daemon, "session_send_window", "[daemon] ", DEFAULT_SESSION_SEND_WINDOW)
     idle = v.positive(daemon, "session_idle_ms", "[daemon] ", DEFAULT_SESSION_IDLE_MS)
     stalled = v.positive(daemon, "slow_consumer_ms", "[daemon] ", DEFAULT_SLOW_CONSUMER_MS)
-    protocol = v.protocol(raw)
     transport = v.string(daemon, "transport", "[daemon] ", "tcp")
     if transport not in TRANSPORTS:
         raise v.fail(
@@ -523,5 +540,10 @@ class _Validator:
             raise self.fail(
                 f"[protocol] suspect_timeout_ms must exceed heartbeat_ms, got "
                 f"{values['suspect_timeout_ms']} <= {values['heartbeat_ms']}"
+            )
+        if values["max_message_bytes"] > MAX_MESSAGE_BYTES_LIMIT:
+            raise self.fail(
+                f"[protocol] max_message_bytes must be at most {MAX_MESSAGE_BYTES_LIMIT}, got "
+                f"{values['max_message_bytes']}"
             )
         return ProtocolConfig(**values)

@@ -56,6 +56,7 @@ _FLAGS: tuple[tuple[str, str, str, str, str], ...] = (
     ("--window-bytes", "window_bytes", "pos", "B", "own unstable payload bytes in flight"),
     ("--batch-bytes", "batch_bytes", "pos", "B", "Data frames are cut at this size"),
     ("--max-message-bytes", "max_message_bytes", "pos", "B", "largest client message"),
+    ("--fragment-bytes", "fragment_bytes", "pos", "B", "longer messages travel in fragments"),
 )
 _FLAG_OF: dict[str, str] = {
     **{dest: flag for flag, dest, *_ in _FLAGS},

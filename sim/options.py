@@ -51,6 +51,7 @@ PROTOCOL_FIELDS: tuple[str, ...] = (
     "window_bytes",
     "batch_bytes",
     "max_message_bytes",
+    "fragment_bytes",
 )
 _CORE: dict[str, Any] = {f.name: f.default for f in fields(CoreConfig) if f.name in PROTOCOL_FIELDS}
 
@@ -93,6 +94,7 @@ class SimOptions:
     window_bytes: int = _CORE["window_bytes"]
     batch_bytes: int = _CORE["batch_bytes"]
     max_message_bytes: int = _CORE["max_message_bytes"]
+    fragment_bytes: int = _CORE["fragment_bytes"]
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -292,6 +294,8 @@ BUGGIFY_CHOICES: dict[str, tuple[int, ...]] = {
     "window_bytes": (512, 4096, 65536, 1 << 20),
     "batch_bytes": (64, 300, 1500, 60_000),
     "max_message_bytes": (16, 64, 1024, 1 << 20),
+    # Small enough that the workload's 0..24-byte payloads travel in fragments (SVC-FRAG).
+    "fragment_bytes": (12, 256 << 10),
 }
 
 
@@ -326,6 +330,12 @@ def buggify_settings(seed: int) -> dict[str, int]:
         "install_timeout_ms": install,
         "gather_timeout_ms": pick("gather_timeout_ms", rng.randint(50, 300)),
     }
-    for name in ("window_msgs", "window_bytes", "batch_bytes", "max_message_bytes"):
+    for name in (
+        "window_msgs",
+        "window_bytes",
+        "batch_bytes",
+        "max_message_bytes",
+        "fragment_bytes",
+    ):
         drawn[name] = pick(name, rng.choice(choices[name]))
     return {name: value for name, value in drawn.items() if value != defaults[name]}

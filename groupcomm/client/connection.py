@@ -49,7 +49,7 @@ from groupcomm.client.events import (
     SelfLeave,
     TransitionalView,
 )
-from groupcomm.client.link import Link, open_link
+from groupcomm.client.link import MAX_REPLY, Link, open_link
 from groupcomm.client.tls import ClientTls
 from groupcomm.core.service import SELF_DISCARD, Service
 from groupcomm.wire.client import (
@@ -197,6 +197,9 @@ class Connection:
         self._acl = False  # the daemon has [[acl]] rules: ask before join/multicast
         self._verdicts: dict[tuple[str, str], str] = {}  # (op, group) -> denial or ""
         self._send_window = 0
+        # The daemon's limit when ``welcome`` tells it (a raised [protocol] max_message_bytes);
+        # else 0, and the daemon refuses an oversized message with a ``Rejected``.
+        self._max_message_bytes = 0
         self._in_flight = 0
         self._unreported = 0
         self._report_bytes = CONSUMED_BATCH  # until ``welcome`` tells the daemon's limit
@@ -287,7 +290,9 @@ class Connection:
                     slow_consumer_bytes=slow,
                     identity=identity,
                     acl=acl,
+                    max_message_bytes=max_msg,
                 ):
+                    self._max_message_bytes = max_msg  # 0: not told (the 1 MiB default)
                     self._private_name, self._daemon = pn, daemon
                     self._identity, self._acl = identity, acl
                     self._send_window = window
@@ -371,6 +376,11 @@ class Connection:
         if self._acl:
             await self._permit("send", targets)
         payload = bytes(payload)
+        if self._max_message_bytes and len(payload) > self._max_message_bytes:
+            raise ValueError(
+                f"message of {len(payload)} bytes exceeds the daemon's limit of "
+                f"{self._max_message_bytes} ([protocol] max_message_bytes)"
+            )
         await self._reserve(len(payload))
         svc = int(service) | (SELF_DISCARD if self_discard else 0)
         req = next(self._reqs)
@@ -632,7 +642,7 @@ class Connection:
     def _on_record(self, data: bytes) -> None:
         """One record from the daemon (called from asyncio's read callback)."""
         try:
-            reply = decode_reply(data)
+            reply = decode_reply(data, max_size=MAX_REPLY, max_payload=MAX_REPLY)
         except ClientWireError as e:
             self.errors.append(f"undecodable reply: {e}")
             return
@@ -797,7 +807,7 @@ async def query_status(
 
     def on_record(data: bytes) -> None:
         with contextlib.suppress(ClientWireError):
-            reply = decode_reply(data)
+            reply = decode_reply(data, max_size=MAX_REPLY, max_payload=MAX_REPLY)
             if isinstance(reply, StatusReply) and not answer.done():
                 answer.set_result(dict(reply.info))
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+MAX_MESSAGE_BYTES_LIMIT = 1 << 30  # the largest max_message_bytes a daemon accepts
+# A fragment and its header must fit one Msg payload of the peer codec (1 MiB, groupcomm.wire).
+MAX_FRAGMENT_BYTES = (1 << 20) - 1024
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CoreConfig:
@@ -25,7 +29,10 @@ class CoreConfig:
     # must fit one peer frame (16 MiB by default in groupcomm.wire): keep members x window below.
     window_bytes: int = 1 << 20
     batch_bytes: int = 60_000  # Data frames are cut at this size
+    # The largest multicast payload (the [protocol] table: every daemon reassembles under the
+    # same bound, protocol/services.md section 7). Longer than fragment_bytes: sent in fragments.
     max_message_bytes: int = 1 << 20
+    fragment_bytes: int = 256 << 10
     trace_messages: bool = False  # emit per-message Notes (simulator, --trace); off on the hot path
 
     def __post_init__(self) -> None:
@@ -37,5 +44,9 @@ class CoreConfig:
                 not isinstance(value, int) or value <= 0
             ):
                 raise ValueError(f"{f.name} must be a positive integer, got {value!r}")
+        if self.max_message_bytes > MAX_MESSAGE_BYTES_LIMIT:
+            raise ValueError(f"max_message_bytes must be at most {MAX_MESSAGE_BYTES_LIMIT}")
+        if self.fragment_bytes > MAX_FRAGMENT_BYTES:
+            raise ValueError(f"fragment_bytes must be at most {MAX_FRAGMENT_BYTES}")
         if self.suspect_timeout_ms <= self.heartbeat_ms:
             raise ValueError("suspect_timeout_ms must exceed heartbeat_ms")

@@ -37,6 +37,7 @@ from groupcomm.core.events import (
     Started,
     TimerFired,
 )
+from groupcomm.core.fragments import FRAGMENT, Reassembly, chunk_len, fragment, is_last
 from groupcomm.core.frames import (
     MAX_EPOCH,
     Cleanup,
@@ -91,6 +92,10 @@ class Node:
         self.epoch = Epoch(self.view, self.members, self.me)
         self.groups = GroupTable(self.me)
         self.pending: deque[Msg] = deque()
+        # The next fragment to stamp of the message at the head of ``pending`` (SVC-FRAG); 0
+        # when it is not being fragmented. Reset to 0 by a view change: the message restarts.
+        self._frag_next = 0
+        self.frags = Reassembly(config.max_message_bytes)  # large messages being reassembled
         self.own_delivered_seq = 0
         self.stopped = False
         self.started = False
@@ -286,7 +291,16 @@ class Node:
             batch: list[Msg] = []
             size = 0
             while pending and len(batch) < room and size < cfg.batch_bytes:
-                msg = pending.popleft()
+                msg = pending[0]
+                if len(msg.payload) > cfg.fragment_bytes and msg.kind == DATA:
+                    # SVC-FRAG: the head message goes one fragment at a time, nothing of this
+                    # daemon in between; the window check above paces the fragments.
+                    msg, last = fragment(msg, self._frag_next, cfg.fragment_bytes)
+                    self._frag_next = 0 if last else self._frag_next + 1
+                    if last:
+                        pending.popleft()
+                else:
+                    pending.popleft()
                 batch.append(msg)
                 size += len(msg.payload) + 64
             first = epoch.next_seq
@@ -302,12 +316,15 @@ class Node:
         for msg in batch:
             if msg.kind == DATA:
                 credits[msg.conn] = credits.get(msg.conn, 0) + len(msg.payload)
+            elif msg.kind == FRAGMENT:
+                credits[msg.conn] = credits.get(msg.conn, 0) + chunk_len(msg)
         out.extend(Credit(conn=c, payload_bytes=n) for c, n in credits.items())
 
     def _note_sends(self, batch: list[Msg], first: int, out: list[Command]) -> None:
         conf = regular_conf_id(self.view)
         for i, msg in enumerate(batch):
-            if msg.kind != DATA:
+            # A large message is sent when its last fragment is (SVC-FRAG).
+            if msg.kind != DATA and not (msg.kind == FRAGMENT and is_last(msg)):
                 continue
             out.append(
                 Note(
@@ -332,6 +349,11 @@ class Node:
         if sender == self.me:
             self.own_delivered_seq = seq
         kind = msg.kind
+        if kind == FRAGMENT:
+            whole = self.frags.add(sender, msg)  # SVC-FRAG: the whole at its last fragment
+            if whole is None:
+                return
+            msg, kind = whole, DATA
         if kind == DATA:
             self.counters["delivered"] += 1
             # ``is not`` first: the view is nearly always the very object of the last call, and
@@ -392,6 +414,12 @@ class Node:
         ``cleanup`` (regular part, transitional configuration, transitional part), then
         install the new regular view with a fresh epoch and the merged group table."""
         self._deliver_cleanup(install, cleanup, out)
+        # SVC-FRAG: a large message not complete in the old view is delivered by nobody who
+        # moves on together; its sender restarts it (whole in ``pending``) in the new view.
+        cut = self.frags.discard_all()
+        if cut:
+            out.append(Note(event="frag_cut", fields={"d": self.me, "messages": cut}))
+        self._restart_fragmented()
         vs_of: dict[str, int] = {}
         joined_in_trans: list[dict[str, set[str]]] = []
         for index, c in enumerate(install.cleanups):
@@ -410,6 +438,10 @@ class Node:
         out.append(_install_note(self.me, conf, "regular", self.members, self.view.epoch))
         out.extend(self.groups.install(install.groups, vs_of, joined_in_trans))
         self.installed_at = self.now
+
+    def _restart_fragmented(self) -> None:
+        """A message partly stamped in the old view is sent again from its first fragment."""
+        self._frag_next = 0
 
     def _deliver_cleanup(self, install: Install, cleanup: Cleanup, out: list[Command]) -> None:
         old_view = self.view
@@ -432,7 +464,11 @@ class Node:
 
 def group_ops(entries: Iterable[tuple[str, int, Msg]]) -> list[GroupOp]:
     """The group operations among a cleanup's transitional entries, in delivery order."""
-    return [(m.kind, m.conn, m.groups) for _, _, m in entries if m.kind != Kind.DATA]
+    return [
+        (m.kind, m.conn, m.groups)
+        for _, _, m in entries
+        if m.kind != Kind.DATA and m.kind != Kind.FRAGMENT
+    ]
 
 
 def _install_note(me: str, conf: str, kind: str, members: tuple[str, ...], epoch: int) -> Note:

@@ -28,6 +28,9 @@ class Kind(IntEnum):
     JOIN = 1
     LEAVE = 2
     DISCONNECT = 3
+    # One piece of a data message longer than ``CoreConfig.fragment_bytes``: a header
+    # (``fragments.HEADER``) and a chunk; reassembled before delivery (protocol/services.md s.7).
+    FRAGMENT = 4
 
 
 class Cause(IntEnum):

@@ -53,6 +53,7 @@ from groupcomm.daemon.sessions import (
     SessionLayer,
 )
 from groupcomm.wire.client import (
+    DEFAULT_MAX_PAYLOAD,
     AccessReply,
     AccessReq,
     AdminReply,
@@ -333,6 +334,7 @@ class NativeFrontEnd:
             layer.slow_consumer_bytes,
             who.name,
             self.access.acl_active,
+            0 if layer.max_message_bytes == DEFAULT_MAX_PAYLOAD else layer.max_message_bytes,
         )
         self._reply(link_id, welcome)
         self.log.info(

@@ -67,6 +67,7 @@ def native_frontend(config: DaemonConfig) -> FrontEnd:
         tls=client_tls(config),
         slow_consumer_ms=config.slow_consumer_ms,
         fd_reserve=reserve_for(len(config.peers)),
+        max_message_bytes=config.protocol.max_message_bytes,
     )
     if config.spread.enabled:
         frontend = with_spread(config, frontend)

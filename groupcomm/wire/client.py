@@ -144,6 +144,9 @@ class Welcome:
     slow_consumer_bytes: int  # the client paces its ``consumed`` reports against it
     identity: str = ""  # who the daemon took the client for ("" from an older daemon)
     acl: bool = False  # the daemon has [[acl]] rules: ``access`` answers may say no
+    # The largest multicast payload; 0 (omitted on the wire) means the 1 MiB default, so a
+    # daemon with the default limit stays readable by clients older than this field.
+    max_message_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +288,10 @@ def _fields(msg: Request | Reply) -> tuple[str, tuple[object, ...]]:
             return "bye", ()
         case Ping():
             return "ping", ()
-        case Welcome(private_name, daemon, window, slow, identity, acl):
+        case Welcome(private_name, daemon, window, slow, identity, acl, max_msg):
+            # max_message_bytes only when set: a client older than it refuses a 7-field welcome
+            if max_msg:
+                return "welcome", (private_name, daemon, window, slow, identity, acl, max_msg)
             return "welcome", (private_name, daemon, window, slow, identity, acl)
         case CreditGrant(nbytes):
             return "credit", (nbytes,)
@@ -574,7 +580,7 @@ _REQUESTS: Final[_Schema[Request]] = {
 
 _REPLIES: Final[_Schema[Reply]] = {
     "welcome": (
-        (4, 6),
+        (4, 7),
         lambda f: Welcome(
             _str(f[0], "private_name", empty=False),
             _str(f[1], "daemon", empty=False),
@@ -582,6 +588,7 @@ _REPLIES: Final[_Schema[Reply]] = {
             _uint(f[3], "slow_consumer_bytes"),
             _opt(f, 4, _str, "identity") or "",
             bool(_opt(f, 5, _bool, "acl")),
+            _opt(f, 6, _uint, "max_message_bytes") or 0,
         ),
     ),
     "credit": (1, lambda f: CreditGrant(_uint(f[0], "bytes"))),

@@ -106,8 +106,15 @@ def test_fields_added_later_are_optional_and_omitted_when_unset() -> None:
     ]
     old = msgpack.packb([1, "welcome", "#a#d1", "d1", 10, 20])
     assert decode_reply(old) == Welcome("#a#d1", "d1", 10, 20, "", False)
-    with pytest.raises(ClientWireError, match=r"welcome has 7 fields, expected 4\.\.6"):
-        decode_reply(msgpack.packb([1, "welcome", "#a#d1", "d1", 10, 20, "uid:0", True, 1]))
+    assert msgpack.unpackb(encode(Welcome("#a#d1", "d1", 10, 20, "x", False))) == [
+        *(1, "welcome", "#a#d1", "d1", 10, 20, "x", False)
+    ]  # max_message_bytes omitted at its default: older clients read it
+    big = [1, "welcome", "#a#d1", "d1", 10, 20, "uid:0", True, 1 << 26]
+    assert decode_reply(msgpack.packb(big)) == Welcome(
+        "#a#d1", "d1", 10, 20, "uid:0", True, 1 << 26
+    )
+    with pytest.raises(ClientWireError, match=r"welcome has 8 fields, expected 4\.\.7"):
+        decode_reply(msgpack.packb([*big, 1]))
     assert "secret-token" not in repr(Hello("a", True, "secret-token-0123456789"))
 
 

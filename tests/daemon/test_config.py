@@ -16,6 +16,7 @@ from groupcomm.config import (
     ProtocolConfig,
     core_config,
     load_config,
+    parse_config,
 )
 from groupcomm.core.config import CoreConfig
 
@@ -134,7 +135,7 @@ def test_core_config() -> None:
 def test_fingerprint_is_sorted_protocol_settings() -> None:
     fp = ProtocolConfig().fingerprint()
     assert [k for k, _ in fp] == sorted(k for k, _ in fp)
-    assert len(fp) == 8
+    assert len(fp) == 9
     assert ProtocolConfig(heartbeat_ms=41).fingerprint() != fp
 
 
@@ -244,3 +245,18 @@ def test_slow_consumer_ms(tmp_path: Path) -> None:
     path.write_text("[daemon]\nslow_consumer_ms = 0\n")
     with pytest.raises(ConfigError, match="slow_consumer_ms"):
         load_config(path)
+
+
+def test_max_message_bytes_is_a_protocol_setting_and_sizes_the_slow_consumer_limit() -> None:
+    big = 64 << 20
+    cfg = parse_config({"protocol": {"max_message_bytes": big}})
+    assert cfg.protocol.max_message_bytes == big
+    assert ("max_message_bytes", big) in cfg.protocol.fingerprint()
+    assert cfg.slow_consumer_bytes == 2 * big  # the default grows with it
+    assert core_config(cfg, incarnation=1).max_message_bytes == big
+    with pytest.raises(ConfigError, match="slow_consumer_bytes must be at least twice"):
+        parse_config(
+            {"protocol": {"max_message_bytes": big}, "daemon": {"slow_consumer_bytes": big}}
+        )
+    with pytest.raises(ConfigError, match="max_message_bytes must be at most"):
+        parse_config({"protocol": {"max_message_bytes": 2 << 30}})

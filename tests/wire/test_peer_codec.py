@@ -353,8 +353,8 @@ def test_every_known_service_is_accepted(service: int) -> None:
 
 def test_bad_kind() -> None:
     wire = raw(DATA)
-    wire[5][0][0] = 4
-    reject(wire, r"Data\.msgs\[0\]\.kind: unknown kind 4")
+    wire[5][0][0] = 5
+    reject(wire, r"Data\.msgs\[0\]\.kind: unknown kind 5")
 
 
 def test_str_and_bin_are_not_interchangeable() -> None:
