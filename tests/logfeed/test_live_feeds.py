@@ -20,6 +20,13 @@ from tests.logfeed.livedaemon import Consumer, Daemon, T
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _interruptible() -> None:
+    """In the child: SIGINT back to its default. A test run started in the background (CI
+    scripts, ``nohup ... &``) inherits SIGINT ignored, and Python then installs no Ctrl-C
+    handler, so the SIGINT these tests send as a user's Ctrl-C would be lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _groupcomm(*args: str, stdin: int | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
@@ -28,6 +35,7 @@ def _groupcomm(*args: str, stdin: int | None = None) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
+        preexec_fn=_interruptible,
     )
 
 
@@ -97,6 +105,11 @@ async def test_follow_rotation_truncation_burst_and_sigterm(ready: Daemon, tmp_p
         assert [p.decode() for p in consumer.payloads] == want
         assert b"old 1" not in consumer.payloads
 
+        # tail is a subscriber of its own and may still be writing: wait for the last line
+        deadline = asyncio.get_running_loop().time() + T
+        while not out.read_bytes().endswith(burst[-1].encode() + b"\n"):
+            assert asyncio.get_running_loop().time() < deadline, "tail never wrote the burst"
+            await asyncio.sleep(0.05)
         tail.send_signal(signal.SIGINT)
         await _wait_exit(tail)
         assert out.read_text().splitlines() == want  # tail --raw wrote the same lines
