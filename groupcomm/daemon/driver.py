@@ -147,6 +147,10 @@ class Driver:
                 "retransmitted": node.counters.get("retransmitted", 0),
                 "naks": node.counters.get("naks", 0),
                 "frame_errors": node.counters.get("frame_errors", 0),
+                # large messages (SVC-FRAG): dropped unfinished (cut by a view change, or out of
+                # turn), and payload bytes held in unfinished ones now
+                "fragments_dropped": node.frags.dropped,
+                "fragments_buffered": node.frags.buffered,
             },
             "driver": dict(self.counters),
             "transport": self.transport.stats(),

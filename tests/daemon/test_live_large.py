@@ -84,6 +84,10 @@ async def test_large_messages_arrive_whole_and_in_one_order(cluster: LocalCluste
             assert [(n, h) for s, n, h in got[0] if s == sender] == msgs
         with pytest.raises(ValueError, match="exceeds the daemon's limit"):
             await a.multicast("big", b"x" * (64 * MIB + 1))
+        for x in (a, b, c):  # nothing is left half-assembled (a view change may have cut one)
+            messages = (await x.status())["messages"]
+            assert isinstance(messages, dict)
+            assert messages["fragments_buffered"] == 0 and messages["fragments_dropped"] >= 0
     finally:
         for x in (a, b, c):
             await x.close()
