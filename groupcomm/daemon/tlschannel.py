@@ -65,7 +65,10 @@ class LinkSecurity:
                 f"[security] key {key!r} with this daemon's cert {cert!r}: {exc} "
                 "(is the key the one `groupcomm keygen` wrote next to that cert?)"
             ) from None
-        ctx.load_verify_locations(cadata=cadata)
+        try:
+            ctx.load_verify_locations(cadata=cadata)
+        except ssl.SSLError as exc:
+            raise TlsError(f"[[peers]] cert: a certificate OpenSSL cannot use: {exc}") from None
         ctx.verify_mode = ssl.CERT_REQUIRED
         return ctx
 

@@ -285,6 +285,11 @@ def test_key_and_cert_settings_are_checked_with_clear_errors(tmp_path: Path) -> 
     bad = [peers[0], {**peers[1], "cert": "bad.crt"}]
     with pytest.raises(TlsError, match="d2 cert"):
         LinkSecurity(parse_config({"security": {"key": "d1.key"}, "peers": bad}, src))
+    # PEM armour around bytes that are no certificate: refused by OpenSSL, said as a TlsError
+    (tmp_path / "junk.crt").write_text(ssl.DER_cert_to_PEM_cert(b"\x30\x03\x02\x01\x01"))
+    junk = [peers[0], {**peers[1], "cert": "junk.crt"}]
+    with pytest.raises(TlsError, match="cannot use"):
+        LinkSecurity(parse_config({"security": {"key": "d1.key"}, "peers": junk}, src))
 
 
 def test_a_final_leave_goes_out_sealed_at_close(tmp_path: Path) -> None:
