@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,7 +23,8 @@ from groupcomm.client.connection import (
     query_status,
 )
 from groupcomm.client.events import Message, Rejected
-from groupcomm.localcluster import _die_with_parent, free_ports
+from groupcomm.localcluster import free_ports
+from tests.daemon.onedaemon import DaemonProcess
 
 T = 10.0
 UID = os.getuid()
@@ -61,43 +60,12 @@ send = ["uid:{UID}", "ops"]
 """
 
 
-class Daemon:
+class Daemon(DaemonProcess):
     def __init__(self, workdir: Path) -> None:
         tcp, data, control = free_ports(3)
         self.ipc = f"ipc://{workdir}/d1.sock"
         self.tcp = f"tcp://127.0.0.1:{tcp}"
-        config = workdir / "d1.toml"
-        config.write_text(_config(workdir, tcp, data, control))
-        self.log_path = workdir / "d1.log"
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "groupcomm.daemon", "--config", str(config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
-            )
-
-    async def ready(self) -> None:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                await query_status(self.ipc, 0.5)
-                return
-            except Exception:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise
-                await asyncio.sleep(0.1)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        super().__init__(workdir, _config(workdir, tcp, data, control), self.ipc)
 
 
 @pytest.fixture(scope="module")

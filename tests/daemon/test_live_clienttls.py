@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -29,7 +28,8 @@ from groupcomm.client.connection import (
 )
 from groupcomm.client.events import Message
 from groupcomm.keygen import make_keypair
-from groupcomm.localcluster import _die_with_parent, free_ports
+from groupcomm.localcluster import free_ports
+from tests.daemon.onedaemon import DaemonProcess
 
 T = 20.0
 TOKEN = "ops-token-0123456789abcdef"
@@ -58,7 +58,7 @@ token = "{TOKEN}"
 """
 
 
-class Daemon:
+class Daemon(DaemonProcess):
     def __init__(self, workdir: Path) -> None:
         for name in ("d1", "d2", "alice", "mallory"):
             make_keypair(name, workdir)
@@ -69,47 +69,16 @@ class Daemon:
         self.tls_port = tls
         self.tcp = f"tcp://127.0.0.1:{tcp}"
         self.tcp_port = tcp
-        config = workdir / "d1.toml"
-        config.write_text(_config(workdir, tls, tcp, data, control))
-        self.log_path = workdir / "d1.log"
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "groupcomm.daemon", "--config", str(config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
-            )
+        super().__init__(workdir, _config(workdir, tls, tcp, data, control), self.ipc)
 
     def crt(self, name: str) -> str:
         return str(self.dir / f"{name}.crt")
-
-    async def ready(self) -> None:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                await query_status(self.ipc, 0.5)
-                return
-            except Exception:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise
-                await asyncio.sleep(0.1)
 
     async def counters(self) -> dict[str, int]:
         info = await query_status(self.ipc, T)
         frontend = info["frontend"]
         assert isinstance(frontend, dict)
         return frontend
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture(scope="module")

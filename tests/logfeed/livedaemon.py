@@ -5,56 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from groupcomm.client.connection import Connection, connect, query_status
+from groupcomm.client.connection import Connection, connect
 from groupcomm.client.events import Message, RegularView
-from groupcomm.localcluster import _die_with_parent, free_ports
+from groupcomm.localcluster import free_ports
+from tests.daemon.onedaemon import DaemonProcess
 
 T = 30.0  # bound on every wait: a hang fails instead of blocking the suite
 
 
-class Daemon:
+class Daemon(DaemonProcess):
     def __init__(self, workdir: Path) -> None:
         data, control = free_ports(2)
         self.endpoint = f"ipc://{workdir}/d1.sock"
         self.socket_path = workdir / "d1.sock"
-        config = workdir / "d1.toml"
-        config.write_text(
+        config = (
             f'[daemon]\nname = "d1"\nclient_endpoints = ["{self.endpoint}"]\n\n'
             f'[[peers]]\nname = "d1"\ndata_port = {data}\ncontrol_port = {control}\n'
         )
-        self.log_path = workdir / "d1.log"
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "groupcomm.daemon", "--config", str(config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
-            )
-
-    async def ready(self) -> None:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                await query_status(self.endpoint, 0.5)
-                return
-            except Exception:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise
-                await asyncio.sleep(0.1)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        super().__init__(workdir, config, self.endpoint)
 
 
 class Consumer:
