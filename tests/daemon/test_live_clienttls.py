@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from groupcomm.client.events import Message
 from groupcomm.keygen import make_keypair
 from groupcomm.localcluster import free_ports
 from tests.daemon.onedaemon import DaemonProcess
+from tests.daemon.tap import Tap
 
 T = 20.0
 TOKEN = "ops-token-0123456789abcdef"
@@ -153,53 +153,12 @@ async def test_without_a_cert_a_tls_client_needs_its_token(ready: Daemon) -> Non
         ).open()
 
 
-class _Tap:
-    """A TCP forwarder keeping a copy of every byte, both ways (an eavesdropper on the path)."""
-
-    def __init__(self, port: int) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.target = ("127.0.0.1", port)
-        self.seen = bytearray()
-        self.lock = threading.Lock()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                a, _ = self.listener.accept()
-            except OSError:
-                return
-            b = socket.create_connection(self.target)
-            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(b, a), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                with self.lock:
-                    self.seen += data
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            src.close()
-            dst.close()
-
-    def bytes(self) -> bytes:
-        with self.lock:
-            return bytes(self.seen)
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 @pytest.mark.parametrize("scheme", ["tcp", "tls"])
 async def test_an_eavesdropper_sees_no_payload_and_no_token(ready: Daemon, scheme: str) -> None:
     """The same session through a tap: payload and token in clear over tcp:// (the test can
     fail), neither over tls://."""
     secret = b"attack at dawn 0123456789"
-    tap = _Tap(ready.tls_port if scheme == "tls" else ready.tcp_port)
+    tap = Tap(ready.tls_port if scheme == "tls" else ready.tcp_port)
     pin = ready.crt("d1") if scheme == "tls" else ""
     try:
         endpoint = f"{scheme}://127.0.0.1:{tap.port}"

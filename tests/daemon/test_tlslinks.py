@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import ssl
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +23,7 @@ from groupcomm.keygen import make_keypair
 from groupcomm.wire.peer import encode_frame
 from groupcomm.wire.stream import record
 from tests.core.helpers import msg
+from tests.daemon.tap import Tap
 from tests.daemon.test_tcplinks import Node, closed_by_peer, connect_raw, links_up, run_until
 from tests.daemon.test_transport import free_ports, status
 
@@ -170,55 +169,12 @@ def test_a_keyed_peer_cannot_name_itself_another_daemon(tmp_path: Path) -> None:
             n.close()
 
 
-class _Tap:
-    """A TCP forwarder that keeps a copy of every byte it passes on (an eavesdropper on the
-    path between two daemons)."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.target = target
-        self.seen = bytearray()
-        self.lock = threading.Lock()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                a, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                b = socket.create_connection(self.target)
-            except OSError:
-                a.close()
-                continue
-            threading.Thread(target=self._pipe, args=(a, b, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(b, a, False), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, record_it: bool) -> None:
-        try:
-            while data := src.recv(65536):
-                if record_it:
-                    with self.lock:
-                        self.seen += data
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            src.close()
-            dst.close()
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 @pytest.mark.parametrize("keyed", [False, True])
 def test_an_eavesdropper_on_the_path_sees_only_ciphertext(tmp_path: Path, keyed: bool) -> None:
     """The same traffic through a tap: plaintext without keys (the test can fail), none with."""
     secret = b"attack at dawn 0123456789"
     c1, c2 = keyed_configs(tmp_path, ["d1", "d2"])
-    tap = _Tap(("127.0.0.1", c2.me.data_port))
+    tap = Tap(c2.me.data_port)
     # d1 dials d2 through the tap
     c1 = replace(c1, peers=(c1.me, replace(c1.peer("d2"), data_port=tap.port)))
     if not keyed:
@@ -230,8 +186,7 @@ def test_an_eavesdropper_on_the_path_sees_only_ciphertext(tmp_path: Path, keyed:
         data = Data(view=view, sender="d1:1", first_seq=1, msgs=(msg(secret.decode()),))
         nodes[0].t.send(("d2",), data)
         run_until(nodes, lambda: any(isinstance(f, Data) for f in nodes[1].got), timeout=20)
-        with tap.lock:
-            seen = bytes(tap.seen)
+        seen = tap.bytes()
         assert (secret in seen) is (not keyed)
     finally:
         tap.close()
