@@ -147,6 +147,13 @@ class _Link(Generic[T]):
         self.paused = False  # ``pause``: not read (its protocol holds its input back)
         self.written = 0  # bytes written to the socket so far
 
+    def seal_turn(self) -> None:
+        """On a TLS link, encrypt the turn's output into ``out`` in one call (TLS records of
+        16 KiB, not one per reply); nothing before the handshake completed."""
+        if self.plain and self.tls is not None and self.tls.established:
+            self.out += self.tls.seal(self.plain)
+            self.plain.clear()
+
 
 class StreamLinks(Generic[T]):
     """Listeners and client links in one ``Readiness`` set (see the module docstring), for
@@ -329,10 +336,7 @@ class StreamLinks(Generic[T]):
             link = self._links.get(link_id)
             if link is None:
                 continue
-            if link.plain and link.tls is not None and link.tls.established:
-                # The whole turn in one call: TLS records of 16 KiB, not one per reply.
-                link.out += link.tls.seal(link.plain)
-                link.plain.clear()
+            link.seal_turn()
             if not link.writing:
                 self._write(link_id)
 
@@ -373,8 +377,7 @@ class StreamLinks(Generic[T]):
         for link_id in list(self._links):
             link = self._links[link_id]
             with contextlib.suppress(OSError, ssl.SSLError):  # a last "closed" notice, if it fits
-                if link.plain and link.tls is not None and link.tls.established:
-                    link.out += link.tls.seal(link.plain)
+                link.seal_turn()
                 link.sock.send(link.out)
             self.drop(link_id)
         for fd, sock in self._listeners.items():

@@ -105,6 +105,13 @@ class _Outbound:
         self.connect_started = 0.0
         self.writing = False  # watched for EPOLLOUT
 
+    def seal_turn(self) -> None:
+        """With keys, encrypt what this turn queued into ``buf`` in one call (TLS records of
+        16 KiB, not one per frame); nothing before the peer is authenticated."""
+        if self.plain and self.up and self.tls is not None:
+            self.buf += self.tls.seal(self.plain)
+            self.plain.clear()
+
 
 class _Inbound:
     """A link a peer (or a stranger, until its hello) opened to us: we only read from it."""
@@ -288,9 +295,7 @@ class TcpTransport:
         if linger_ms > 0:  # let a final Leave go out
             deadline = self.clock() + linger_ms / 1000
             for link in self._out.values():
-                if link.plain and link.up and link.tls is not None:
-                    link.buf += link.tls.seal(link.plain)
-                    link.plain.clear()
+                link.seal_turn()
                 if link.sock is not None and link.buf:
                     link.sock.setblocking(True)
                     link.sock.settimeout(max(0.0, deadline - self.clock()))
@@ -404,9 +409,7 @@ class TcpTransport:
         sock = link.sock
         if sock is None:
             return
-        if link.plain and link.up and link.tls is not None:
-            link.buf += link.tls.seal(link.plain)  # one seal per turn: TLS records of 16 KiB
-            link.plain.clear()
+        link.seal_turn()
         if link.buf:
             try:
                 sent = sock.send(link.buf)
