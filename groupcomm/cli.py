@@ -9,17 +9,22 @@ import importlib
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, TypedDict
 
 from groupcomm.client.connection import (
+    ConnectionClosed,
+    DaemonLost,
+    DaemonUnavailable,
     GroupcommError,
     connect,
     query_status,
 )
 from groupcomm.client.events import (
     Event,
+    Gap,
     Message,
     RegularView,
     Rejected,
@@ -31,6 +36,14 @@ from groupcomm.core.service import Service
 from groupcomm.logfeed.follow import FileFollower, FollowError
 from groupcomm.logfeed.lines import DEFAULT_MAX_LINE_BYTES
 from groupcomm.logfeed.publish import FollowSource, StdinSource, publish, stop_on_signals
+from groupcomm.logfeed.resume import (
+    ResumeError,
+    TailState,
+    load_state,
+    parse_since,
+    rewind_output,
+    save_state,
+)
 
 SERVICES = {s.name.lower(): s for s in Service}
 TOKEN_ENV = "GROUPCOMM_TOKEN"
@@ -104,6 +117,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=_positive_int, metavar="N", help="exit after N messages")
     p.add_argument(
         "--output", metavar="FILE", help="append to FILE instead of printing (created if absent)"
+    )
+    p.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="first replay what the daemon retains of GROUP ([[retain]]) from WHEN: "
+        "'earliest', a message position (tail --json prints them), seconds since 1970, an ISO "
+        "8601 time with a timezone, or -90s/-5m/-2h/-1d; a gap is reported on stderr",
+    )
+    p.add_argument(
+        "--state",
+        metavar="FILE",
+        help="resume where the last run stopped: FILE keeps the position of the last message "
+        "written (and the --output size); when it exists it replaces --since. With --output "
+        "each message is written exactly once across restarts, to stdout at least once",
+    )
+    p.add_argument(
+        "--failover",
+        metavar="E",
+        action="append",
+        default=[],
+        help="when the daemon is lost, resume at this endpoint from the last position "
+        "(repeatable: tried in turn, then --endpoint again; needs GROUP retained there)",
     )
     p.add_argument("--endpoint", metavar="E", help="daemon endpoint (default: local daemon)")
     _token_argument(p)
@@ -352,6 +387,7 @@ def event_record(event: Event) -> dict[str, object]:
                 "service": event.service_level.name.lower(),
                 "msg_type": event.msg_type,
                 "mid": event.mid,
+                "position": event.position,
                 **text,
             }
         case RegularView():
@@ -380,6 +416,17 @@ def event_record(event: Event) -> dict[str, object]:
                 "group": event.group,
                 "reason": event.reason,
             }
+        case Gap():
+            return {
+                "type": "gap",
+                "groups": list(event.groups),
+                "reason": event.reason,
+                "after": event.after,
+                "before": event.before,
+                "first": event.first,
+                "last": event.last,
+                "count": event.count,
+            }
 
 
 def event_line(event: Event) -> str:
@@ -395,50 +442,129 @@ def event_line(event: Event) -> str:
             return f"-- left {event.group}"
         case Rejected():
             return f"-- rejected {event.op} {event.group or ''}: {event.reason}"
+        case Gap():
+            count = "an unknown number of" if event.count < 0 else str(event.count)
+            return f"-- gap {','.join(event.groups)}: {count} message(s) missing ({event.reason})"
 
 
 async def _tail(args: argparse.Namespace) -> int:
     """Print (or append to ``--output``) what GROUP delivers, one line per event, written and
     flushed once per delivered batch (a log feed delivers thousands of lines a second)."""
     try:
+        since = parse_since(args.since) if args.since else None
+        state = load_state(args.state) if args.state else None
+    except ResumeError as exc:
+        raise GroupcommError(str(exc)) from None
+    try:
         out: BinaryIO = open(args.output, "ab") if args.output else sys.stdout.buffer  # noqa: SIM115
     except OSError as exc:
         raise GroupcommError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     try:
+        if args.output:
+            cut = rewind_output(out, state)
+            if cut:
+                print(
+                    f"groupcomm tail: cut {cut} bytes written after the saved position "
+                    f"from {args.output} (they are replayed)",
+                    file=sys.stderr,
+                )
         sys.stdout.flush()  # anything printed through the text layer goes first
-        await _tail_into(args, out)
+        await _TailRun(args, out, since, state).run()
     finally:
         if args.output:
             out.close()
     return 0
 
 
-async def _tail_into(args: argparse.Namespace, out: BinaryIO) -> None:
-    left: int | None = args.count
-    membership = not args.raw  # a raw feed is the lines alone: no views to skip
-    async with connect(
-        args.endpoint, membership=membership, token=_token(args), **_tls(args)
-    ) as conn:
-        await conn.join(args.group)
-        while left is None or left > 0:
-            events = await conn.receive_many()  # ConnectionClosed: the daemon ended it
-            lines: list[bytes] = []
-            for event in events:
-                if args.raw:
-                    if isinstance(event, Rejected):
-                        print(event_line(event), file=sys.stderr)
-                    elif isinstance(event, Message):
-                        lines.append(event.payload)
-                else:
-                    text = json.dumps(event_record(event)) if args.json else event_line(event)
-                    lines.append(text.encode())
-                if isinstance(event, Message) and left is not None:
-                    left -= 1
-                    if left == 0:
+class _TailRun:
+    """``tail``'s loop: join (replaying ``since`` or the saved position), write each batch,
+    save the state, and on a lost daemon resume at the next endpoint."""
+
+    RETRY_FOR_S = 30.0  # with no endpoint answering for this long, give up
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        out: BinaryIO,
+        since: str | float | None,
+        state: TailState | None,
+    ) -> None:
+        self.args = args
+        self.out = out
+        self.position = state.position if state is not None else ""
+        self.since = self.position or since
+        self.endpoints = [args.endpoint, *args.failover]
+        self.resumable = bool(args.state or args.failover)
+        self.left: int | None = args.count
+
+    async def run(self) -> None:
+        turn, lost_at = 0, 0.0
+        while True:
+            endpoint = self.endpoints[turn % len(self.endpoints)]
+            try:
+                await self._session(endpoint)
+                return
+            except (DaemonLost, DaemonUnavailable, ConnectionClosed) as exc:
+                if not self.resumable or isinstance(exc, _Refused):
+                    raise
+                now = time.monotonic()
+                lost_at = lost_at or now
+                if now - lost_at > self.RETRY_FOR_S:
+                    raise GroupcommError(
+                        f"no daemon answered for {self.RETRY_FOR_S:.0f} s: {exc}"
+                    ) from None
+                turn += 1
+                following = self.endpoints[turn % len(self.endpoints)] or "the local daemon"
+                print(
+                    f"groupcomm tail: {exc}; resuming at {following} after "
+                    f"{self.position or self.since or 'the live stream'}",
+                    file=sys.stderr,
+                )
+                await asyncio.sleep(0.2 if turn % len(self.endpoints) else 1.0)
+                if self.position:
+                    self.since = self.position
+
+    async def _session(self, endpoint: str | None) -> None:
+        args = self.args
+        membership = not args.raw  # a raw feed is the lines alone: no views to skip
+        async with connect(
+            endpoint, membership=membership, token=_token(args), **_tls(args)
+        ) as conn:
+            req = await conn.join(args.group, since=self.since)
+            while self.left is None or self.left > 0:
+                events = await conn.receive_many()  # ConnectionClosed: the daemon ended it
+                self._write(events, req)
+
+    def _write(self, events: list[Event], join_req: int) -> None:
+        args = self.args
+        lines: list[bytes] = []
+        for event in events:
+            if isinstance(event, Rejected) and event.req == join_req and event.op == "join":
+                raise _Refused(f"join {args.group}: {event.reason}")
+            if args.raw:
+                if isinstance(event, Rejected | Gap):
+                    print(event_line(event), file=sys.stderr)
+                elif isinstance(event, Message):
+                    lines.append(event.payload)
+            else:
+                text = json.dumps(event_record(event)) if args.json else event_line(event)
+                lines.append(text.encode())
+            if isinstance(event, Message):
+                self.position = event.position
+                if self.left is not None:
+                    self.left -= 1
+                    if self.left == 0:
                         break
-            if lines:
-                out.write(b"\n".join(lines) + b"\n")
-                out.flush()
+        if lines:
+            self.out.write(b"\n".join(lines) + b"\n")
+            self.out.flush()
+        if self.args.state and self.position:
+            size = self.out.tell() if self.args.output else -1
+            save_state(self.args.state, TailState(self.position, size))
+
+
+class _Refused(ConnectionClosed):
+    """The daemon refused the join: no endpoint change helps."""
 
 
 async def _status(args: argparse.Namespace) -> int:

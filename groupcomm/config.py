@@ -27,6 +27,7 @@ from groupcomm.accessconfig import (
 )
 from groupcomm.core.config import MAX_MESSAGE_BYTES_LIMIT, CoreConfig
 from groupcomm.core.ids import MAX_NAME_LEN
+from groupcomm.retainconfig import RetainConfigError, RetentionConfig, parse_retention
 from groupcomm.spreadconfig import SpreadConfig, SpreadConfigError, parse_spread
 from groupcomm.wire.stream import parse_endpoint
 
@@ -156,6 +157,7 @@ class DaemonConfig:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     access: AccessConfig = field(default_factory=AccessConfig)  # clients, [[acl]], limits
     spread: SpreadConfig = field(default_factory=SpreadConfig)  # the Spread front-end
+    retention: RetentionConfig = field(default_factory=RetentionConfig)  # [[retain]]
     source: str = "<defaults>"  # the file it was loaded from
 
     @property
@@ -194,6 +196,7 @@ def core_config(
         window_bytes=p.window_bytes,
         max_message_bytes=p.max_message_bytes,
         trace_messages=trace_messages,
+        record=config.retention.enabled,  # the daemon's own record feeds its group logs
     )
 
 
@@ -234,7 +237,20 @@ def parse_config(
 ) -> DaemonConfig:
     v = _Validator(source)
     v.unknown(
-        raw, ("daemon", "peers", "protocol", "epgm", "security", "clients", "acl", "spread"), ""
+        raw,
+        (
+            "daemon",
+            "peers",
+            "protocol",
+            "epgm",
+            "security",
+            "clients",
+            "acl",
+            "spread",
+            "retain",
+            "retention",
+        ),
+        "",
     )
     daemon = v.table(raw, "daemon", "")
     v.unknown(
@@ -273,6 +289,10 @@ def parse_config(
     try:
         spread = parse_spread(raw)
     except SpreadConfigError as exc:
+        raise v.fail(str(exc)) from None
+    try:
+        retention = parse_retention(raw, base)
+    except RetainConfigError as exc:
         raise v.fail(str(exc)) from None
     protocol = v.protocol(raw)
     # A session must be able to hold one whole message unconsumed without being held back
@@ -316,6 +336,7 @@ def parse_config(
         security=security,
         access=access,
         spread=spread,
+        retention=retention,
         source=source,
     )
 

@@ -79,6 +79,7 @@ class Deliver:
     mid: str
     svc: str
     conf: str
+    n: int = 0  # its ordinal in ``conf`` (RET-POS); 0 in traces older than positions
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,6 +217,14 @@ def _int(obj: _Obj, key: str, ctx: str) -> int:
     return value
 
 
+def _opt_int(obj: _Obj, key: str, ctx: str) -> int:
+    """An optional non-negative integer (0 when absent)."""
+    value = obj.get(key, 0)
+    if value.__class__ is not int or value < 0:
+        raise _bad(obj, key, ctx, "a non-negative integer")
+    return value
+
+
 def _bool(obj: _Obj, key: str, ctx: str) -> bool:
     value = obj.get(key, _MISSING)
     if value.__class__ is not bool:
@@ -265,7 +274,8 @@ _PLAIN: dict[str, tuple[Callable[..., Event], tuple[tuple[str, _Field], ...]]] =
                           ("members", _strs), ("epoch", _int))),
     "send": (Send, (("d", _str), ("p", _str), ("mid", _str), ("svc", _SVC),
                     ("self_discard", _bool), ("groups", _strs), ("conf", _str))),
-    "deliver": (Deliver, (("d", _str), ("mid", _str), ("svc", _SVC), ("conf", _str))),
+    "deliver": (Deliver, (("d", _str), ("mid", _str), ("svc", _SVC), ("conf", _str),
+                          ("n", _opt_int))),
     "cdeliver": (CDeliver, (("p", _str), ("d", _str), ("mid", _str), ("svc", _SVC),
                             ("groups", _strs), ("sender", _str))),
     "open": (Open, (("p", _str), ("d", _str))),

@@ -18,6 +18,7 @@ from groupcomm.client.connection import (
 )
 from groupcomm.client.events import (
     Event,
+    Gap,
     Message,
     RegularView,
     Rejected,
@@ -40,6 +41,7 @@ __all__ = [
     "DaemonNotTrusted",
     "DaemonUnavailable",
     "Event",
+    "Gap",
     "GroupcommError",
     "Message",
     "RegularView",

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import functools
 import itertools
 import operator
@@ -43,6 +44,7 @@ import msgpack
 
 from groupcomm.client.events import (
     Event,
+    Gap,
     Message,
     RegularView,
     Rejected,
@@ -64,6 +66,7 @@ from groupcomm.wire.client import (
     CreditGrant,
     DeliveredEntry,
     ErrorMsg,
+    GapMsg,
     Hello,
     JoinReq,
     LeaveReq,
@@ -95,6 +98,7 @@ def _payload_bytes(messages: list[Event]) -> int:
     return sum(map(len, map(_payload, messages)))
 
 
+SLOW_CONSUMER_POLICIES = ("block", "drop", "disconnect")  # protocol/retention.md section 5
 DEFAULT_IPC_ENDPOINT = "ipc:///tmp/groupcomm-4804.sock"
 DEFAULT_TCP_ENDPOINT = "tcp://127.0.0.1:4804"
 # ``consumed`` reports: at most CONSUMED_BATCH bytes, and at most an eighth of the daemon's
@@ -179,9 +183,16 @@ class Connection:
         daemon_cert: str = "",
         cert: str = "",
         key: str = "",
+        slow_consumer: str = "block",
     ) -> None:
         if daemon_timeout is not None and not daemon_timeout > 0:
             raise ValueError("daemon_timeout must be > 0 seconds (or None: no liveness watch)")
+        if slow_consumer not in SLOW_CONSUMER_POLICIES:
+            raise ValueError(
+                f"slow_consumer must be one of {', '.join(SLOW_CONSUMER_POLICIES)}, "
+                f"got {slow_consumer!r}"
+            )
+        self.slow_consumer = slow_consumer
         self.endpoint = endpoint or default_endpoint()
         self._tls = tls_settings(self.endpoint, daemon_cert, cert, key)
         self._token = token  # not kept in any repr or error text
@@ -263,7 +274,14 @@ class Connection:
                 # A link already closing (a TLS refusal's alert came first) ends ``_opening``
                 # with its reason once asyncio reports the loss: wait for that, not this error.
                 with contextlib.suppress(ConnectionClosed):
-                    self._send(Hello(self.name, self.membership, self._token))
+                    self._send(
+                        Hello(
+                            self.name,
+                            self.membership,
+                            self._token,
+                            "" if self.slow_consumer == "block" else self.slow_consumer,
+                        )
+                    )
                 reply = await asyncio.wait_for(asyncio.shield(self._opening), self.timeout)
             except TimeoutError:
                 raise DaemonUnavailable(f"no answer from {self.endpoint}") from None
@@ -342,16 +360,36 @@ class Connection:
         await self.close()
 
     # --------------------------------------------------------------- requests
-    async def join(self, group: str) -> int:
+    async def join(
+        self, group: str, *, since: str | float | datetime.datetime | None = None
+    ) -> int:
         """Ask to join ``group``; returns the request id. The join takes effect with the first
         ``RegularView`` that lists this connection (cause JOIN, or NETWORK when the join falls
         into a view change); a refusal arrives as ``Rejected``. Joining a group this connection
         is already in (or joining) changes nothing. Raises ``AccessDenied`` if the daemon's
-        rules do not let this client join ``group``."""
+        rules do not let this client join ``group``.
+
+        ``since`` replays what the daemon retains of the group first (its ``[[retain]]`` rules,
+        protocol/retention.md): after a ``Message.position``, from a time (a timezone-aware
+        ``datetime`` or seconds since 1970) or from ``"earliest"``. The replayed messages come
+        before the join's ``RegularView``, the live stream after it, with nothing lost or
+        repeated at the seam; what the daemon no longer has arrives as a ``Gap``. Refused
+        (``Rejected``) when the daemon does not retain the group or this connection is
+        already in it."""
+        if isinstance(since, datetime.datetime):
+            if since.tzinfo is None:
+                raise ValueError("since: a datetime needs a timezone (e.g. datetime.UTC)")
+            since = since.timestamp()
+        elif isinstance(since, int | float) and not isinstance(since, bool):
+            since = float(since)
+        elif since is not None and (not isinstance(since, str) or not since):
+            raise ValueError(
+                "since must be a Message.position, 'earliest', seconds since 1970 or a datetime"
+            )
         if self._acl:
             await self._permit("join", (group,))
         req = next(self._reqs)
-        self._send(JoinReq(req, group))
+        self._send(JoinReq(req, group, since))
         return req
 
     async def leave(self, group: str) -> int:
@@ -670,6 +708,8 @@ class Connection:
             case ViewMsg() as v:
                 self._batches.append(([self._view_event(v)], 0))
                 self._arrived.set()
+            case GapMsg(groups, reason, after, before, first, last, count):
+                self._push(Gap(groups, reason, after, before, first, last, count))
             case Views(views=views):
                 self._batches.append(([self._view_event(v) for v in views], 0))
                 self._arrived.set()
@@ -730,6 +770,7 @@ def connect(
     daemon_cert: str = "",
     cert: str = "",
     key: str = "",
+    slow_consumer: str = "block",
 ) -> Connection:
     """A ``Connection`` to the daemon at ``endpoint`` (default: ``default_endpoint()``), opened
     by ``async with`` (or ``await conn.open()``). ``name`` ("" = invented by the daemon) makes
@@ -743,7 +784,12 @@ def connect(
     connection attempt with ``DaemonNotTrusted``. ``cert`` and ``key`` (default: ``cert`` with
     the suffix ``.key``) are this client's own pair, for a daemon that lists ``cert`` as a
     ``[clients.NAME] cert``; one it does not list fails with ``AuthenticationFailed``. Files
-    that cannot be used raise ``TlsFilesError`` (a ``ValueError``) here, naming the file."""
+    that cannot be used raise ``TlsFilesError`` (a ``ValueError``) here, naming the file.
+
+    ``slow_consumer`` is what the daemon does when this client reads slower than its groups
+    send (protocol/retention.md section 5): ``block`` (default: the senders wait, within the
+    bounds of docs/client.md), ``drop`` (the oldest waiting messages are dropped and a ``Gap``
+    says which) or ``disconnect`` (the session ends)."""
     return Connection(
         endpoint,
         name,
@@ -755,6 +801,7 @@ def connect(
         daemon_cert=daemon_cert,
         cert=cert,
         key=key,
+        slow_consumer=slow_consumer,
     )
 
 

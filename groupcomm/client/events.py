@@ -12,7 +12,9 @@ from groupcomm.core.service import SELF_DISCARD, SERVICE_MASK, Service
 
 class Message(NamedTuple):
     """A delivered multicast. ``sender`` is the sending connection's private name, ``groups``
-    the destination groups as sent, ``mid`` a cluster-unique message id.
+    the destination groups as sent, ``mid`` a cluster-unique message id, ``conf`` and ``n`` the
+    configuration it was delivered in and its ordinal there: with ``mid`` its ``position``
+    (protocol/retention.md section 1), which ``Connection.join(group, since=...)`` takes back.
 
     Immutable like the other events; a NamedTuple rather than a frozen dataclass because one is
     built per delivered message and that is about 2.5x cheaper."""
@@ -23,6 +25,14 @@ class Message(NamedTuple):
     msg_type: int
     payload: bytes
     mid: str
+    conf: str = ""  # "" from a daemon older than positions
+    n: int = 0
+
+    @property
+    def position(self) -> str:
+        """Where this message is in its groups' streams: an opaque string to store and give
+        back as ``join(group, since=position)`` (a replay continues after it)."""
+        return f"{self.conf}#{self.n}#{self.mid}"
 
     @property
     def service_level(self) -> Service:
@@ -87,4 +97,23 @@ class Rejected:
     code: str = ""
 
 
-Event = Message | RegularView | TransitionalView | SelfLeave | Rejected
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Messages of ``groups`` this connection does not get, in the stream where they would
+    have been (protocol/retention.md section 4). ``reason``: ``not retained`` (older than what
+    the daemon keeps, or evicted during the replay), ``restart`` (the daemon was down
+    meanwhile), ``unknown position`` (not in this daemon's history: another partition's), or
+    ``dropped`` (this connection's ``slow_consumer="drop"`` policy). ``after``/``before``: the
+    positions around the gap, ``first``/``last``: the first and last missing ones ("" where
+    unknown); ``count``: how many (-1 when unknown)."""
+
+    groups: tuple[str, ...]
+    reason: str
+    after: str = ""
+    before: str = ""
+    first: str = ""
+    last: str = ""
+    count: int = -1
+
+
+Event = Message | RegularView | TransitionalView | SelfLeave | Rejected | Gap

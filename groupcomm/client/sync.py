@@ -11,6 +11,7 @@ It runs a private event loop in a daemon thread and forwards each call to it::
 from __future__ import annotations
 
 import asyncio
+import datetime
 import threading
 from collections.abc import Coroutine, Sequence
 from types import TracebackType
@@ -88,8 +89,8 @@ class SyncConnection:
     def identity(self) -> str:
         return self._conn.identity
 
-    def join(self, group: str) -> int:
-        return self._run(self._conn.join(group))
+    def join(self, group: str, *, since: str | float | datetime.datetime | None = None) -> int:
+        return self._run(self._conn.join(group, since=since))
 
     def leave(self, group: str) -> int:
         return self._run(self._conn.leave(group))

@@ -27,15 +27,22 @@ class DeliverMessage(NamedTuple):
     per recipient), so a NamedTuple, immutable like the rest and about 2.5x cheaper to build
     than a frozen dataclass. The fields after ``conn`` are, in order, one entry of the client
     protocol's ``msgs`` array (``protocol/client.md``), so a front-end can slice instead of
-    copying field by field."""
+    copying field by field. ``conf``, ``n`` and ``mid`` are the message's position
+    (protocol/retention.md section 1, RET-POS). ``conn`` is ``RECORD`` for the daemon's own
+    record of the message (``CoreConfig.record``)."""
 
-    conn: str  # local receiving connection
+    conn: str  # local receiving connection, or RECORD
     sender: str  # sending connection's private name
     groups: tuple[str, ...]
     service: int
     msg_type: int
     payload: bytes
     mid: str
+    conf: str  # the configuration it is delivered in
+    n: int  # its ordinal there: gseq in a regular one, 1.. in a transitional one
+
+
+RECORD = ""  # DeliverMessage.conn of the daemon's own record (no connection is named "")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

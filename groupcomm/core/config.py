@@ -34,6 +34,9 @@ class CoreConfig:
     max_message_bytes: int = 1 << 20
     fragment_bytes: int = 256 << 10
     trace_messages: bool = False  # emit per-message Notes (simulator, --trace); off on the hot path
+    # Emit the daemon's own record of every delivered data message (a DeliverMessage with
+    # conn "", protocol/retention.md section 2): set when the daemon retains groups.
+    record: bool = False
 
     def __post_init__(self) -> None:
         if self.name not in self.peers:

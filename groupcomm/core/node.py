@@ -15,6 +15,7 @@ from typing import assert_never
 
 from groupcomm.core import requests
 from groupcomm.core.commands import (
+    RECORD,
     Command,
     Credit,
     DeliverMessage,
@@ -261,8 +262,8 @@ class Node:
             # tick): a client's backlog then overshoots the point where it makes the driver
             # hold (BacklogChanged) by at most that much, not by every sender's window.
             budget = DELIVER_BUDGET
-            for _, sender, seq, msg in epoch.deliverable():
-                self.deliver(sender, self.view, seq, msg, conf, out)
+            for gseq, sender, seq, msg in epoch.deliverable():
+                self.deliver(sender, self.view, seq, msg, conf, out, gseq)
                 budget -= len(msg.payload)
                 if budget <= 0:
                     break
@@ -343,9 +344,10 @@ class Node:
 
     # --------------------------------------------------------------- delivery
     def deliver(
-        self, sender: str, view: ViewId, seq: int, msg: Msg, conf: str, out: list[Command]
+        self, sender: str, view: ViewId, seq: int, msg: Msg, conf: str, out: list[Command], n: int
     ) -> None:
-        """Deliver one message of the ordered stream (data or group operation)."""
+        """Deliver one message of the ordered stream (data or group operation): the ``n`` th
+        of configuration ``conf`` (its position, protocol/retention.md section 1)."""
         if sender == self.me:
             self.own_delivered_seq = seq
         kind = msg.kind
@@ -370,18 +372,22 @@ class Node:
                 svc = SERVICE_NAMES[msg.service & 0x3F]
                 out.append(
                     Note(
-                        event="deliver", fields={"d": self.me, "mid": mid, "svc": svc, "conf": conf}
+                        event="deliver",
+                        fields={"d": self.me, "mid": mid, "svc": svc, "conf": conf, "n": n},
                     )
                 )
             discard = msg.conn if msg.service & SELF_DISCARD else None
             payload = msg.payload
+            if self.cfg.record:
+                entry = (RECORD, msg.conn, msg.groups, msg.service, msg.msg_type, payload, mid)
+                out.append(_new_tuple(DeliverMessage, (*entry, conf, n)))
             for conn in self.groups.recipients(msg.groups):
                 if conn != discard:
                     # The hottest allocation of the daemon: built with tuple.__new__ (fields in
-                    # order: conn, sender, groups, service, msg_type, payload, mid), which skips
-                    # the NamedTuple's Python-level __new__ and costs half as much.
+                    # order: conn, sender, groups, service, msg_type, payload, mid, conf, n),
+                    # which skips the NamedTuple's Python-level __new__ and costs half as much.
                     entry = (conn, msg.conn, msg.groups, msg.service, msg.msg_type, payload, mid)
-                    out.append(_new_tuple(DeliverMessage, entry))
+                    out.append(_new_tuple(DeliverMessage, (*entry, conf, n)))
         elif kind == DISCONNECT:
             out.extend(self.groups.disconnect(msg.conn))
         elif len(msg.groups) != 1:
@@ -450,7 +456,7 @@ class Node:
         for gseq, sender, seq, msg in cleanup.regular:
             if gseq > epoch.delivered:
                 epoch.delivered = gseq
-                self.deliver(sender, old_view, seq, msg, conf, out)
+                self.deliver(sender, old_view, seq, msg, conf, out, gseq)
         tconf = transitional_conf_id(install.view, old_view)
         trans = cleanup.trans_members
         out.append(_install_note(self.me, tconf, "transitional", trans, install.view.epoch))
@@ -458,8 +464,8 @@ class Node:
         ops = group_ops(cleanup.transitional)
         next_conf = regular_conf_id(install.view)
         out.extend(self.groups.begin_transitional(set(trans), next_conf, ops))
-        for sender, seq, msg in cleanup.transitional:
-            self.deliver(sender, old_view, seq, msg, tconf, out)
+        for n, (sender, seq, msg) in enumerate(cleanup.transitional, 1):
+            self.deliver(sender, old_view, seq, msg, tconf, out, n)
 
 
 def group_ops(entries: Iterable[tuple[str, int, Msg]]) -> list[GroupOp]:

@@ -8,6 +8,7 @@ come from session events and are written by the drivers themselves.
 from __future__ import annotations
 
 from groupcomm.core.commands import (
+    RECORD,
     CloseSession,
     Command,
     DeliverMembership,
@@ -24,6 +25,8 @@ SERVICE_NAMES = {int(s): s.name for s in Service}
 def trace_event(token: str, cmd: Command) -> dict[str, object] | None:
     """The event for ``cmd`` executed by daemon ``token``, or None if it is not observable."""
     if isinstance(cmd, DeliverMessage):
+        if cmd.conn == RECORD:
+            return None  # the daemon's own record (retention), no connection's delivery
         return {
             "ev": "cdeliver",
             "p": cmd.conn,

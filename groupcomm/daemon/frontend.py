@@ -40,8 +40,11 @@ from groupcomm.daemon.fdlimit import reserve_for
 from groupcomm.daemon.frontend_api import SessionCommand
 from groupcomm.daemon.ratelimit import Warnings
 from groupcomm.daemon.readiness import Readiness
+from groupcomm.daemon.replay import Gap
+from groupcomm.daemon.retention import Retention
 from groupcomm.daemon.sessions import (
     AUTH,
+    BLOCK,
     LAGGING_MS,
     SLOW_CONSUMER_MS,
     Ended,
@@ -65,6 +68,7 @@ from groupcomm.wire.client import (
     CreditGrant,
     DeliveredEntry,
     ErrorMsg,
+    GapMsg,
     Hello,
     JoinReq,
     LeaveReq,
@@ -132,6 +136,7 @@ class NativeFrontEnd:
         fd_reserve: int = reserve_for(1),
         clock: Callable[[], int] = _monotonic_ms,
         layer: SessionLayer | None = None,
+        retention: Retention | None = None,
     ) -> None:
         self.daemon_name = daemon_name
         self.log = log
@@ -154,6 +159,7 @@ class NativeFrontEnd:
             max_message_bytes=max_message_bytes,
             log=log,
             access=self.access,
+            retention=retention,
         )
         self.counters: dict[str, int] = {"requests": 0, "malformed": 0, "send_failed": 0}
         self._clock = clock
@@ -291,8 +297,8 @@ class NativeFrontEnd:
             case _ if conn is None:
                 if not isinstance(request, Bye | Consumed):
                     self._reply(identity, ErrorMsg("no_session", "send hello first"))
-            case JoinReq(req=req, group=group):
-                layer.join(conn, req, group, now)
+            case JoinReq(req=req, group=group, since=since):
+                layer.join(conn, req, group, now, since)
             case LeaveReq(req=req, group=group):
                 layer.leave(conn, req, group, now)
             case McastReq(req=req, groups=groups, service=svc, msg_type=mt, payload=payload):
@@ -319,7 +325,9 @@ class NativeFrontEnd:
             self._reply(link_id, RejectMsg(0, "hello", None, str(e), AUTH))
             return
         try:
-            session = layer.open(hello.name, hello.want_membership, now, who)
+            session = layer.open(
+                hello.name, hello.want_membership, now, who, policy=hello.policy or BLOCK
+            )
         except OpenRefused as e:
             if e.code:
                 self._refused(link_id, who.name, str(e), now)
@@ -434,6 +442,8 @@ class NativeFrontEnd:
             for conn, s in sorted(sessions.items())
         }
         info["frontend"] = {**self.counters, **self.layer.counters, **self.links.counters}
+        if self.layer.retention is not None:
+            info["retention"] = self.layer.retention.status()
         plain = _plain(info)
         assert isinstance(plain, dict)
         return plain
@@ -483,6 +493,11 @@ class NativeFrontEnd:
                 case Ended(reason=reason):
                     cut()
                     out.append(Closed(reason))
+                case Gap():
+                    cut()
+                    out.append(
+                        GapMsg(n.groups, n.reason, n.after, n.before, n.first, n.last, n.count)
+                    )
         cut()
         if credit:
             out.insert(0, CreditGrant(credit))

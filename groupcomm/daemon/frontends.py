@@ -73,6 +73,7 @@ def flush(
             part.expire_links()  # TLS handshakes that never completed
     elif layer.behind():  # every turn: a lagging session stops the whole cluster
         layer.check_lagging(now_ms)
+    layer.pump()  # replays and waiting deliveries, as far as each client keeps up
     per_conn: dict[str, list[Notice]] = {}
     for notice in layer.take_notices():
         per_conn.setdefault(notice.conn, []).append(notice)

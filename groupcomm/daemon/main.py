@@ -30,6 +30,7 @@ from groupcomm.daemon.driver import Driver
 from groupcomm.daemon.fanout import TransportUnavailable
 from groupcomm.daemon.fdlimit import raise_limit, reserve_for
 from groupcomm.daemon.frontend_api import FrontEnd
+from groupcomm.daemon.retention import Retention
 from groupcomm.daemon.tlschannel import TlsError
 from groupcomm.daemon.trace import TraceWriter
 from groupcomm.daemon.transport import DataPlane
@@ -68,10 +69,35 @@ def native_frontend(config: DaemonConfig) -> FrontEnd:
         slow_consumer_ms=config.slow_consumer_ms,
         fd_reserve=reserve_for(len(config.peers)),
         max_message_bytes=config.protocol.max_message_bytes,
+        retention=retention_of(config),
     )
     if config.spread.enabled:
         frontend = with_spread(config, frontend)
     return frontend
+
+
+def retention_of(config: DaemonConfig) -> Retention | None:
+    """The daemon's group logs (``[[retain]]``), with their disk store when a rule asks for
+    it; ``None`` without rules."""
+    settings = config.retention
+    if not settings.enabled:
+        return None
+    log = structlog.get_logger("groupcomm.retention").bind(d=config.name)
+    store = None
+    if any(rule.store == "disk" for rule in settings.rules):
+        from groupcomm.daemon.segments import SegmentStore
+
+        store = SegmentStore(settings.dir, settings.fsync, log)
+    retention = Retention(settings.rules, lambda: time.time_ns() // 1_000_000, store)
+    if store is not None:
+        store.load_into(retention)
+    log.info(
+        "retention",
+        rules=[(r.groups, r.max_bytes, r.max_age_s, r.store) for r in settings.rules],
+        dir=settings.dir or None,
+        fsync=settings.fsync if store is not None else None,
+    )
+    return retention
 
 
 def with_spread(config: DaemonConfig, native: Any) -> FrontEnd:

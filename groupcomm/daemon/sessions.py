@@ -46,6 +46,7 @@ from typing import Protocol
 
 from groupcomm.accessconfig import AccessConfig
 from groupcomm.core.commands import (
+    RECORD,
     CloseSession,
     Credit,
     DeliverMembership,
@@ -62,6 +63,8 @@ from groupcomm.core.events import (
 )
 from groupcomm.core.requests import group_op_problem, multicast_problem
 from groupcomm.daemon.access import ANONYMOUS_IDENTITY, Access, Identity
+from groupcomm.daemon.replay import Gap, ReplayCursor
+from groupcomm.daemon.retention import EARLIEST, Retention, parse_position
 
 # A MulticastRequested from its fields in order, built in C (one per accepted multicast).
 _new_request: Callable[[tuple[str, tuple[str, ...], int, int, bytes]], MulticastRequested] = (
@@ -133,7 +136,14 @@ class Ended:
     reason: str
 
 
-Notice = Granted | Refused | Ended | DeliverMessage | DeliverMembership
+Notice = Granted | Refused | Ended | DeliverMessage | DeliverMembership | Gap
+
+# Slow-consumer policies (protocol/retention.md section 5, RET-DROP), chosen at hello.
+BLOCK = "block"
+DROP = "drop"
+DISCONNECT = "disconnect"
+POLICIES = (BLOCK, DROP, DISCONNECT)
+Since = str | float  # a position, a wall-clock time in seconds, or "earliest"
 
 
 class OpenRefused(Exception):
@@ -167,6 +177,16 @@ class Session:
     # Access verdicts by destination list: (why denied or "", the group denied). A sender
     # sends many messages to the same few destinations; the rules are fnmatch patterns.
     send_verdicts: dict[tuple[str, ...], tuple[str, str]] = field(default_factory=dict)
+    policy: str = BLOCK
+    joined: set[str] = field(default_factory=set)  # groups whose regular view lists it
+    since: dict[str, Since] = field(default_factory=dict)  # joins asking for a replay
+    # Deliveries waiting in the daemon (a replay before them, or a drop/disconnect session
+    # behind): replays first, then ``front`` (what a drop kept: views, gaps), then ``waiting``.
+    replays: deque[ReplayCursor] = field(default_factory=deque)
+    front: deque[Notice] = field(default_factory=deque)
+    waiting: deque[Notice] = field(default_factory=deque)
+    waiting_bytes: int = 0  # what ``waiting`` holds in memory of its own (``_cost``)
+    queued: bool = False  # any of the three is not empty: new deliveries queue behind them
 
 
 class SessionLayer:
@@ -182,6 +202,7 @@ class SessionLayer:
         max_message_bytes: int = 1 << 20,
         log: Log | None = None,
         access: Access | None = None,
+        retention: Retention | None = None,
     ) -> None:
         if min(send_window, slow_consumer_bytes, idle_timeout_ms, slow_consumer_ms) <= 0:
             raise ValueError(
@@ -194,7 +215,9 @@ class SessionLayer:
         self.max_message_bytes = max_message_bytes
         self.log: Log = log or NullLog()
         self.access = access if access is not None else Access(AccessConfig())
+        self.retention = retention
         self.sessions: dict[str, Session] = {}
+        self._queued: set[str] = set()  # sessions with deliveries waiting in the daemon
         self.per_identity: dict[str, int] = {}  # open sessions by identity name
         self.counters: dict[str, int] = {
             "opened": 0,
@@ -206,6 +229,10 @@ class SessionLayer:
             "denied": 0,  # requests refused by the [[acl]] rules
             "limited": 0,  # sessions refused by a session limit
             "stalled": 0,  # lagging sessions that stopped holding (nothing consumed for a while)
+            "replays": 0,  # joins with a replay started
+            "replayed": 0,  # messages sent from a retained log
+            "dropped": 0,  # messages dropped for sessions with the drop policy
+            "gaps": 0,  # gap events sent
         }
         # Sessions more than half of slow_consumer_bytes behind: while there is one, local
         # multicasts wait (parked) instead of reaching the core, so a flood slows to what the
@@ -251,6 +278,7 @@ class SessionLayer:
         identity: Identity = ANONYMOUS_IDENTITY,
         *,
         name_checked: bool = False,
+        policy: str = BLOCK,
     ) -> Session:
         """Open a session for ``identity``; raise ``OpenRefused`` with the reason for a bad or
         duplicate name or a session limit (checked first: nothing is created). With
@@ -269,6 +297,9 @@ class SessionLayer:
                 name = f"r{self._invented}"
                 if self.private_name(name) not in self.sessions:
                     break
+        elif policy not in POLICIES:
+            self.counters["refused"] += 1
+            raise OpenRefused(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
         elif not name_checked and not NAME_RE.fullmatch(name):
             self.counters["refused"] += 1
             raise OpenRefused("name must be 1..20 characters of [A-Za-z0-9_-]")
@@ -277,7 +308,11 @@ class SessionLayer:
             self.counters["refused"] += 1
             raise OpenRefused(f"name {name!r} is in use")
         session = Session(
-            conn=conn, want_membership=want_membership, last_seen_ms=now_ms, identity=identity
+            conn=conn,
+            want_membership=want_membership,
+            last_seen_ms=now_ms,
+            identity=identity,
+            policy=POLICIES[POLICIES.index(policy)],  # the constant itself: compared with ``is``
         )
         self.sessions[conn] = session
         self.per_identity[identity.name] = self.per_identity.get(identity.name, 0) + 1
@@ -290,29 +325,60 @@ class SessionLayer:
         if session is not None:
             session.last_seen_ms = max(session.last_seen_ms, now_ms)
 
-    def join(self, conn: str, req: int, group: str, now_ms: int) -> None:
-        self._group_op(conn, req, "join", group, now_ms)
+    def join(
+        self, conn: str, req: int, group: str, now_ms: int, since: Since | None = None
+    ) -> None:
+        """Join ``group``; with ``since``, replay what the group's log holds from there first
+        (protocol/retention.md section 3)."""
+        session = self.sessions.get(conn)
+        if since is not None and session is not None:
+            why = self._replay_problem(session, group, since)
+            if why:
+                self._refuse(conn, req, "join", group, why)
+                return
+        if self._group_op(conn, req, "join", group, now_ms) and since is not None:
+            assert session is not None
+            session.since[group] = since
+
+    def _replay_problem(self, session: Session, group: str, since: Since) -> str:
+        if self.retention is None or self.retention.rule_for(group) is None:
+            return (
+                f"group {group!r} is not retained at daemon {self.daemon_name} "
+                "(no [[retain]] rule names it)"
+            )
+        if group in session.joined or group in session.since:
+            return f"already a member of {group!r}, or joining it (leave first to replay it)"
+        if isinstance(since, str) and since != EARLIEST:
+            try:
+                parse_position(since)
+            except ValueError as e:
+                return str(e)
+        elif isinstance(since, float | int) and not 0 <= since < 1e11:
+            return f"since must be a time in seconds since 1970, got {since!r}"
+        return ""
 
     def leave(self, conn: str, req: int, group: str, now_ms: int) -> None:
         self._group_op(conn, req, "leave", group, now_ms)
 
-    def _group_op(self, conn: str, req: int, op: str, group: str, now_ms: int) -> None:
+    def _group_op(self, conn: str, req: int, op: str, group: str, now_ms: int) -> bool:
+        """Check a join or leave and hand it to the core; False when refused here."""
         session = self._live(conn, now_ms)
         if session is None:
-            return
+            return False
         why = group_op_problem(group)
         if why:
             self._refuse(conn, req, op, group, why)
-            return
+            return False
         if op == "join" and self.access.acl_active:
             why = self.access.check(session.identity, "join", group)
             if why:
                 self.counters["denied"] += 1
                 self._refuse(conn, req, op, group, why, DENIED)
-                return
+                return False
         session.turn.append((op, group, req, 0))
         event = JoinRequested if op == "join" else LeaveRequested
         self._events.append(event(conn=conn, group=group))
+        return True
 
     def multicast(
         self,
@@ -466,6 +532,7 @@ class SessionLayer:
             self.per_identity.pop(name, None)
         self._behind.pop(conn, None)  # its parked multicasts go with it
         self._stalled.discard(conn)
+        self._queued.discard(conn)  # its waiting deliveries and replays go with it
         self._events.append(SessionClosed(conn=conn))
         # Anything still queued for this session is moot: "nothing more follows".
         self._notices = [n for n in self._notices if n.conn != conn]
@@ -476,6 +543,8 @@ class SessionLayer:
 
     def expire(self, now_ms: int) -> list[str]:
         """Close sessions not heard from for ``idle_timeout_ms``; return their names."""
+        if self.retention is not None:
+            self.retention.expire()
         limit = now_ms - self.idle_timeout_ms
         gone = [c for c, s in self.sessions.items() if s.last_seen_ms < limit]
         for conn in gone:
@@ -531,10 +600,17 @@ class SessionLayer:
         self, command: DeliverMessage | DeliverMembership | RejectRequest | CloseSession | Credit
     ) -> None:
         """Turn one core session command into notices (and policy decisions)."""
+        if command.conn == RECORD:  # the core's own record of a delivered message
+            if self.retention is not None and type(command) is DeliverMessage:
+                self.retention.record(command)
+            return
         session = self.sessions.get(command.conn)
         if session is None:
             return  # closed meanwhile: the core may still credit or deliver in this turn
         if type(command) is DeliverMessage:  # the hot path, one per delivered message
+            if session.queued or session.policy is not BLOCK:
+                self._deliver_unheld(session, command)
+                return
             self._notices.append(command)
             session.unconsumed += len(command.payload)
             if session.unconsumed > self._lag_limit:
@@ -544,17 +620,156 @@ class SessionLayer:
             return
         match command:
             case DeliverMembership():
+                self._track_membership(session, command)
                 if session.want_membership:
-                    self._notices.append(command)
+                    if session.queued:
+                        self._wait(session, command)
+                    else:
+                        self._notices.append(command)
             case Credit(payload_bytes=n):
                 n = min(n, session.in_flight)
                 session.in_flight -= n
                 if n:
                     self._notices.append(Granted(session.conn, n))
             case RejectRequest(op=op, group=group, reason=reason):
+                if op == "join" and group is not None:
+                    session.since.pop(group, None)
                 self._core_reject(session, _CORE_OPS.get(op, op), group, reason)
             case CloseSession(reason=reason):
                 self.close(session.conn, reason)
+
+    # ------------------------------------------------ replays and policies (RET-SEAM, RET-DROP)
+    def _track_membership(self, session: Session, view: DeliverMembership) -> None:
+        """Keep ``joined``; at the join view of a join with ``since``, start its replay, so the
+        replayed messages come before the view (RET-SEAM)."""
+        group = view.group
+        if view.kind == "regular" and session.conn in view.members:
+            if group in session.joined:
+                return
+            session.joined.add(group)
+            since = session.since.pop(group, None)
+            log = self.retention.log_for(group) if self.retention is not None else None
+            if since is None or log is None:
+                return
+            located = log.locate(since)
+            is_position = isinstance(since, str) and since != EARLIEST
+            cursor = ReplayCursor(
+                session.conn,
+                log,
+                located.start,
+                located.gap,
+                since if isinstance(since, str) and is_position else "",
+                count=located.missing,
+                from_position=is_position,
+            )
+            session.replays.append(cursor)
+            self._mark_queued(session)
+            self.counters["replays"] += 1
+        elif view.kind == "self_leave":
+            session.joined.discard(group)
+            session.since.pop(group, None)
+
+    def _deliver_unheld(self, session: Session, message: DeliverMessage) -> None:
+        """A delivery for a session that queues (a replay runs, or it is behind) or whose policy
+        never holds the senders (``drop``, ``disconnect``)."""
+        if session.queued:
+            self._wait(session, message)
+            return
+        size = len(message.payload)
+        if session.policy is DROP and session.unconsumed > self._lag_limit:
+            self._wait(session, message)
+            return
+        self._notices.append(message)
+        session.unconsumed += size
+        if session.unconsumed > self.slow_consumer_bytes:
+            self._slow_consumer(session)  # DISCONNECT (a DROP session never gets this far)
+
+    def _mark_queued(self, session: Session) -> None:
+        session.queued = True
+        self._queued.add(session.conn)
+
+    def _cost(self, message: DeliverMessage) -> int:
+        """What a waiting message holds in memory of its own: its payload, unless every
+        destination is retained here (the log holds the same bytes object)."""
+        retention = self.retention
+        if retention is not None and all(retention.rule_for(g) for g in message.groups):
+            return 128
+        return len(message.payload) + 128
+
+    def _wait(self, session: Session, notice: Notice) -> None:
+        session.waiting.append(notice)
+        self._mark_queued(session)
+        if type(notice) is not DeliverMessage:
+            return
+        session.waiting_bytes += self._cost(notice)
+        if session.waiting_bytes <= self._lag_limit:
+            return
+        if session.policy is DROP:
+            self._drop_oldest(session)
+        elif session.waiting_bytes > self.slow_consumer_bytes:
+            self._slow_consumer(session)
+
+    def _drop_oldest(self, session: Session) -> None:
+        """``drop``: the oldest waiting messages go; a gap takes each run's place (views are
+        kept, in order), so the client learns exactly what it missed (RET-DROP)."""
+        waiting, front = session.waiting, session.front
+        while session.waiting_bytes > self._lag_limit and waiting:
+            item = waiting.popleft()
+            if type(item) is not DeliverMessage:
+                front.append(item)
+                continue
+            session.waiting_bytes -= self._cost(item)
+            self.counters["dropped"] += 1
+            pos = f"{item.conf}#{item.n}#{item.mid}"
+            last = front[-1] if front else None
+            if type(last) is Gap and last.reason == "dropped" and last.groups == item.groups:
+                front[-1] = Gap(
+                    session.conn, item.groups, "dropped", first=last.first, last=pos,
+                    count=last.count + 1,
+                )  # fmt: skip
+            else:
+                front.append(
+                    Gap(session.conn, item.groups, "dropped", first=pos, last=pos, count=1)
+                )
+
+    def pump(self) -> None:
+        """Move queued deliveries (replays first) to the sessions' notices while their clients
+        keep up: at most half of ``slow_consumer_bytes`` given and unconsumed. Every turn."""
+        for conn in list(self._queued):
+            session = self.sessions.get(conn)
+            if session is None:
+                self._queued.discard(conn)
+                continue
+            while session.unconsumed <= self._lag_limit:
+                notice = self._take_queued(session)
+                if notice is None:
+                    session.queued = False
+                    self._queued.discard(conn)
+                    break
+                self._notices.append(notice)
+                if type(notice) is DeliverMessage:
+                    session.unconsumed += len(notice.payload)
+                elif type(notice) is Gap:
+                    self.counters["gaps"] += 1
+        if self.retention is not None:
+            self.retention.flush()
+
+    def _take_queued(self, session: Session) -> Notice | None:
+        while session.replays:
+            step = session.replays[0].step()
+            if step is not None:
+                if type(step) is DeliverMessage:
+                    self.counters["replayed"] += 1
+                return step
+            session.replays.popleft()
+        if session.front:
+            return session.front.popleft()
+        if session.waiting:
+            notice = session.waiting.popleft()
+            if type(notice) is DeliverMessage:
+                session.waiting_bytes -= self._cost(notice)
+            return notice
+        return None
 
     def _slow_consumer(self, session: Session, **why: int) -> None:
         self.counters["slow_consumers"] += 1

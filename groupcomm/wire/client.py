@@ -48,12 +48,14 @@ class Hello:
     name: str  # "" asks the daemon to invent one
     want_membership: bool
     token: str = field(default="", repr=False)  # "" = none (sent only when set)
+    policy: str = ""  # slow-consumer policy (protocol/retention.md section 5); "" = block
 
 
 @dataclass(frozen=True, slots=True)
 class JoinReq:
     req: int
     group: str
+    since: str | float | None = None  # replay from a position, a time or "earliest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +159,7 @@ class CreditGrant:
 # One entry of a ``msgs`` batch, in wire order. Decoding hands out the validated array itself
 # (msgpack builds it as a tuple), not a copy: the client library copies each entry once, into
 # its ``Message``.
-DeliveredEntry = tuple[str, tuple[str, ...], int, int, bytes, str]
+DeliveredEntry = tuple[str, tuple[str, ...], int, int, bytes, str, str, int]
 
 
 class Delivered(NamedTuple):
@@ -169,6 +171,8 @@ class Delivered(NamedTuple):
     msg_type: int
     payload: bytes
     mid: str
+    conf: str = ""  # the position (protocol/retention.md section 1); "" and 0 from a daemon
+    n: int = 0  # older than positions
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +197,19 @@ class Views:
     groups is thousands of them: one record instead of one each)."""
 
     views: tuple[ViewMsg, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GapMsg:
+    """Messages the client does not get (protocol/retention.md section 4)."""
+
+    groups: tuple[str, ...]
+    reason: str
+    after: str
+    before: str
+    first: str
+    last: str
+    count: int  # -1: unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +265,7 @@ Reply = (
     | Msgs
     | ViewMsg
     | Views
+    | GapMsg
     | RejectMsg
     | StatusReply
     | AdminReply
@@ -266,10 +284,13 @@ _PACKER: Final = msgpack.Packer(use_bin_type=True, autoreset=True)
 
 def _fields(msg: Request | Reply) -> tuple[str, tuple[object, ...]]:
     match msg:
-        case Hello(name, want, token):
+        case Hello(name, want, token, policy):
+            # Optional trailing fields only when set: older daemons read the shorter form.
+            if policy:
+                return "hello", (name, want, token, policy)
             return "hello", (name, want, token) if token else (name, want)
-        case JoinReq(req, group):
-            return "join", (req, group)
+        case JoinReq(req, group, since):
+            return "join", (req, group) if since is None else (req, group, since)
         case LeaveReq(req, group):
             return "leave", (req, group)
         case McastReq(req, groups, service, msg_type, payload):
@@ -297,6 +318,8 @@ def _fields(msg: Request | Reply) -> tuple[str, tuple[object, ...]]:
             return "credit", (nbytes,)
         case Msgs(msgs):
             return "msgs", (list(msgs),)
+        case GapMsg(groups, reason, after, before, first, last, count):
+            return "gap", (list(groups), reason, after, before, first, last, count)
         case ViewMsg(group, kind, gid, members, cause, vs_sets, changed):
             return "view", (group, kind, gid, members, cause, vs_sets, changed)
         case Views(views):
@@ -370,6 +393,31 @@ def _str(v: object, name: str, *, empty: bool = True) -> str:
     return v
 
 
+def _int(v: object, name: str) -> int:
+    if type(v) is not int or not -MAX_UINT <= v <= MAX_UINT:
+        raise _Bad(name, f"expected an integer, got {v!r:.40}")
+    return v
+
+
+POLICIES: Final = ("block", "drop", "disconnect")  # protocol/retention.md section 5
+
+
+def _policy(v: object, name: str) -> str:
+    policy = _str(v, name)
+    if policy and policy not in POLICIES:
+        raise _Bad(name, f"expected one of {', '.join(POLICIES)}, got {policy!r:.40}")
+    return policy
+
+
+def _since(v: object, name: str) -> str | float:
+    """A replay's start: a position or "earliest" (non-empty str), or a time in seconds."""
+    if type(v) is str and v:
+        return v
+    if (type(v) is int or type(v) is float) and 0 <= v < 1e11:
+        return float(v)
+    raise _Bad(name, f"expected a position, 'earliest' or seconds since 1970, got {v!r:.40}")
+
+
 def _opt_str(v: object, name: str) -> str | None:
     return None if v is None else _str(v, name)
 
@@ -434,8 +482,8 @@ def _status_map(v: object, depth: int = 0) -> dict[str, object]:
 def _delivered(v: object, i: int) -> DeliveredEntry:
     # Fast path for a well-formed entry (one per delivered message); the checks below it only
     # run to name what is wrong.
-    if type(v) is tuple and len(v) == 6:
-        sender, groups, service, msg_type, payload, mid = v
+    if type(v) is tuple and len(v) == 8:
+        sender, groups, service, msg_type, payload, mid, conf, n = v
         if (
             type(sender) is str
             and sender
@@ -453,11 +501,14 @@ def _delivered(v: object, i: int) -> DeliveredEntry:
             and 0 <= msg_type <= 0xFFFF
             and type(payload) is bytes
             and type(mid) is str
+            and type(conf) is str
+            and type(n) is int
+            and 0 <= n <= MAX_UINT
         ):
             return cast(DeliveredEntry, v)  # checked field by field above: no copy
     name = f"msgs[{i}]"
-    if type(v) is not tuple or len(v) != 6:
-        raise _Bad(name, "expected [sender, groups, service, msg_type, payload, mid]")
+    if type(v) is not tuple or len(v) not in (6, 8):
+        raise _Bad(name, "expected [sender, groups, service, msg_type, payload, mid, conf, n]")
     return Delivered(
         _str(v[0], f"{name}.sender", empty=False),
         _strs(v[1], f"{name}.groups", 1, MAX_GROUPS_PER_MESSAGE),
@@ -465,6 +516,8 @@ def _delivered(v: object, i: int) -> DeliveredEntry:
         _uint(v[3], f"{name}.msg_type", 0xFFFF),
         _bin(v[4], f"{name}.payload"),
         _str(v[5], f"{name}.mid"),
+        _str(v[6], f"{name}.conf") if len(v) == 8 else "",
+        _uint(v[7], f"{name}.n") if len(v) == 8 else 0,
     )
 
 
@@ -529,12 +582,18 @@ _Schema = dict[str, tuple[int | tuple[int, int], Callable[[tuple[object, ...]], 
 
 _REQUESTS: Final[_Schema[Request]] = {
     "hello": (
-        (2, 3),
+        (2, 4),
         lambda f: Hello(
-            _str(f[0], "name"), _bool(f[1], "want_membership"), _opt(f, 2, _str, "token") or ""
+            _str(f[0], "name"),
+            _bool(f[1], "want_membership"),
+            _opt(f, 2, _str, "token") or "",
+            _opt(f, 3, _policy, "policy") or "",
         ),
     ),
-    "join": (2, lambda f: JoinReq(_uint(f[0], "req"), _str(f[1], "group"))),
+    "join": (
+        (2, 3),
+        lambda f: JoinReq(_uint(f[0], "req"), _str(f[1], "group"), _opt(f, 2, _since, "since")),
+    ),
     "leave": (2, lambda f: LeaveReq(_uint(f[0], "req"), _str(f[1], "group"))),
     "mcast": (
         5,
@@ -594,6 +653,18 @@ _REPLIES: Final[_Schema[Reply]] = {
     "credit": (1, lambda f: CreditGrant(_uint(f[0], "bytes"))),
     "msgs": (1, lambda f: _msgs(f[0])),
     "view": (7, _view),
+    "gap": (
+        7,
+        lambda f: GapMsg(
+            _strs(f[0], "groups", 1, MAX_GROUPS_PER_MESSAGE),
+            _str(f[1], "reason"),
+            _str(f[2], "after"),
+            _str(f[3], "before"),
+            _str(f[4], "first"),
+            _str(f[5], "last"),
+            _int(f[6], "count"),
+        ),
+    ),
     "views": (1, lambda f: _views(f[0])),
     "reject": (
         (4, 5),

@@ -30,6 +30,7 @@ from sim.checkers.evs_order import check_evs_5, check_evs_6_1, check_evs_6_2
 from sim.checkers.evs_safe import check_evs_7_1, check_evs_7_2
 from sim.checkers.groupviews import check_gv_views, check_sp_trans_pair, check_sp_vsset
 from sim.checkers.liveness import check_l1, check_l2, check_l3, check_l4, final_configuration
+from sim.checkers.positions import check_ret_pos
 from sim.checkers.service import check_svc_fifo, check_svc_rel
 from sim.checkers.spread import (
     check_sp_multi,
@@ -73,6 +74,7 @@ CHECKERS: dict[str, Checker] = {
     "GV-VIEWS": check_gv_views,
     "GV-VS": check_gv_vs,
     "GV-SAFE": check_gv_safe,
+    "RET-POS": check_ret_pos,
     "L1": check_l1,
     "L2": check_l2,
     "L3": check_l3,

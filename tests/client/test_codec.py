@@ -120,6 +120,10 @@ def test_fields_added_later_are_optional_and_omitted_when_unset() -> None:
 
 def test_wire_format_is_version_op_fields() -> None:
     assert msgpack.unpackb(encode(JoinReq(7, "g"))) == [1, "join", 7, "g"]
+    assert msgpack.unpackb(encode(JoinReq(7, "g", "earliest"))) == [1, "join", 7, "g", "earliest"]
+    assert decode_request(encode(JoinReq(7, "g", 1.5e9))) == JoinReq(7, "g", 1.5e9)
+    assert decode_request(encode(Hello("a", True, "", "drop"))) == Hello("a", True, "", "drop")
+    assert msgpack.unpackb(encode(Hello("a", True))) == [1, "hello", "a", True]
     assert msgpack.unpackb(encode(Bye())) == [1, "bye"]
 
 
@@ -137,7 +141,11 @@ def test_wire_format_is_version_op_fields() -> None:
         [1, "mcast", 1, ["g"], 16, 70000, b""],  # msg_type
         [1, "mcast", 1, ["g"], 16, 0, "text"],  # payload must be bin
         [1, "admin", 1, "heal", "x"],  # args must be an array
-        [1, "hello", "a", True, "token", "extra"],  # hello has 2..3 fields
+        [1, "hello", "a", True, "token", "block", "extra"],  # hello has 2..4 fields
+        [1, "hello", "a", True, "", "sometimes"],  # the slow-consumer policy is one of three
+        [1, "join", 1, "g", ""],  # since: a position is not empty
+        [1, "join", 1, "g", -1.0],  # since: a time is not negative
+        [1, "join", 1, "g", True],  # since: a bool is neither
         [1, "hello", "a", True, 5],  # the token is a string
         [1, "access", 1, "admin", ["g"]],  # op is join or send
         [1, "access", 1, "send", []],  # at least one group

@@ -15,7 +15,11 @@ T = 5.0
 
 
 def msgs(*payloads: bytes) -> Msgs:
-    return Msgs(tuple(("#s#d1", ("g",), 0x10, 0, p, f"m{i}") for i, p in enumerate(payloads)))
+    return Msgs(
+        tuple(
+            ("#s#d1", ("g",), 0x10, 0, p, f"m{i}", "R1.d1", i + 1) for i, p in enumerate(payloads)
+        )
+    )
 
 
 def view(members: tuple[str, ...]) -> ViewMsg:

@@ -57,6 +57,8 @@ class FakeCore:
                         msg_type=e.msg_type,
                         payload=e.payload,
                         mid="m",
+                        conf="R1.d1",
+                        n=1,
                     )
                     for m in self.members
                 )
@@ -175,7 +177,15 @@ def test_core_reject_names_the_request_and_returns_the_window() -> None:
 def remote_message(conn: str, payload: bytes) -> DeliverMessage:
     """A message some other daemon's client sent, delivered to local ``conn``."""
     return DeliverMessage(
-        conn=conn, sender="#r#d2", groups=("g",), service=0x10, msg_type=0, payload=payload, mid="m"
+        conn=conn,
+        sender="#r#d2",
+        groups=("g",),
+        service=0x10,
+        msg_type=0,
+        payload=payload,
+        mid="m",
+        conf="R1.d1",
+        n=1,
     )
 
 

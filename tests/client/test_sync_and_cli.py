@@ -88,7 +88,7 @@ def test_doc_examples_compile_and_name_real_api() -> None:
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "client.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     for block in blocks:
         compile(block, "docs/client.md", "exec")
     for name in re.findall(r"gc\.(\w+)", text):

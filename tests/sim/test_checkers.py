@@ -158,6 +158,35 @@ def before_daemon(ev: list[Ev]) -> None:
     _move_after(ev, {"ev": "cdeliver", "p": C1, "mid": "m1"}, {"ev": "send", "mid": "m1"})
 
 
+def _numbered(ev: list[Ev]) -> list[Ev]:
+    """Number every daemon's deliveries per configuration as the core does (1, 2, ...),
+    consistently across daemons (by first delivery), and return the deliver events."""
+    dels = [e for e in ev if e["ev"] == "deliver"]
+    ordinal: dict[tuple[str, str], int] = {}
+    count: dict[str, int] = {}
+    for e in dels:
+        key = (e["conf"], e["mid"])
+        if key not in ordinal:
+            count[e["conf"]] = ordinal[key] = count.get(e["conf"], 0) + 1
+        e["n"] = ordinal[key]
+    return dels
+
+
+def two_messages_one_position(ev: list[Ev]) -> None:
+    dels = _numbered(ev)
+    assert check_all(to_trace(ev)) == []  # consistent numbers are clean
+    a = dels[0]
+    b = next(e for e in dels if e["conf"] == a["conf"] and e["mid"] != a["mid"])
+    b["n"] = a["n"]
+
+
+def one_message_two_positions(ev: list[Ev]) -> None:
+    dels = _numbered(ev)
+    a = dels[0]
+    other = next(e for e in dels if e["mid"] == a["mid"] and e["d"] != a["d"])
+    other["n"] = 1000
+
+
 def dup_deliver(ev: list[Ev]) -> None:
     again = {"ev": "deliver", "d": D2, "mid": "m12", "svc": "RELIABLE", "conf": R4}
     _insert_after(ev, again, ev="deliver", d=D2, mid="m12")
@@ -486,6 +515,8 @@ CASES = [
     _case("GV-VS-set", {"GV-VS"}, vs_set),  # SP-OPEN exempts c2: it closes later
     _case("GV-SAFE", {"GV-SAFE", "SP-OPEN"}, safe_member_misses),
     _case("GV-SAFE-transitional", {"GV-SAFE", "GV-VS"}, safe_trans_member_misses),
+    _case("RET-POS-two-messages", {"RET-POS"}, two_messages_one_position),
+    _case("RET-POS-two-ordinals", {"RET-POS"}, one_message_two_positions),
     _case("L1", {"L1"}, l1_unknown_live),
     _case("L2", {"L2"}, l2_lost),
     _case("L3", {"L3"}, _churn),

@@ -168,13 +168,14 @@ def restarted_d2_skips_a_delivery(monkeypatch: pytest.MonkeyPatch) -> Iterator[N
         msg: Msg,
         conf: str,
         out: list[Command],
+        n: int,
     ) -> None:
         restarted_d2 = self.name == "d2" and self.cfg.incarnation > 0
         if restarted_d2 and sender != self.me and msg.kind == core_node.DATA:
             self.counters["delivered"] += 1
             if self.counters["delivered"] == 3:
                 return
-        original(self, sender, view, seq, msg, conf, out)
+        original(self, sender, view, seq, msg, conf, out, n)
 
     monkeypatch.setattr(core_node.Node, "deliver", mutant)
     yield
