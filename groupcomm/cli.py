@@ -1,10 +1,11 @@
-"""The ``groupcomm`` command: ``daemon``, ``send``, ``tail``, ``status`` (and ``demo``,
-``bench``)."""
+"""The ``groupcomm`` command: ``daemon``, ``send``, ``publish``, ``tail``, ``status`` (and
+``demo``, ``keygen``, ``bench``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import json
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, TypedDict
 
 from groupcomm.client.connection import (
+    Connection,
     ConnectionClosed,
     DaemonLost,
     DaemonUnavailable,
@@ -35,15 +37,24 @@ from groupcomm.client.tls import TlsFilesError
 from groupcomm.core.service import Service
 from groupcomm.logfeed.follow import FileFollower, FollowError
 from groupcomm.logfeed.lines import DEFAULT_MAX_LINE_BYTES
-from groupcomm.logfeed.publish import FollowSource, StdinSource, publish, stop_on_signals
+from groupcomm.logfeed.publish import (
+    DEFAULT_STATE_INTERVAL_S,
+    FollowSource,
+    StateKeeper,
+    StdinSource,
+    publish,
+    stop_on_signals,
+    watching_session,
+)
 from groupcomm.logfeed.resume import (
     ResumeError,
     TailState,
-    load_state,
     parse_since,
     rewind_output,
     save_state,
 )
+from groupcomm.logfeed.resume import load_state as load_tail_state
+from groupcomm.logfeed.state import StateError, load_state
 
 SERVICES = {s.name.lower(): s for s in Service}
 TOKEN_ENV = "GROUPCOMM_TOKEN"
@@ -71,36 +82,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "send",
-        help="multicast a message, stdin's lines or a followed log file's lines",
+        help="multicast a message (or, like publish without --state, stdin's or a file's lines)",
         description="Multicast TEXT to GROUP; without TEXT, every line of stdin (until end of "
         "input) or, with --follow, every line appended to FILE (like tail -F: across rotation "
-        "and truncation, until SIGINT/SIGTERM). One message per line, without its newline, "
-        "sent in batches; when the group is slower than the input, reading waits (memory "
-        "stays bounded). On SIGINT/SIGTERM the lines read so far are sent, then it exits 0.",
+        "and truncation, until SIGINT/SIGTERM), as 'groupcomm publish' does without --state. "
+        "One message per line, without its newline, sent in batches; when the group is slower "
+        "than the input, reading waits (memory stays bounded). On SIGINT/SIGTERM the lines "
+        "read so far are sent, then it exits 0. For a log feed that resumes after a restart, "
+        "use 'groupcomm publish GROUP --follow FILE --state STATE'.",
     )
     p.add_argument("group", metavar="GROUP", help="destination group or private name")
     p.add_argument("text", metavar="TEXT", nargs="?", help="message text (default: stdin lines)")
-    p.add_argument("--service", choices=sorted(SERVICES), default="agreed")
+    _feed_arguments(p)
+
+    p = sub.add_parser(
+        "publish",
+        help="multicast stdin's lines or a followed log file's lines (resumable with --state)",
+        description="Multicast every line of stdin to GROUP (until end of input) or, with "
+        "--follow, every line appended to FILE, like tail -F: across rotation and truncation, "
+        "until SIGINT/SIGTERM. One message per line, without its newline, sent in batches; "
+        "when the group is slower than the input, reading waits (memory stays bounded). On "
+        "SIGINT/SIGTERM the lines read so far are sent, then it exits 0. With --state, where "
+        "it stopped is kept in STATE (the file, by device and inode, and the offset of the "
+        "first line the daemon has not yet acknowledged, i.e. stamped into the group's order) "
+        "and the next run starts there: after a crash or kill -9 no line is lost, and only "
+        "lines after the recorded offset are sent again. Rotated while stopped: the rest of "
+        "the old file (found in FILE's directory by its inode, or after a copytruncate by its "
+        "bytes) is sent first, then FILE from its start; not found, or FILE truncated: FILE "
+        "is read from its start. Either way with a warning on stderr.",
+    )
+    p.add_argument("group", metavar="GROUP", help="destination group or private name")
+    _feed_arguments(p)
     p.add_argument(
-        "--follow",
-        metavar="FILE",
-        help="send the lines appended to FILE, following it across rotation and truncation",
+        "--state",
+        metavar="STATE",
+        help="with --follow: resume from, and keep, the acknowledged position in STATE "
+        "(written atomically; while STATE does not exist, the start is as --from-start says)",
     )
     p.add_argument(
-        "--from-start",
-        action="store_true",
-        help="with --follow: send FILE's existing lines first (default: only new ones)",
+        "--state-interval",
+        type=_positive_float,
+        default=DEFAULT_STATE_INTERVAL_S,
+        metavar="SECONDS",
+        help="write STATE at most this often while lines are acknowledged, and at exit "
+        f"(default: {DEFAULT_STATE_INTERVAL_S:g})",
     )
-    p.add_argument(
-        "--max-line-bytes",
-        type=_positive_int,
-        default=DEFAULT_MAX_LINE_BYTES,
-        metavar="N",
-        help=f"cut longer lines to N bytes (default: {DEFAULT_MAX_LINE_BYTES})",
-    )
-    p.add_argument("--endpoint", metavar="E", help="daemon endpoint (default: local daemon)")
-    _token_argument(p)
-    _tls_arguments(p)
 
     p = sub.add_parser(
         "tail",
@@ -184,6 +210,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _feed_arguments(p: argparse.ArgumentParser) -> None:
+    """What ``send`` and ``publish`` share: the line feed's options and the session's."""
+    p.add_argument("--service", choices=sorted(SERVICES), default="agreed")
+    p.add_argument(
+        "--follow",
+        metavar="FILE",
+        help="send the lines appended to FILE, following it across rotation and truncation",
+    )
+    p.add_argument(
+        "--from-start",
+        action="store_true",
+        help="with --follow: send FILE's existing lines first (default: only new ones)",
+    )
+    p.add_argument(
+        "--max-line-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_LINE_BYTES,
+        metavar="N",
+        help=f"cut longer lines to N bytes (default: {DEFAULT_MAX_LINE_BYTES})",
+    )
+    p.add_argument("--endpoint", metavar="E", help="daemon endpoint (default: local daemon)")
+    _token_argument(p)
+    _tls_arguments(p)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0: {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -245,19 +306,22 @@ def _token(args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "send":
-        if args.follow is not None and args.text is not None:
-            parser.error("send: give TEXT or --follow FILE, not both")
-        if args.from_start and args.follow is None:
-            parser.error("send: --from-start needs --follow FILE")
+    if args.command == "send" and args.follow is not None and args.text is not None:
+        parser.error("send: give TEXT or --follow FILE, not both")
+    if args.command in ("send", "publish") and args.from_start and args.follow is None:
+        parser.error(f"{args.command}: --from-start needs --follow FILE")
+    if args.command == "publish" and args.state is not None and args.follow is None:
+        parser.error("publish: --state needs --follow FILE (stdin has no position to keep)")
     if args.command == "tail" and args.raw and args.json:
         parser.error("tail: --raw or --json, not both")
     try:
         match args.command:
             case "daemon":
                 return _daemon(args)
-            case "send":
+            case "send" if args.text is not None:
                 return asyncio.run(_send(args))
+            case "send" | "publish":
+                return asyncio.run(_publish(args))
             case "tail":
                 return asyncio.run(_tail(args))
             case "status":
@@ -276,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return bench_main(args)
             case _:
                 return 2
-    except (GroupcommError, TlsFilesError, FollowError) as e:
+    except (GroupcommError, TlsFilesError, FollowError, StateError) as e:
         print(f"groupcomm {args.command}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -329,36 +393,84 @@ def _daemon(args: argparse.Namespace) -> int:
 
 
 async def _send(args: argparse.Namespace) -> int:
-    """One TEXT, stdin's lines, or a followed file's lines (``groupcomm.logfeed.publish``)."""
+    """One TEXT (the lines of stdin or of a followed file: ``_publish``)."""
+    async with connect(args.endpoint, membership=False, token=_token(args), **_tls(args)) as conn:
+        await conn.multicast(args.group, args.text.encode(), SERVICES[args.service])
+        await _drain(conn)
+    return 0
+
+
+async def _drain(conn: Connection) -> None:
+    try:  # every message accepted into the ordered stream
+        await conn.drain(timeout=DRAIN_TIMEOUT_S)
+    except TimeoutError:
+        raise GroupcommError(
+            f"the daemon did not accept every message within {DRAIN_TIMEOUT_S} s"
+        ) from None
+    if conn.closed and conn.in_flight:
+        raise GroupcommError(
+            f"the session ended before the daemon accepted the last {conn.in_flight} bytes"
+        )
+
+
+async def _publish(args: argparse.Namespace) -> int:
+    """stdin's lines or a followed file's lines (``groupcomm.logfeed.publish``), for
+    ``publish`` and for ``send`` without TEXT; with ``--state``, kept and resumed."""
+    command = f"groupcomm {args.command}"
     service = SERVICES[args.service]
+
+    def warn(message: str) -> None:
+        print(f"{command}: warning: {message}", file=sys.stderr, flush=True)
+
+    refused: dict[str, int] = {}
+
+    def report(event: Rejected) -> None:
+        if event.reason not in refused:  # each reason once; the count at exit
+            print(f"{command}: the daemon refused a line: {event.reason}", file=sys.stderr)
+        refused[event.reason] = refused.get(event.reason, 0) + 1
+
     follower: FileFollower | None = None
     stdin: StdinSource | None = None
+    keeper: StateKeeper | None = None
+    state_path: str | None = getattr(args, "state", None)
     if args.follow is not None:
         follower = FileFollower(
-            args.follow, from_start=args.from_start, max_line_bytes=args.max_line_bytes
+            args.follow, from_start=args.from_start, max_line_bytes=args.max_line_bytes, warn=warn
         )
-        follower.open()  # a missing or unreadable file fails before the daemon is asked
+        # A missing or unreadable file or state fails before the daemon is asked.
+        state = load_state(state_path, args.follow) if state_path else None
+        if state is not None:
+            follower.resume(state)
+        else:
+            follower.open()
     try:
+        if follower is not None and state_path:
+            keeper = StateKeeper(state_path, follower, args.state_interval, warn)
+            try:
+                keeper.start()
+            except OSError as exc:
+                raise StateError(
+                    f"cannot write state file {state_path}: {exc.strerror or exc}"
+                ) from None
         async with connect(
             args.endpoint, membership=False, token=_token(args), **_tls(args)
         ) as conn:
-            if args.text is not None:
-                await conn.multicast(args.group, args.text.encode(), service)
+            source: FollowSource | StdinSource
+            if follower is not None:
+                source = FollowSource(follower)
             else:
-                source: FollowSource | StdinSource
-                if follower is not None:
-                    source = FollowSource(follower)
-                else:
-                    source = stdin = StdinSource(sys.stdin.fileno(), args.max_line_bytes)
-                stop = asyncio.Event()
-                with stop_on_signals(stop):
-                    await publish(conn, args.group, source, stop, service)
-            try:  # every message accepted into the ordered stream
-                await conn.drain(timeout=DRAIN_TIMEOUT_S)
-            except TimeoutError:
-                raise GroupcommError(
-                    f"the daemon did not accept every message within {DRAIN_TIMEOUT_S} s"
-                ) from None
+                source = stdin = StdinSource(sys.stdin.fileno(), args.max_line_bytes)
+            stop = asyncio.Event()
+            async with contextlib.AsyncExitStack() as stack:
+                stack.enter_context(stop_on_signals(stop))
+                watch = await stack.enter_async_context(watching_session(conn, report, stop))
+                if keeper is not None:  # records once more on the way out, after the drain
+                    await stack.enter_async_context(keeper.running(conn))
+                checkpoints = keeper.checkpoints if keeper is not None else None
+                await publish(conn, args.group, source, stop, service, checkpoints=checkpoints)
+                if watch.ended is not None:
+                    raise watch.ended  # the daemon went away or closed the session
+                await _drain(conn)
     finally:
         if follower is not None:
             follower.close()
@@ -366,9 +478,11 @@ async def _send(args: argparse.Namespace) -> int:
     cut += stdin.splitter.truncated if stdin is not None else 0
     if cut:
         print(
-            f"groupcomm send: {cut} line(s) longer than {args.max_line_bytes} bytes were cut",
+            f"{command}: {cut} line(s) longer than {args.max_line_bytes} bytes were cut",
             file=sys.stderr,
         )
+    if refused:
+        print(f"{command}: {sum(refused.values())} line(s) refused by the daemon", file=sys.stderr)
     return 0
 
 
@@ -452,7 +566,7 @@ async def _tail(args: argparse.Namespace) -> int:
     flushed once per delivered batch (a log feed delivers thousands of lines a second)."""
     try:
         since = parse_since(args.since) if args.since else None
-        state = load_state(args.state) if args.state else None
+        state = load_tail_state(args.state) if args.state else None
     except ResumeError as exc:
         raise GroupcommError(str(exc)) from None
     try:

@@ -254,6 +254,14 @@ class Connection:
         return self._send_window
 
     @property
+    def in_flight(self) -> int:
+        """Payload bytes multicast on this connection that the daemon has not credited yet.
+        The daemon credits a message's bytes once its core stamped it (gave it its place in
+        the total order), or at once when it refused it; a connection's messages are stamped
+        in the order sent. A message of zero bytes is never credited on its own."""
+        return self._in_flight
+
+    @property
     def closed(self) -> bool:
         return self._closed is not None
 

@@ -1,13 +1,15 @@
 """Log feeds over groups: the tools that put log lines into a group (``docs/logfeeds.md``).
 
 - ``GroupcommHandler``: a ``logging.Handler`` multicasting records from any thread without
-  blocking it (bounded buffer; when full, records are dropped and counted);
-  ``JsonLinesFormatter`` for records as JSON lines;
+  blocking it (bounded buffer; when full, records are dropped, counted and reported to the
+  group and on stderr); ``JsonLinesFormatter`` for records as JSON lines;
 - ``StructlogFeed``: the same for structlog, as a processor;
-- ``FileFollower`` and ``publish``: ``groupcomm send GROUP --follow FILE`` (``tail -F``).
+- ``FileFollower``, ``publish`` and ``state``: ``groupcomm publish GROUP --follow FILE
+  [--state STATE]`` (``tail -F``; with a state file, resumed after a restart from the first
+  line the daemon had not acknowledged).
 
-Retention, replay and positions (issue 14) are not here yet: a consumer gets what is sent
-while it is a member.
+Retention, replay and consumers' positions (issue 14) are not here yet: a consumer gets what
+is sent while it is a member.
 """
 
 from groupcomm.logfeed.buffer import RecordBuffer

@@ -14,6 +14,12 @@ was being sent when a connection ended may or may not have been delivered: it is
 ``close_timeout`` seconds; what is still queued then is counted in ``lost``. ``flush()`` does
 not wait (records are sent as they come).
 
+Drops and losses are reported twice: to the group (the notice that starts the next batch,
+for the feed's readers) and on stderr (for whoever runs the application, who may never see the
+group, and who would otherwise not learn of records lost while no daemon could be reached): by
+the feed thread, at most every ``report_interval`` seconds while the counts grow, and by
+``close()`` for what was not reported yet.
+
 Records logged by the handler's own thread (asyncio's or the client's own warnings) are not
 sent: a failing feed must not feed itself.
 """
@@ -23,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import threading
+import time
 from dataclasses import dataclass
 
 from groupcomm.client.connection import (
@@ -61,7 +69,9 @@ class GroupcommHandler(logging.Handler):
     """Multicast each record, formatted by the handler's formatter (``json_lines=True``: a
     ``JsonLinesFormatter``), as one message to ``group``. ``endpoint``, ``name``, ``token``,
     ``daemon_cert``, ``cert``, ``key`` are ``connect()``'s; the buffer holds at most
-    ``queue_records`` records and ``queue_bytes`` bytes."""
+    ``queue_records`` records and ``queue_bytes`` bytes. Drops and losses are written to
+    stderr at most every ``report_interval`` seconds, and at ``close()`` (``None``: never;
+    ``stats()`` and the group's notices still tell)."""
 
     def __init__(
         self,
@@ -80,6 +90,7 @@ class GroupcommHandler(logging.Handler):
         queue_bytes: int = DEFAULT_QUEUE_BYTES,
         close_timeout: float = 5.0,
         retry_s: float = 1.0,
+        report_interval: float | None = 60.0,
     ) -> None:
         super().__init__(level)
         self.group = group
@@ -88,6 +99,7 @@ class GroupcommHandler(logging.Handler):
         tls_settings(self.endpoint, daemon_cert, cert, key)  # bad arguments fail here, not later
         self.close_timeout = close_timeout
         self.retry_s = retry_s
+        self.report_interval = report_interval
         if json_lines:
             self.setFormatter(JsonLinesFormatter())
         self._session = (name, token, daemon_cert, cert, key)
@@ -100,6 +112,9 @@ class GroupcommHandler(logging.Handler):
         self._connected = False
         self._last_error = ""
         self._closing = False
+        self._reported = (0, 0)  # (dropped, lost) as last written to stderr
+        self._reported_at = -float("inf")
+        self._report_lock = threading.Lock()  # the feed thread and close() both report
         self._loop = asyncio.new_event_loop()
         self._wakeup = asyncio.Event()  # set on the loop only (``_wake``)
         self._task: asyncio.Task[None] | None = None
@@ -146,7 +161,35 @@ class GroupcommHandler(logging.Handler):
             with contextlib.suppress(RuntimeError):  # the loop already ended
                 self._loop.call_soon_threadsafe(self._begin_close)
             self._thread.join(self.close_timeout + 1.0)
+            self._report(final=True)
         super().close()
+
+    def _report(self, final: bool = False) -> None:
+        """Write the drops and losses not reported yet to stderr (module docstring): when
+        ``report_interval`` passed since the last report, or ``final``."""
+        if self.report_interval is None:
+            return
+        with self._report_lock:
+            counts = (self._buffer.dropped, self._lost)
+            now = time.monotonic()
+            if counts == self._reported or (
+                not final and now - self._reported_at < self.report_interval
+            ):
+                return
+            dropped, lost = (c - r for c, r in zip(counts, self._reported, strict=True))
+            self._reported, self._reported_at = counts, now
+        text = (
+            f"groupcomm.logfeed: GroupcommHandler for {self.group!r}: {dropped} record(s) "
+            f"dropped (buffer full) and {lost} lost since the last report "
+            f"({counts[0]} and {counts[1]} in all)"
+        )
+        if not self._connected and self._last_error:
+            text += f"; not connected: {self._last_error}"
+        try:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+        except (AttributeError, OSError, ValueError):
+            pass  # no stderr (a daemonized process), or closed: stats() still tells
 
     # ------------------------------------------------------------ the feed thread
     def _main(self) -> None:
@@ -173,6 +216,7 @@ class GroupcommHandler(logging.Handler):
         delay = self.retry_s
         try:
             while not (self._closing and not len(self._buffer)):
+                self._report()
                 if conn is None or conn.closed:
                     conn = await self._open()
                     if conn is None:

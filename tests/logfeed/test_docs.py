@@ -1,5 +1,6 @@
 """docs/logfeeds.md stays true to the code: its examples compile and name real API, and every
-option it gives ``send`` and ``tail`` exists."""
+option it (and the log-feed section of docs/operations.md) gives ``send``, ``publish`` and
+``tail`` exists."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import groupcomm.logfeed as logfeed
 from groupcomm.cli import build_parser
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "logfeeds.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOC = DOCS / "logfeeds.md"
 
 
 def _options(command: str) -> set[str]:
@@ -28,8 +30,11 @@ def test_logfeeds_doc_matches_the_code() -> None:
     for name in re.findall(r"from groupcomm\.logfeed import ([\w, ]+)", text):
         for item in name.split(","):
             assert hasattr(logfeed, item.strip()), item
-    for command in ("send", "tail"):
+    text += (DOCS / "operations.md").read_text()
+    for command in ("send", "publish", "tail"):
         have = _options(command)
-        for line in re.findall(rf"groupcomm {command} [^\n`]*", text):
+        lines = re.findall(rf"groupcomm {command} [^\n`]*", text)
+        assert lines, command
+        for line in lines:
             for option in re.findall(r"--[a-z-]+", line):
                 assert option in have, (command, option)

@@ -9,34 +9,12 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from groupcomm.cli import main
-from tests.logfeed.livedaemon import Consumer, Daemon, T
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _interruptible() -> None:
-    """In the child: SIGINT back to its default. A test run started in the background (CI
-    scripts, ``nohup ... &``) inherits SIGINT ignored, and Python then installs no Ctrl-C
-    handler, so the SIGINT these tests send as a user's Ctrl-C would be lost."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _groupcomm(*args: str, stdin: int | None = None) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "groupcomm", *args],
-        stdin=stdin,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        preexec_fn=_interruptible,
-    )
+from tests.logfeed.livedaemon import Consumer, Daemon, T, spawn, wait_exit
 
 
 def _append(path: Path, lines: list[str], end: str = "\n") -> None:
@@ -44,22 +22,17 @@ def _append(path: Path, lines: list[str], end: str = "\n") -> None:
         f.write("\n".join(lines) + end)
 
 
-async def _wait_exit(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
-    _, err = await asyncio.wait_for(asyncio.to_thread(proc.communicate), T)
-    return proc.returncode, err.decode()
-
-
 async def test_follow_rotation_truncation_burst_and_sigterm(ready: Daemon, tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_text("old 1\nold 2\n")  # there before: not sent (the default starts at the end)
     out = tmp_path / "tail.out"
     consumer = await Consumer.join(ready.endpoint, "feed")
-    tail = _groupcomm("tail", "feed", "--raw", "--output", str(out), "--endpoint", ready.endpoint)
+    tail = spawn("tail", "feed", "--raw", "--output", str(out), "--endpoint", ready.endpoint)
     sender: subprocess.Popen[bytes] | None = None
     try:
         # tail has joined once the consumer sees a view of two members
         await consumer.wait_for(lambda c: len(c.views[-1].members) == 2, "tail's JOIN")
-        sender = _groupcomm("send", "feed", "--follow", str(log), "--endpoint", ready.endpoint)
+        sender = spawn("send", "feed", "--follow", str(log), "--endpoint", ready.endpoint)
         # The sender opens the file at its end some time after it starts: probe lines written
         # before that are (rightly) not sent. The first one that arrives proves it follows.
         probe = 0
@@ -100,7 +73,7 @@ async def test_follow_rotation_truncation_burst_and_sigterm(ready: Daemon, tmp_p
         await consumer.wait_payload(burst[-1].encode())
 
         sender.send_signal(signal.SIGTERM)
-        rc, err = await _wait_exit(sender)
+        rc, err = await wait_exit(sender)
         assert (rc, err) == (0, "")
         assert [p.decode() for p in consumer.payloads] == want
         assert b"old 1" not in consumer.payloads
@@ -111,7 +84,7 @@ async def test_follow_rotation_truncation_burst_and_sigterm(ready: Daemon, tmp_p
             assert asyncio.get_running_loop().time() < deadline, "tail never wrote the burst"
             await asyncio.sleep(0.05)
         tail.send_signal(signal.SIGINT)
-        await _wait_exit(tail)
+        await wait_exit(tail)
         assert out.read_text().splitlines() == want  # tail --raw wrote the same lines
     finally:
         for proc in (sender, tail):
@@ -125,9 +98,7 @@ async def test_send_stdin_batches_until_end_of_input(ready: Daemon) -> None:
     consumer = await Consumer.join(ready.endpoint, "stdin-feed")
     try:
         lines = [f"stdin {i}" for i in range(5_000)] + ["", "unterminated"]
-        sender = _groupcomm(
-            "send", "stdin-feed", "--endpoint", ready.endpoint, stdin=subprocess.PIPE
-        )
+        sender = spawn("send", "stdin-feed", "--endpoint", ready.endpoint, stdin=subprocess.PIPE)
         _, err = await asyncio.wait_for(
             asyncio.to_thread(sender.communicate, "\n".join(lines).encode()), T
         )
@@ -142,7 +113,7 @@ async def test_follow_from_start_and_long_lines(ready: Daemon, tmp_path: Path) -
     log = tmp_path / "app.log"
     log.write_text("first\n" + "y" * 5000 + "\nlast\n")
     consumer = await Consumer.join(ready.endpoint, "from-start")
-    sender = _groupcomm(
+    sender = spawn(
         "send", "from-start", "--follow", str(log), "--from-start", "--max-line-bytes", "1000",
         "--endpoint", ready.endpoint,
     )  # fmt: skip
@@ -150,7 +121,7 @@ async def test_follow_from_start_and_long_lines(ready: Daemon, tmp_path: Path) -
         await consumer.wait_payload(b"last")
         assert consumer.payloads == [b"first", b"y" * 1000, b"last"]
         sender.send_signal(signal.SIGINT)
-        rc, err = await _wait_exit(sender)
+        rc, err = await wait_exit(sender)
         assert rc == 0 and "1 line(s) longer than 1000 bytes were cut" in err
     finally:
         if sender.poll() is None:

@@ -1,6 +1,6 @@
 """``GroupcommHandler`` and ``StructlogFeed`` against a real daemon: records from several
 threads arrive complete and in each thread's order; a full buffer drops and counts (and the
-group is told); a missing daemon never blocks the logging call."""
+group is told, and stderr); a missing daemon never blocks the logging call."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
+import pytest
 import structlog
 
 from groupcomm.logfeed import GroupcommHandler, StructlogFeed
@@ -102,6 +104,50 @@ async def test_handler_never_blocks_without_a_daemon(tmp_path: Path) -> None:
     stats = handler.stats()
     assert (stats.queued, stats.lost) == (0, 100)
     assert not handler.submit(b"after close")
+
+
+async def test_drops_are_reported_on_stderr_while_running_and_at_close(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No daemon, so the group can never be told: stderr is where the drops are seen, from
+    the logging handler and from the structlog processor alike."""
+    handler = GroupcommHandler(
+        "logs.app",
+        endpoint=f"ipc://{tmp_path}/nobody.sock",
+        queue_records=3,
+        retry_s=0.02,
+        close_timeout=0.5,
+        report_interval=0.05,
+    )
+    logger = _logger("reports", handler)
+    feed = StructlogFeed(handler)
+    try:
+        for i in range(10):
+            logger.error("record %d", i)
+        event = {"event": "dropped too"}
+        assert feed(None, "info", event) is event  # passed on, whether sent or dropped
+        # The feed thread reports while retrying the connection (not a timing verdict: the
+        # wait ends as soon as the report is there).
+        err = ""
+        deadline = time.monotonic() + 10
+        while "8 record(s) dropped" not in err:
+            assert time.monotonic() < deadline, f"no report on stderr: {err!r}"
+            await asyncio.sleep(0.02)
+            err += capsys.readouterr().err
+        assert "GroupcommHandler for 'logs.app'" in err
+        assert "(8 and 0 in all)" in err
+        for i in range(5):
+            logger.error("more %d", i)
+    finally:
+        logger.removeHandler(handler)
+        await asyncio.to_thread(handler.close)
+    err = capsys.readouterr().err  # close() reports what the thread had not
+    assert "5 record(s) dropped (buffer full) and 3 lost since the last report" in err
+    assert "(13 and 3 in all); not connected: no daemon at ipc://" in err
+    stats = handler.stats()
+    assert (stats.dropped, stats.lost, stats.sent) == (13, 3, 0)
+    handler.close()  # closing again reports nothing new
+    assert capsys.readouterr().err == ""
 
 
 async def test_structlog_processor_and_text_records(ready: Daemon) -> None:
