@@ -378,16 +378,17 @@ class Node:
                 )
             discard = msg.conn if msg.service & SELF_DISCARD else None
             payload = msg.payload
+            sender_conn, groups, service, msg_type = msg.conn, msg.groups, msg.service, msg.msg_type
             if self.cfg.record:
-                entry = (RECORD, msg.conn, msg.groups, msg.service, msg.msg_type, payload, mid)
-                out.append(_new_tuple(DeliverMessage, (*entry, conf, n)))
-            for conn in self.groups.recipients(msg.groups):
+                record = (RECORD, sender_conn, groups, service, msg_type, payload, mid, conf, n)
+                out.append(_new_tuple(DeliverMessage, record))
+            for conn in self.groups.recipients(groups):
                 if conn != discard:
                     # The hottest allocation of the daemon: built with tuple.__new__ (fields in
                     # order: conn, sender, groups, service, msg_type, payload, mid, conf, n),
                     # which skips the NamedTuple's Python-level __new__ and costs half as much.
-                    entry = (conn, msg.conn, msg.groups, msg.service, msg.msg_type, payload, mid)
-                    out.append(_new_tuple(DeliverMessage, (*entry, conf, n)))
+                    entry = (conn, sender_conn, groups, service, msg_type, payload, mid, conf, n)
+                    out.append(_new_tuple(DeliverMessage, entry))
         elif kind == DISCONNECT:
             out.extend(self.groups.disconnect(msg.conn))
         elif len(msg.groups) != 1:
