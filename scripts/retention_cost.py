@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from groupcomm.client import Message, connect  # noqa: E402
+from groupcomm.client import Message, RegularView, connect  # noqa: E402
 from groupcomm.localcluster import LocalCluster  # noqa: E402
 from tests.daemon.live import NAMES, wait_daemons  # noqa: E402
 
@@ -38,7 +38,8 @@ async def flood(cluster: LocalCluster, count: int) -> float:
         connect(cluster.endpoints["d1"], "tx") as tx,
     ):
         await rx.join("flood")
-        await asyncio.sleep(0.5)
+        while not isinstance(await rx.receive(10), RegularView):
+            pass  # a member before the first message, or it would wait for all forever
         payload = b"x" * 100
         got = 0
 

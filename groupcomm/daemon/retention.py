@@ -13,12 +13,13 @@ tell when the entries it was about to send were evicted under it.
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import NamedTuple, Protocol
 
-from groupcomm.core.commands import DeliverMessage
+from groupcomm.core.commands import RECORD, DeliverMessage
 from groupcomm.retainconfig import RetainRule
 
 RESTART = "restart"  # an Entry's mark: this daemon was down before this entry (section 2)
@@ -86,68 +87,103 @@ class Store(Protocol):
 
 
 class GroupLog:
-    """One retained group's messages at this daemon, oldest first."""
+    """One retained group's messages at this daemon, oldest first.
+
+    Kept as the core's own ``DeliverMessage`` records (which carry the payload and the position)
+    and a parallel deque of delivery times: recording a message is two appends, no object of
+    its own and no index entry (it is on the delivery path of every retained message). Lookups
+    happen once per replay: a position by ``(conf, n)`` is a bisection inside its configuration's
+    run (a configuration's messages are consecutive here, their ``n`` increasing), by ``mid``
+    a scan of the runs of the configurations its view's epoch names."""
 
     def __init__(self, group: str, rule: RetainRule) -> None:
         self.group = group
         self.rule = rule
-        self.entries: deque[Entry] = deque()
-        self.first_index = 1  # index of entries[0] (or of the next entry when empty)
+        self.msgs: deque[DeliverMessage] = deque()
+        self.times: deque[int] = deque()  # wall-clock ms of delivery, parallel to ``msgs``
+        self.marks: dict[int, str] = {}  # index -> RESTART (rare)
+        self.first_index = 1  # index of msgs[0] (or of the next entry when empty)
         self.bytes = 0
-        self.by_mid: dict[str, int] = {}
-        self.by_pos: dict[tuple[str, int], int] = {}
         self.confs: dict[str, int] = {}  # conf -> index of its first entry still here
         self.evicted = 0
         self.restarted = False  # read back from disk: the next entry gets the RESTART mark
+        self._max_bytes = rule.max_bytes if rule.max_bytes is not None else 1 << 62
+        self._max_age_ms = int(rule.max_age_s * 1000) if rule.max_age_s is not None else 0
+
+    def __len__(self) -> int:
+        return len(self.msgs)
 
     @property
     def next_index(self) -> int:
-        return self.first_index + len(self.entries)
+        return self.first_index + len(self.msgs)
 
     def get(self, index: int) -> Entry | None:
         i = index - self.first_index
-        return self.entries[i] if 0 <= i < len(self.entries) else None
+        if not 0 <= i < len(self.msgs):
+            return None
+        d = self.msgs[i]
+        return Entry(
+            index, self.times[i], d.conf, d.n, d.mid, conf_epoch(d.conf), d.sender, d.groups,
+            d.service, d.msg_type, d.payload, self.marks.get(index, ""),
+        )  # fmt: skip
 
-    def append(self, entry: Entry) -> None:
-        self.entries.append(entry)
-        self.bytes += len(entry.payload)
-        self.by_mid[entry.mid] = entry.at
-        self.by_pos[(entry.conf, entry.n)] = entry.at
-        self.confs.setdefault(entry.conf, entry.at)
+    @property
+    def entries(self) -> list[Entry]:
+        """Every entry, oldest first (built on demand: for tests and start-up logs)."""
+        return [e for i in range(self.first_index, self.next_index) if (e := self.get(i))]
+
+    def append(self, ts_ms: int, message: DeliverMessage, mark: str = "") -> int:
+        """Keep one message; returns its index."""
+        index = self.first_index + len(self.msgs)
+        self.msgs.append(message)
+        self.times.append(ts_ms)
+        self.bytes += len(message.payload)
+        if message.conf not in self.confs:
+            self.confs[message.conf] = index
+        if mark:
+            self.marks[index] = mark
+        return index
+
+    def over(self, now_ms: int) -> bool:
+        """Past the rule's bounds (the cheap check before ``evict``, once per message)."""
+        if self.bytes > self._max_bytes and len(self.msgs) > 1:
+            return True
+        return self._max_age_ms > 0 and self.times[0] < now_ms - self._max_age_ms
 
     def evict(self, now_ms: int) -> int:
         """Drop the oldest entries past the rule's bounds; return how many."""
         rule = self.rule
         max_bytes = rule.max_bytes
         oldest_ms = now_ms - int(rule.max_age_s * 1000) if rule.max_age_s is not None else None
-        entries = self.entries
+        msgs, times = self.msgs, self.times
         dropped = 0
         # The newest entry stays even when it alone exceeds max_bytes: a replay can still start
         # after it (its position is known here), and it goes with the next message.
-        while len(entries) > 1 and (
+        while len(msgs) > 1 and (
             (max_bytes is not None and self.bytes > max_bytes)
-            or (oldest_ms is not None and entries[0].ts_ms < oldest_ms)
+            or (oldest_ms is not None and times[0] < oldest_ms)
         ):
             self._pop_oldest()
             dropped += 1
-        if oldest_ms is not None and len(entries) == 1 and entries[0].ts_ms < oldest_ms:
+        if oldest_ms is not None and len(msgs) == 1 and times[0] < oldest_ms:
             self._pop_oldest()
             dropped += 1
         self.evicted += dropped
         return dropped
 
     def _pop_oldest(self) -> None:
-        entry = self.entries.popleft()
-        self.bytes -= len(entry.payload)
+        index = self.first_index
+        d = self.msgs.popleft()
+        self.times.popleft()
+        self.bytes -= len(d.payload)
         self.first_index += 1
-        self.by_mid.pop(entry.mid, None)
-        self.by_pos.pop((entry.conf, entry.n), None)
-        if self.confs.get(entry.conf) == entry.at:
-            following = self.entries[0] if self.entries else None
-            if following is not None and following.conf == entry.conf:
-                self.confs[entry.conf] = following.at
+        self.marks.pop(index, None)
+        if self.confs.get(d.conf) == index:
+            following = self.msgs[0] if self.msgs else None
+            if following is not None and following.conf == d.conf:
+                self.confs[d.conf] = index + 1
             else:
-                del self.confs[entry.conf]
+                del self.confs[d.conf]
 
     # ------------------------------------------------------------------ replay start
     def locate(self, since: str | float) -> Located:
@@ -156,44 +192,62 @@ class GroupLog:
         if since == EARLIEST:
             return Located(self.first_index, "")
         if isinstance(since, float | int):
-            return self._locate_time(int(since * 1000))
+            # Times are this daemon's clock at delivery, non-decreasing unless the clock was
+            # set back: then the bisection lands near the jump.
+            i = bisect.bisect_left(self.times, int(since * 1000))
+            return Located(self.first_index + i, "")
         return self._locate_position(parse_position(since))
 
-    def _locate_time(self, at_ms: int) -> Located:
-        for entry in self.entries:  # entries are in delivery order, so in time order here
-            if entry.ts_ms >= at_ms:
-                return Located(entry.at, "")
-        return Located(self.next_index, "")
+    def _run(self, conf: str) -> tuple[int, int]:
+        """Indexes ``[first, end)`` of a configuration's consecutive entries here."""
+        first = self.confs[conf]
+        end = min((i for i in self.confs.values() if i > first), default=self.next_index)
+        return first, end
 
     def _locate_position(self, pos: Position) -> Located:
-        index = self.by_mid.get(pos.mid)
-        if index is None:
-            index = self.by_pos.get((pos.conf, pos.n))
-        if index is not None:
-            return Located(index + 1, "")
-        first = self.confs.get(pos.conf)
-        if first is not None:
-            # The configuration is here but not that message: it was evicted (older than the
-            # oldest kept), or this daemon delivered that configuration without it. Resume after
-            # every entry of the configuration with a lower ordinal.
-            index = first
-            while (entry := self.get(index)) is not None and entry.conf == pos.conf:
-                if entry.n > pos.n:
-                    break
-                index += 1
-            if index == self.first_index and self.evicted:
-                return Located(index, "not retained")  # what came between may be evicted
+        if pos.conf in self.confs:
+            first, end = self._run(pos.conf)
+            base = self.first_index
+            i = bisect.bisect_right(self.msgs, pos.n, first - base, end - base, key=lambda d: d.n)
+            index = base + i
+            found = i > first - base and self.msgs[i - 1].n == pos.n
+            if not found:
+                # Not that message here: a message this daemon got in the transitional
+                # configuration instead (EVS-1.4): found by its mid below.
+                by_mid = self._find_mid(pos.mid)
+                if by_mid is not None:
+                    return Located(by_mid + 1, "")
+                if index == self.first_index and self.evicted:
+                    return Located(index, "not retained")  # what came between may be evicted
             return Located(index, "")
+        by_mid = self._find_mid(pos.mid)
+        if by_mid is not None:
+            return Located(by_mid + 1, "")
         epoch = conf_epoch(pos.conf)
-        oldest = self.entries[0] if self.entries else None
-        if oldest is None:
+        if not self.msgs:
             return Located(self.next_index, "")
-        if epoch < oldest.epoch and self.evicted:
+        if epoch < conf_epoch(self.msgs[0].conf) and self.evicted:
             return Located(self.first_index, "not retained")
-        for entry in self.entries:
-            if entry.epoch > epoch:
-                return Located(entry.at, "unknown position")
+        for conf, first in sorted(self.confs.items(), key=lambda c: c[1]):
+            if conf_epoch(conf) > epoch:
+                return Located(first, "unknown position")
         return Located(self.next_index, "unknown position")
+
+    def _find_mid(self, mid: str) -> int | None:
+        """The index of message ``mid`` if it is here: it was delivered in its view's regular
+        configuration or in a transitional one from it, so only their runs are read."""
+        view = mid.split("|")[1] if mid.count("|") == 2 else ""
+        epoch_text = view.partition(".")[0]
+        epoch = int(epoch_text) if epoch_text.isdigit() else -1
+        base = self.first_index
+        for conf in list(self.confs):
+            if conf_epoch(conf) != epoch:
+                continue
+            first, end = self._run(conf)
+            for i in range(first - base, end - base):
+                if self.msgs[i].mid == mid:
+                    return base + i
+        return None
 
 
 class Retention:
@@ -210,8 +264,8 @@ class Retention:
         self.store = store
         self.logs: dict[str, GroupLog] = {}
         self._rule_of: dict[str, RetainRule | None] = {}
-        self._epochs: dict[str, int] = {}
-        self.counters = {"retained": 0, "evicted": 0}
+        self.retained = 0  # messages kept, summed over groups (a counter of status)
+        self.evicted = 0
 
     def rule_for(self, group: str) -> RetainRule | None:
         rule = self._rule_of.get(group, self)  # ``self``: not looked up yet
@@ -236,27 +290,23 @@ class Retention:
     def record(self, d: DeliverMessage) -> None:
         """Keep one delivered message (the core's record) in each retained destination."""
         now = self._wall_ms()
-        epoch = self._epochs.get(d.conf)
-        if epoch is None:
-            if len(self._epochs) > 64:
-                self._epochs.clear()
-            epoch = self._epochs[d.conf] = conf_epoch(d.conf)
         for group in d.groups:
-            log = self.log_for(group)
+            log = self.logs.get(group)
             if log is None:
-                continue
+                log = self.log_for(group)
+                if log is None:
+                    continue
             mark = ""
             if log.restarted:
                 log.restarted, mark = False, RESTART
-            entry = Entry(
-                log.next_index, now, d.conf, d.n, d.mid, epoch, d.sender, d.groups, d.service,
-                d.msg_type, d.payload, mark,
-            )  # fmt: skip
-            log.append(entry)
+            index = log.append(now, d, mark)
             if self.store is not None and log.rule.store == "disk":
+                entry = log.get(index)
+                assert entry is not None
                 self.store.append(group, entry)
-            self.counters["retained"] += 1
-            self._evict(log, now)
+            self.retained += 1
+            if log.over(now):
+                self._evict(log, now)
 
     def restore(self, group: str, entries: list[Entry]) -> GroupLog:
         """Install entries read back from disk (consecutive indexes: a run broken by a missing
@@ -269,8 +319,12 @@ class Retention:
             tail.append(entry)
         if tail:
             log.first_index = tail[0].at
-            for entry in tail:
-                log.append(entry)
+            for e in tail:
+                message = DeliverMessage(
+                    RECORD, e.sender, e.groups, e.service, e.msg_type, e.payload, e.mid, e.conf,
+                    e.n,
+                )  # fmt: skip
+                log.append(e.ts_ms, message, e.mark)
         log.restarted = True
         log.evict(self._wall_ms())
         return log
@@ -286,7 +340,7 @@ class Retention:
     def _evict(self, log: GroupLog, now: int) -> None:
         dropped = log.evict(now)
         if dropped:
-            self.counters["evicted"] += dropped
+            self.evicted += dropped
             if self.store is not None and log.rule.store == "disk":
                 self.store.evict(log.group, log.first_index)
 
@@ -298,10 +352,11 @@ class Retention:
     def status(self) -> dict[str, object]:
         store = getattr(self.store, "counters", None)
         return {
-            **self.counters,
+            "retained": self.retained,
+            "evicted": self.evicted,
             **(store if isinstance(store, dict) else {}),
             "groups": {
-                g: {"messages": len(log.entries), "bytes": log.bytes, "first": log.first_index}
+                g: {"messages": len(log), "bytes": log.bytes, "first": log.first_index}
                 for g, log in sorted(self.logs.items())[:100]
             },
         }

@@ -130,10 +130,10 @@ class SegmentStore:
             self.log.info(
                 "retention_loaded",
                 group=group,
-                messages=len(log.entries),
+                messages=len(log),
                 bytes=log.bytes,
-                first=log.entries[0].position() if log.entries else None,
-                last=log.entries[-1].position() if log.entries else None,
+                first=first.position() if (first := log.get(log.first_index)) else None,
+                last=last.position() if (last := log.get(log.next_index - 1)) else None,
                 restart_mark="the next message is marked: deliveries while this daemon was "
                 "down are not in its log",
             )
