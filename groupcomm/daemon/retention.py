@@ -79,7 +79,9 @@ class Located(NamedTuple):
 class Store(Protocol):
     """Where a group log's entries also go (``store = "disk"``); memory needs none."""
 
-    def append(self, group: str, entry: Entry) -> None: ...
+    def append(
+        self, group: str, index: int, ts_ms: int, message: DeliverMessage, mark: str
+    ) -> None: ...
 
     def evict(self, group: str, first_index: int) -> None: ...
 
@@ -301,9 +303,7 @@ class Retention:
                 log.restarted, mark = False, RESTART
             index = log.append(now, d, mark)
             if self.store is not None and log.rule.store == "disk":
-                entry = log.get(index)
-                assert entry is not None
-                self.store.append(group, entry)
+                self.store.append(group, index, now, d, mark)
             self.retained += 1
             if log.over(now):
                 self._evict(log, now)

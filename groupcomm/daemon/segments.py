@@ -28,7 +28,8 @@ from typing import Protocol
 
 import msgpack
 
-from groupcomm.daemon.retention import RESTART, Entry, Retention
+from groupcomm.core.commands import DeliverMessage
+from groupcomm.daemon.retention import RESTART, Entry, Retention, conf_epoch
 
 SEGMENT_BYTES = 8 << 20
 _LEN = struct.Struct(">I")
@@ -45,8 +46,15 @@ def group_dir_name(group: str) -> str:
     return "g-" + urllib.parse.quote(group, safe="-_.")
 
 
-def _pack(entry: Entry) -> bytes:
-    body: bytes = msgpack.packb(tuple(entry), use_bin_type=True)
+_PACKER = msgpack.Packer(use_bin_type=True, autoreset=True)
+
+
+def _pack(index: int, ts_ms: int, d: DeliverMessage, mark: str) -> bytes:
+    """One record: the ``Entry`` fields in order (the epoch as -1: it is read from ``conf``)."""
+    body: bytes = _PACKER.pack(
+        (index, ts_ms, d.conf, d.n, d.mid, -1, d.sender, d.groups, d.service, d.msg_type,
+         d.payload, mark)
+    )  # fmt: skip
     return _LEN.pack(len(body)) + body
 
 
@@ -70,7 +78,9 @@ class SegmentStore:
         self.counters = {"written_bytes": 0, "fsyncs": 0, "segments_deleted": 0}
 
     # ------------------------------------------------------------------- Store
-    def append(self, group: str, entry: Entry) -> None:
+    def append(
+        self, group: str, index: int, ts_ms: int, message: DeliverMessage, mark: str
+    ) -> None:
         pending = self._pending.get(group)
         if pending is None:
             pending = self._pending[group] = []
@@ -79,8 +89,8 @@ class SegmentStore:
             if not segments or segments[-1].size >= SEGMENT_BYTES:
                 gdir = self.root / group_dir_name(group)
                 gdir.mkdir(exist_ok=True)
-                segments.append(_Segment(gdir / f"{entry.at:020d}.seg", entry.at))
-        pending.append(_pack(entry))
+                segments.append(_Segment(gdir / f"{index:020d}.seg", index))
+        pending.append(_pack(index, ts_ms, message, mark))
 
     def evict(self, group: str, first_index: int) -> None:
         segments = self._segments.get(group, [])
@@ -163,7 +173,7 @@ class SegmentStore:
             try:
                 fields = msgpack.unpackb(data[offset + 4 : end], raw=False, use_list=False)
                 entry = Entry(*fields)
-                entry = entry._replace(groups=tuple(entry.groups))
+                entry = entry._replace(groups=tuple(entry.groups), epoch=conf_epoch(entry.conf))
             except (ValueError, TypeError, msgpack.UnpackException):
                 break
             out.append(entry)
