@@ -115,6 +115,12 @@ def test_histogram_quantiles_merge_and_json_round_trip() -> None:
         got = a.quantile_us(q)
         assert got is not None and abs(got - exact) / exact < 0.035
     assert a.quantile_us(1.0) == pytest.approx(1000.999)
+    samples = sorted(
+        [us * 1000 for us in range(1, 501)] + [us * 1000 + 999 for us in range(501, 1001)]
+    )
+    fast = LatencyHistogram.from_sorted(samples)
+    assert (fast.counts, fast.n, fast.sum_ns, fast.max_ns) == (a.counts, a.n, a.sum_ns, a.max_ns)
+    assert LatencyHistogram.from_sorted([-5, 0, 999]).counts == {0: 3}
     back = LatencyHistogram.from_json(a.to_json())
     assert (back.n, back.max_ns, back.counts) == (a.n, a.max_ns, a.counts)
     assert LatencyHistogram().quantile_us(0.5) is None
@@ -137,7 +143,8 @@ def test_tally_counts_window_gaps_duplicates_and_ends() -> None:
     assert t.deliver(frame(0, END_SEQ, 4), 2300) == -1
     assert (t.received, t.in_window, t.gaps, t.duplicates, t.unique) == (5, 3, 1, 1, 4)
     # in the window: seq 0 at 1000, seq 1 at 1600, publisher 1 at 1200 (not the duplicate)
-    assert t.hist.n == 3  # sent at 1500, 1600, 1100 (not the duplicate)
+    assert sorted(t.lat) == [100, 100, 500]  # sent at 1500, 1100, 1600 (not the duplicate)
+    assert t.histogram().n == 3
     assert not t.complete(2)  # publisher 1 has not ended
     t.deliver(frame(1, END_SEQ, 1), 2400)
     assert t.complete(2)
@@ -161,8 +168,7 @@ def consumer_doc(
     cid: int, node: int, in_window: int, unique: int, lat_us: list[int]
 ) -> dict[str, Any]:
     t = ConsumerTally(0, 1)
-    for us in lat_us:
-        t.hist.add(us * 1000)
+    t.lat.extend(us * 1000 for us in lat_us)
     doc = ConsumerResult(cid, "x", node, t).to_json()
     doc.update(in_window=in_window, unique=unique, received=unique)
     return doc
@@ -178,7 +184,10 @@ def test_summarize_takes_the_slowest_consumer_pooled_latency_and_worst_loss() ->
         consumer_doc(1, 1, 900, 99, [20] * 100),
         consumer_doc(2, 2, 950, 100, [30] * 100),
     ]
-    r = summarize(RunData("groupcomm", "agreed", cfg, pubs, subs, cpu_pct={"c0": 10.0, "d1": 5}))
+    cpu = {"c0": 10.0, "d1": 5.0}
+    r = summarize(
+        RunData("groupcomm", "agreed", cfg, pubs, subs, cpu_pct=cpu, server_labels=["d1"])
+    )
     assert r["deliver_rate_min"] == 90  # 900 lines in a 10 s window
     assert r["slowest_consumer"] == {"id": 1, "node": 1}
     assert r["deliver_rate_mean"] == 95
@@ -189,6 +198,10 @@ def test_summarize_takes_the_slowest_consumer_pooled_latency_and_worst_loss() ->
     assert r["p50_ms"] == pytest.approx(0.0205, abs=0.001)  # the middle of the 20 µs bucket
     assert r["max_ms"] == pytest.approx(2.0)
     assert set(r["p99_ms_by_node"]) == {"h1", "h2", "h3"}
+    # 5 % of a CPU for 10 s, per line fanned out (2,850 / 3 consumers): 526 µs
+    assert r["server_us_per_line"] == pytest.approx(526.3)
+    assert r["job_cpu_pct"] == 15.0  # what is known: d1 and c0
+
     assert r["part"] == "fanout" and r["mode"] == "paced" and r["offered_rate"] == 3000
     assert not r["ok"] and any("loss" in p for p in r["problems"])
 

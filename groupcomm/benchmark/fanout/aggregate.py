@@ -10,6 +10,10 @@ Pure (no I/O, no clocks), so every rule is unit-tested on hand-made results:
   every consumer, pooled (merged histograms, ``histogram``).
 - **loss**: per consumer, the share of the lines the publishers sent that it never delivered
   (by the end of the drain); ``loss`` is the worst consumer's.
+- **CPU**: ``server_us_per_line`` is the servers' (all daemons', or redis-server's) CPU time
+  per line fanned out to every consumer (the mean consumer's lines delivered in the window);
+  ``consumer_us_per_line`` the consumers' CPU per line each delivered; ``job_cpu_pct`` what the
+  servers, publishers and consumers used together, in % of one CPU (the machine has 200).
 - a consumer that went away (``catchup``) is left out of all three; its figures are the
   record's ``catchup``.
 """
@@ -136,6 +140,9 @@ def summarize(data: RunData) -> dict[str, Any]:
         problems.append(f"{views} membership change(s) (NETWORK views) during the run")
     delivered_win = sum(c.get("in_window", 0) for c in live)
     consumer_cpu = _sum([data.cpu_pct.get(f"c{c['id']}") for c in live])
+    server_cpu = _sum([data.cpu_pct.get(label) for label in data.server_labels])
+    publisher_cpu = _sum([data.cpu_pct.get(f"p{p['id']}") for p in data.publishers])
+    fanned_out = delivered_win / len(live) if live else 0  # lines, each to every consumer
     record: dict[str, Any] = {
         "part": "catchup" if away else "fanout",
         "system": data.system,
@@ -171,8 +178,14 @@ def summarize(data: RunData) -> dict[str, Any]:
             for node in sorted({int(c.get("node", 0)) for c in live})
         },
         "server_cpu_pct": [_r(data.cpu_pct.get(label)) for label in data.server_labels],
-        "publishers_cpu_pct": _r(_sum([data.cpu_pct.get(f"p{p['id']}") for p in data.publishers])),
+        "server_us_per_line": (
+            _r(server_cpu / 100 * win / fanned_out * 1e6, 1)
+            if server_cpu is not None and fanned_out
+            else None
+        ),
+        "publishers_cpu_pct": _r(publisher_cpu),
         "consumers_cpu_pct": _r(consumer_cpu),
+        "job_cpu_pct": _r(_sum([server_cpu, publisher_cpu, consumer_cpu])),
         "consumer_us_per_line": (
             _r(consumer_cpu / 100 * win / delivered_win * 1e6, 2)
             if consumer_cpu is not None and delivered_win

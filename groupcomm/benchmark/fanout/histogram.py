@@ -1,5 +1,5 @@
-"""A latency histogram every consumer fills with *every* line it delivers, and the orchestrator
-merges: log-linear buckets of whole microseconds, exact below 64 µs and within 1/32 (3 %)
+"""A latency histogram of *every* line a consumer delivered, which the orchestrator merges:
+log-linear buckets of whole microseconds, exact below 64 µs and within 1/32 (3 %)
 above, so 30 consumers x 20 s x 10,000 lines/s cost 30 small dictionaries instead of six
 million samples, and percentiles of the pooled lines stay within 3 %.
 
@@ -10,7 +10,8 @@ the maximum is kept exactly. Standard library only (the Redis members use it too
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
 
 LINEAR = 64  # exact buckets, 1 µs each
 SUB = 32  # buckets per power of two above LINEAR
@@ -54,6 +55,24 @@ class LatencyHistogram:
         self.sum_ns += ns
         if ns > self.max_ns:
             self.max_ns = ns
+
+    @classmethod
+    def from_sorted(cls, samples_ns: Sequence[int]) -> LatencyHistogram:
+        """The histogram of ascending ``samples_ns``: one ``bisect`` per bucket up to the
+        largest, not a Python step per sample (a consumer keeps its raw samples in an ``array``
+        while it runs, and builds this once, after the run)."""
+        h = cls()
+        n = len(samples_ns)
+        if not n:
+            return h
+        h.n, h.sum_ns, h.max_ns = n, sum(samples_ns), max(0, samples_ns[-1])
+        pos, b = 0, 0
+        while pos < n:
+            end = bisect_left(samples_ns, bucket_bounds(b)[1] * 1000, pos)
+            if end > pos:
+                h.counts[b] = end - pos
+            pos, b = end, b + 1
+        return h
 
     def merge(self, other: LatencyHistogram) -> None:
         for b, c in other.counts.items():
