@@ -152,12 +152,12 @@ def test_tally_counts_window_gaps_duplicates_and_ends() -> None:
     assert not t.complete(2)  # its second line is missing
 
 
-def test_catchup_notes_the_first_line_sent_after_the_resume() -> None:
-    c = Catchup(resumed_ns=5000, received_at_resume=10)
-    c.observe(4000, 6000, 11)  # backlog
-    c.observe(4999, 6100, 12)
-    c.observe(5001, 6200, 13)  # live again
-    c.observe(5002, 6300, 14)
+def test_catchup_ends_at_the_first_line_delivered_within_the_lag() -> None:
+    c = Catchup(lag_ns=500, resumed_ns=5000, received_at_resume=10)
+    c.observe(4000, 6000, 11)  # backlog: 2000 ns late
+    c.observe(5400, 6100, 12)  # sent after the resume, still 700 ns late
+    c.observe(5800, 6200, 13)  # 400 ns: caught up
+    c.observe(6299, 6300, 14)
     assert (c.caught_up_ns, c.backlog) == (6200, 2)
 
 
@@ -275,7 +275,7 @@ def test_catchup_part_skips_pubsub_and_groupcomm_without_replay(
     assert skips["groupcomm"] == "no replay yet" and "pub/sub" in skips["redis-pubsub"]
     (streams,) = [r for r in runs if isinstance(r, FanoutRun) and r.away[1]]
     assert streams.system == "redis-streams" and streams.away == (5.0, 30.0)
-    assert streams.cfg.dur == 5 + 30 + 15
+    assert streams.cfg.dur == 5 + 30 + 20 and streams.cfg.drain == 20
     monkeypatch.setattr(command, "replay_problem", lambda: None)
     again = command.plan_runs(args, cfg)
     assert {r.system for r in again if isinstance(r, FanoutRun) and r.away[1]} == {

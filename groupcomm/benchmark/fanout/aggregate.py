@@ -85,8 +85,9 @@ def latency_fields(hist: LatencyHistogram) -> dict[str, float | int | None]:
 
 
 def catchup_fields(consumer: Mapping[str, Any], expected: int) -> dict[str, Any]:
-    """What the away consumer did: how long it was away, how many lines it had to catch up
-    on, how long that took, and whether it got every line (gaps, duplicates, loss)."""
+    """What the away consumer did: how long it was away, how many lines it read from its
+    resume until it was caught up (the first line it got at most ``caught_up_ms`` after it was
+    sent), how long that took, and whether it got every line (gaps, duplicates, loss)."""
     c = consumer.get("catchup") or {}
     left, resumed, caught = c.get("left_ns", 0), c.get("resumed_ns", 0), c.get("caught_up_ns", 0)
     catchup_s = (caught - resumed) / 1e9 if caught and resumed else None
@@ -96,6 +97,7 @@ def catchup_fields(consumer: Mapping[str, Any], expected: int) -> dict[str, Any]
         "node": consumer.get("node"),
         "position": c.get("position"),
         "away_s": _r((resumed - left) / 1e9, 2) if left and resumed else None,
+        "caught_up_ms": _r(c.get("lag_ns", 0) / 1e6),
         "caught_up": bool(caught),
         "catchup_s": _r(catchup_s, 3),
         "backlog_lines": backlog,

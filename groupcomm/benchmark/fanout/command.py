@@ -147,9 +147,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--catchup-tail",
         type=float,
-        default=15.0,
+        default=20.0,
         metavar="S",
-        help="catch-up: publishers go on S s after it resumed (15)",
+        help="catch-up: publishers go on S s after it resumed, and consumers drain at least "
+        "S s after that (20)",
+    )
+    p.add_argument(
+        "--caught-up-ms",
+        type=float,
+        default=1000.0,
+        metavar="MS",
+        help="catch-up: it is caught up at the first line it gets at most MS ms after the "
+        "line was sent (1000)",
     )
     p.add_argument(
         "--redis-python",
@@ -162,7 +171,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON lines on stdout instead of tables")
     p.add_argument("--keep", action="store_true", help="keep each run's work directory")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
-    return p  # fmt: skip
+    return p
 
 
 def config_of(args: argparse.Namespace) -> FanoutConfig:
@@ -190,14 +199,18 @@ def plan_runs(args: argparse.Namespace, cfg: FanoutConfig) -> list[FanoutRun | d
                 out.append(FanoutRun(cfg, system, service))
     if args.catchup or args.catchup_only:
         away = (args.away_at, args.away)
-        long = dataclasses.replace(cfg, dur=args.away_at + args.away + args.catchup_tail)
+        long = dataclasses.replace(
+            cfg,
+            dur=args.away_at + args.away + args.catchup_tail,
+            drain=max(cfg.drain, args.catchup_tail),
+        )
         for system in args.systems:
             if system == "redis-pubsub":
                 out.append(skipped(system, "catchup", PUBSUB_NO_CATCHUP))
             elif system == "groupcomm" and (problem := replay_problem()) is not None:
                 out.append(skipped(system, "catchup", problem))
             else:
-                out.append(FanoutRun(long, system, args.services[0], away))
+                out.append(FanoutRun(long, system, args.services[0], away, args.caught_up_ms))
     return out
 
 
@@ -206,8 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = config_of(args)
         catchup = args.catchup or args.catchup_only
-        if catchup and (args.away <= 0 or args.away_at <= cfg.warm or args.catchup_tail <= 0):
-            raise ValueError("need --away > 0, --away-at > --warm and --catchup-tail > 0")
+        if catchup and min(args.away, args.catchup_tail, args.caught_up_ms) <= 0:
+            raise ValueError("--away, --catchup-tail and --caught-up-ms must be positive")
+        if catchup and args.away_at <= cfg.warm:
+            raise ValueError("--away-at must be after --warm")
     except ValueError as e:
         print(f"fanout: {e}", file=sys.stderr)
         return 2

@@ -228,7 +228,7 @@ async def away_and_resume(
         raise TimeoutError("nothing delivered before going away: no position to resume from")
     position: Any = position_of(last)
     assert result.tally is not None
-    catchup = result.catchup = Catchup(position=str(position))
+    catchup = result.catchup = Catchup(position=str(position), lag_ns=int(plan.caught_up_ms * 1e6))
     catchup.left_ns = time.monotonic_ns()
     await conn.close()
     await asyncio.sleep(plan.away_for)

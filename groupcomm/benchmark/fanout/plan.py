@@ -84,6 +84,7 @@ class RolePlan:
     service: str = "agreed"  # groupcomm only
     away_at: float = 0.0  # consumer: leave this long after the start (0: stay)
     away_for: float = 0.0  # ... and resume from its stored position this much later
+    caught_up_ms: float = 1000.0  # ... and is caught up once a line arrives this fresh
 
     def to_argv(self) -> list[str]:
         argv: list[str] = []
@@ -103,7 +104,11 @@ class RolePlan:
 
 
 def role_plans(
-    cfg: FanoutConfig, workdir: str, service: str = "agreed", away: tuple[float, float] = (0, 0)
+    cfg: FanoutConfig,
+    workdir: str,
+    service: str = "agreed",
+    away: tuple[float, float] = (0, 0),
+    caught_up_ms: float = 1000.0,
 ) -> list[RolePlan]:
     """Every process of the job: the publishers, then the consumers. ``away = (at, for)`` sends
     the last consumer away (the catch-up measurement); ``(0, 0)``: nobody leaves."""
@@ -126,6 +131,7 @@ def role_plans(
             service=service,
             away_at=away[0],
             away_for=away[1],
+            caught_up_ms=caught_up_ms,
         )
 
     last = cfg.consumers - 1

@@ -181,7 +181,9 @@ def run_consumer(plan: RolePlan, host: str, port: int, kind: str) -> ConsumerRes
             streams_loop(reader, tally, deadline, plan.publishers)
             return result
         streams_loop(reader, tally, start_ns + int(plan.away_at * 1e9), plan.publishers)
-        catchup = result.catchup = Catchup(position=reader.position.decode())
+        catchup = result.catchup = Catchup(
+            position=reader.position.decode(), lag_ns=int(plan.caught_up_ms * 1e6)
+        )
         catchup.left_ns = time.monotonic_ns()
         client.close()
         time.sleep(plan.away_for)

@@ -50,6 +50,7 @@ class FanoutRun:
     system: str  # plan.SYSTEMS
     service: str = "agreed"  # groupcomm only
     away: tuple[float, float] = (0.0, 0.0)  # the last consumer leaves at, for (catch-up)
+    caught_up_ms: float = 1000.0  # ... and is caught up once a line arrives this fresh
     redis_python: str = ""  # an interpreter with hiredis, for the Redis members
     keep: bool = False
 
@@ -133,7 +134,7 @@ def run_system(run: FanoutRun, place: Placement, progress: Progress) -> dict[str
     group = MemberGroup(workdir)
     try:
         with servers(run, place, workdir, progress) as (server_pids, endpoints, redis_at):
-            plans = role_plans(cfg, str(workdir), run.service, run.away)
+            plans = role_plans(cfg, str(workdir), run.service, run.away, run.caught_up_ms)
             for plan in plans:
                 argv = member_argv(run, plan, endpoints.get(plan.node, ""), redis_at)
                 group.spawn(plan.member_id, [*place.prefix(plan.node), *argv])

@@ -93,18 +93,21 @@ class ConsumerTally:
 
 @dataclass
 class Catchup:
-    """A consumer that went away and resumed from its stored position (``--catchup``)."""
+    """A consumer that went away and resumed from its stored position (``--catchup``). It is
+    caught up at the first line it delivers no more than ``lag_ns`` after it was sent: the
+    backlog of the absence is read, and so are the lines sent while it was being read."""
 
+    lag_ns: int = 1_000_000_000
     left_ns: int = 0  # when it stopped reading (and closed its connection)
     resumed_ns: int = 0  # when it asked to resume from its position
-    caught_up_ns: int = 0  # when it delivered the first line sent after resumed_ns (0: never)
+    caught_up_ns: int = 0  # when it was caught up (0: never)
     received_at_resume: int = 0
     backlog: int = 0  # lines delivered from the resume until it was caught up
     position: str = ""  # the stored position, as text (a stream id; groupcomm's position)
 
     def observe(self, sent: int, now: int, received: int) -> None:
         """Call per delivered line after the resume, until ``caught_up_ns`` is set."""
-        if sent >= self.resumed_ns and not self.caught_up_ns:
+        if now - sent <= self.lag_ns and not self.caught_up_ns:
             self.caught_up_ns = now
             self.backlog = received - self.received_at_resume - 1
 
