@@ -13,6 +13,8 @@ statistics), ``analysis`` (member results -> one run record), ``runner`` (one ru
 ``sweep`` (``python -m groupcomm.benchmark.sweep``), with ``sweepgrid`` (its runs and time
 estimate), ``sweepreport`` (markdown tables, latency knee, memory bound) and ``plot`` (the
 optional matplotlib plot). ``corebench`` (``python -m groupcomm.benchmark.corebench``) measures
-the protocol core alone: three ``Node``s in one process, no sockets. ``docs/performance.md``
+the protocol core alone: three ``Node``s in one process, no sockets. The ``fanout`` package
+(``python -m groupcomm.benchmark.fanout``) runs a log fan-out, access-log lines from a few
+publishers to many consumers, against Redis pub/sub and Redis Streams. ``docs/performance.md``
 explains the fields.
 """

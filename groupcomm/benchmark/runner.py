@@ -130,7 +130,7 @@ def _run_groupcomm(
     group = MemberGroup(workdir)
     cluster.start()
     try:
-        sequencer = asyncio.run(_wait_daemons(cluster, names, DAEMON_VIEW_TIMEOUT_S))
+        sequencer = asyncio.run(wait_daemons(cluster, names, DAEMON_VIEW_TIMEOUT_S))
         for m in work.members():
             plan = member_plan(m, work, str(workdir / f"m{m.id}.json"))
             endpoint = cluster.endpoints[names[m.node]]
@@ -149,9 +149,7 @@ def _run_groupcomm(
         cluster.stop()
 
 
-async def _wait_daemons(
-    cluster: LocalCluster, names: tuple[str, ...], timeout: float
-) -> str | None:
+async def wait_daemons(cluster: LocalCluster, names: tuple[str, ...], timeout: float) -> str | None:
     """Until every daemon reports one view holding all of ``names``; returns the name of that
     view's coordinator (the sequencer), if the status says it."""
     deadline = time.monotonic() + timeout
