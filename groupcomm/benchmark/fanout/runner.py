@@ -27,7 +27,7 @@ from typing import Any
 import groupcomm
 from groupcomm.benchmark.fanout.aggregate import RunData, summarize
 from groupcomm.benchmark.fanout.loglines import mean_frame_bytes, publisher_lines
-from groupcomm.benchmark.fanout.plan import FanoutConfig, RolePlan, role_plans
+from groupcomm.benchmark.fanout.plan import TOPIC, FanoutConfig, RolePlan, role_plans
 from groupcomm.benchmark.fanout.redisserver import RedisServer
 from groupcomm.benchmark.members import MemberError, MemberGroup
 from groupcomm.benchmark.placement import Placement
@@ -53,6 +53,9 @@ class FanoutRun:
     caught_up_ms: float = 1000.0  # ... and is caught up once a line arrives this fresh
     redis_python: str = ""  # an interpreter with hiredis, for the Redis members
     keep: bool = False
+
+
+RETAIN_TOML = f'\n[[retain]]\ngroups = "{TOPIC}"\nmax_bytes = {1 << 30}\n'
 
 
 def find_redis_python(explicit: str = "") -> tuple[str, str | None]:
@@ -98,6 +101,10 @@ def servers(
     if run.system == "groupcomm":
         names = tuple(f"d{i + 1}" for i in range(run.cfg.daemons))
         cluster = place.cluster(workdir, names, {})
+        if run.away[1] > 0:
+            # The catch-up resumes from a position: the daemons retain the topic (in memory,
+            # like Redis Streams), as much as the time away holds and more.
+            cluster.extra_toml = {n: RETAIN_TOML for n in names}
         progress("starting daemons")
         cluster.start()
         try:
