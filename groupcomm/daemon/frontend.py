@@ -25,6 +25,7 @@ the core on the next turn even when no client socket is readable.
 
 from __future__ import annotations
 
+import operator
 import os
 import time
 from collections.abc import Callable
@@ -66,7 +67,6 @@ from groupcomm.wire.client import (
     Closed,
     Consumed,
     CreditGrant,
-    DeliveredEntry,
     ErrorMsg,
     GapMsg,
     Hello,
@@ -113,6 +113,7 @@ def _plain(value: object, depth: int = 0) -> object:
     return str(value)
 
 
+_mid_of: Callable[[DeliverMessage], str] = operator.attrgetter("mid")
 REQUEST_MARGIN = 64 * 1024  # framing of a request around its payloads (1,024 per batch)
 
 
@@ -169,6 +170,7 @@ class NativeFrontEnd:
         self._by_conn: dict[str, int] = {}
         self._admin: list[tuple[str, list[str]]] = []
         self._direct: list[tuple[int, Reply]] = []  # replies to links without a session
+        self._encoded: dict[tuple[str, ...], bytes] = {}  # this turn's msgs batches by mids
         self._provider: object = None
         self._last_expire = clock()
         self._refusals = Throttle(REFUSAL_LOG_INTERVAL_S)
@@ -237,6 +239,7 @@ class NativeFrontEnd:
             self._send_notices(conn, link_id, notices)
 
     def flush_output(self) -> None:
+        self._encoded.clear()  # the turn's batches are written: none is shared with the next
         self._send_direct()
         self.links.flush()
 
@@ -458,14 +461,21 @@ class NativeFrontEnd:
             self._send(identity, encode(reply))
 
     def _send_notices(self, conn: str, identity: int, notices: list[Notice]) -> None:
-        batch: list[DeliveredEntry] = []
+        batch: list[DeliverMessage] = []
         views: list[ViewMsg] = []
         credit = 0
         out: list[Reply | bytes] = []  # bytes: an encoded ``msgs`` batch
+        encoded = self._encoded
 
         def cut() -> None:
             if batch:
-                out.append(encode_msgs(batch))
+                # The sessions of one group get the same messages in a turn: a run of them is
+                # encoded once (its entries are a function of the mids, RET-POS included).
+                key = tuple(map(_mid_of, batch))
+                data = encoded.get(key)
+                if data is None:
+                    data = encoded[key] = encode_msgs([m[1:] for m in batch])
+                out.append(data)
                 batch.clear()
             if views:
                 out.append(views[0] if len(views) == 1 else Views(tuple(views)))
@@ -476,7 +486,7 @@ class NativeFrontEnd:
                 # DeliverMessage is (conn, *the msgs entry): the entry is a slice.
                 if views:
                     cut()
-                batch.append(n[1:])
+                batch.append(n)
                 continue
             match n:
                 case Granted(nbytes=nbytes):
