@@ -163,7 +163,7 @@ class NativeFrontEnd:
         self._by_conn: dict[str, int] = {}
         self._admin: list[tuple[str, list[str]]] = []
         self._direct: list[tuple[int, Reply]] = []  # replies to links without a session
-        self._written: dict[int, int] = {}  # link -> bytes written, for the sessions behind
+        self._moved: dict[int, int] = {}  # link -> bytes moved, for the sessions behind
         self._provider: object = None
         self._last_expire = clock()
         self._refusals = Throttle(REFUSAL_LOG_INTERVAL_S)
@@ -218,23 +218,24 @@ class NativeFrontEnd:
         self._send_direct()
         if self.layer.behind():
             self._note_reading(now_ms)
-        elif self._written:
-            self._written = {}
+        elif self._moved:
+            self._moved = {}
 
     def _note_reading(self, now_ms: int) -> None:
-        """A session behind whose link wrote bytes to its socket since the last look is reading
-        (a large delivery: its ``consumed`` report comes once the whole message is taken), not
-        one that never reads (``SessionLayer.reading``)."""
+        """A session behind whose link moved bytes since the last look is busy, not one that
+        never reads (``SessionLayer.reading``): its client takes a large delivery off the
+        socket (its ``consumed`` report comes once the whole message is taken), or sends us a
+        large request (its reports wait behind it in the stream)."""
         seen: dict[int, int] = {}
         for conn in self.layer.behind_sessions():
             link_id = self._by_conn.get(conn)
             if link_id is None:
                 continue
-            written = self.links.written(link_id)[0]
-            if written > self._written.get(link_id, written):
+            moved = self.links.moved(link_id)
+            if moved > self._moved.get(link_id, moved):
                 self.layer.reading(conn, now_ms)
-            seen[link_id] = written
-        self._written = seen
+            seen[link_id] = moved
+        self._moved = seen
 
     def wants_turn(self) -> bool:
         return False
