@@ -41,6 +41,8 @@ DEFAULT_SLOW_CONSUMER_BYTES = 8 << 20
 DEFAULT_SESSION_SEND_WINDOW = 1 << 20
 DEFAULT_SESSION_IDLE_MS = 60_000
 DEFAULT_SLOW_CONSUMER_MS = 250  # a lagging session that consumes nothing this long is closed
+# ... or longer with large messages: max_message_bytes / this many bytes per ms (2 s at 64 MiB).
+SLOW_CONSUMER_BYTES_PER_MS = 32 << 10
 TRANSPORTS = ("tcp", "zmq", "epgm")
 DEFAULT_EPGM_GROUP = "239.192.74.1"
 DEFAULT_EPGM_PORT = 7400
@@ -310,7 +312,15 @@ def parse_config(
         )
     window = v.positive(daemon, "session_send_window", "[daemon] ", DEFAULT_SESSION_SEND_WINDOW)
     idle = v.positive(daemon, "session_idle_ms", "[daemon] ", DEFAULT_SESSION_IDLE_MS)
-    stalled = v.positive(daemon, "slow_consumer_ms", "[daemon] ", DEFAULT_SLOW_CONSUMER_MS)
+    # ... and so does the time a session behind may go without progress: a client reports a
+    # message consumed once it has taken it whole, and handling 64 MiB (reading, decoding, the
+    # application's turn) can pause a busy client longer than 250 ms.
+    stalled = v.positive(
+        daemon,
+        "slow_consumer_ms",
+        "[daemon] ",
+        max(DEFAULT_SLOW_CONSUMER_MS, protocol.max_message_bytes // SLOW_CONSUMER_BYTES_PER_MS),
+    )
     transport = v.string(daemon, "transport", "[daemon] ", "tcp")
     if transport not in TRANSPORTS:
         raise v.fail(

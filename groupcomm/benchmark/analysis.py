@@ -44,6 +44,7 @@ class RunInputs:
     member_cpu_pct: dict[int, float | None] = field(default_factory=dict)
     daemon_cpu_pct: list[float | None] = field(default_factory=list)
     daemon_rss_mb: list[float] = field(default_factory=list)
+    member_rss_mb: dict[int, float] = field(default_factory=dict)  # member id -> peak RSS MiB
     foreign_cpu_pct: float = 0.0
     foreign_top: list[tuple[str, float]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # found by the runner
@@ -160,6 +161,7 @@ def summarize(inp: RunInputs) -> dict[str, Any]:
         "deliver_rate_mean": round(sum(rates) / len(rates), 1) if rates else 0.0,
         "deliver_rates": [round(x, 1) for x in rates],
         "mbytes_per_s": round(rate_min * work.size / 1e6, 3),
+        "mbytes_per_s_sum": round(sum(rates) * work.size / 1e6, 3),
         "send_rate": round(rate(sent_win, window), 1),
         "sent_total": sent_total,
         "loss": round(worst_loss, 6),
@@ -173,6 +175,7 @@ def summarize(inp: RunInputs) -> dict[str, Any]:
         "sequencer": inp.sequencer,
         "daemon_cpu_pct": [_r(x) for x in inp.daemon_cpu_pct],
         "daemon_rss_mb": inp.daemon_rss_mb,
+        "member_rss_mb": {str(k): v for k, v in sorted(inp.member_rss_mb.items())},
         "member_cpu_pct": {str(k): _r(v) for k, v in sorted(inp.member_cpu_pct.items())},
         **client_cpu(work, inp.results, inp.member_cpu_pct),
         "run_cpu_pct": _r(

@@ -21,7 +21,19 @@ from groupcomm.benchmark.report import (
     table,
 )
 from groupcomm.benchmark.runner import RunSpec, run_once
-from groupcomm.benchmark.workload import FLOOD_BATCH, KINDS, MEMBER_GC, MODES, SERVICES, Workload
+from groupcomm.benchmark.workload import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    FLOOD_BATCH,
+    KINDS,
+    MEMBER_GC,
+    MODES,
+    SERVICES,
+    Workload,
+    daemon_protocol,
+    default_drain,
+    format_size,
+    parse_size,
+)
 from groupcomm.config import PROTOCOL_KEYS
 
 
@@ -33,7 +45,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="all: every member sends and "
         "receives; one: 1 sender + 1 receiver per daemon (default all)",
     )
-    p.add_argument("--size", type=int, default=100, metavar="BYTES", help="message size (100)")
+    p.add_argument(
+        "--size",
+        type=size_arg,
+        default=100,
+        metavar="SIZE",
+        help="message size in bytes, header included, or with a unit: 100kB, 1MiB, 16MiB, "
+        "64MiB (100). Above the daemons' max_message_bytes (1 MiB) the bench raises it for its "
+        "daemons",
+    )
     p.add_argument("--service", choices=SERVICES, default="agreed", help="service level (agreed)")
     p.add_argument(
         "--kind",
@@ -54,9 +74,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--drain",
         type=float,
-        default=5.0,
+        default=None,
         metavar="S",
-        help="after --dur, wait at most S s for messages still in flight (5)",
+        help="after --dur, wait at most S s for messages still in flight (5; from 1 MiB: "
+        "enough for two messages per sender at 10 MB/s)",
     )
     p.add_argument(
         "--lat-rate",
@@ -126,6 +147,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def size_arg(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def protocol_setting(text: str) -> tuple[str, int]:
     key, sep, value = text.partition("=")
     if not sep or key not in PROTOCOL_KEYS or not value.isdigit() or int(value) <= 0:
@@ -147,6 +175,7 @@ def usage_problem(args: argparse.Namespace) -> str | None:
 
 
 def main(args: argparse.Namespace) -> int:
+    senders = args.daemons if args.mode == "all" else 1
     try:
         work = Workload(
             mode=args.mode,
@@ -156,7 +185,7 @@ def main(args: argparse.Namespace) -> int:
             daemons=args.daemons,
             dur=args.dur,
             warm=args.warm,
-            drain=args.drain,
+            drain=args.drain if args.drain is not None else default_drain(args.size, senders),
             lat_rate=args.lat_rate,
             batch=FLOOD_BATCH if args.batch is None else args.batch,
             member_gc=args.member_gc,
@@ -168,8 +197,21 @@ def main(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"groupcomm bench: {problem}", file=sys.stderr)
         return 2
-    protocol = tuple(sorted(dict(args.protocol).items()))
     systems = ["zmq"] if args.baseline else ["groupcomm", "zmq"] if args.compare else ["groupcomm"]
+    given = dict(args.protocol)
+    try:
+        effective = daemon_protocol(work.size, given) if "groupcomm" in systems else given
+    except ValueError as e:
+        print(f"groupcomm bench: {e}", file=sys.stderr)
+        return 2
+    if effective.get("max_message_bytes") != given.get("max_message_bytes") and not args.quiet:
+        print(
+            f"groupcomm bench: --size {format_size(work.size)} is above the daemons' default "
+            f"max_message_bytes ({format_size(DEFAULT_MAX_MESSAGE_BYTES)}): the daemons run "
+            f"with [protocol] max_message_bytes = {effective['max_message_bytes']}",
+            file=sys.stderr,
+        )
+    protocol = tuple(sorted(given.items()))  # the runner adds max_message_bytes for the size
     progress = ProgressLine(False if args.quiet else None)
     records: list[dict[str, Any]] = []
     try:

@@ -2,10 +2,11 @@
 (``--json``), the groupcomm/zmq ratio (``--compare``) and the progress line on stderr.
 
 Formatting only: the numbers are computed in ``analysis``. Table columns: ``deliver/s`` is
-``deliver_rate_min`` (the slowest receiver), ``client us`` is ``client_us_per_msg``,
-``foreign%`` the CPU other processes used during the window, ``wire B/msg`` the bytes each
-daemon's host sent per message (``wire_out_bytes_per_msg``, ``--netns`` only; see
-docs/performance.md).
+``deliver_rate_min`` (the slowest receiver), ``MB/s`` its payload megabytes (10^6 bytes) per
+second (``mbytes_per_s``: per receiver, not summed), ``daemon MB`` / ``member MB`` each
+process's peak RSS in MiB, ``client us`` is ``client_us_per_msg``, ``foreign%`` the CPU other
+processes used during the window, ``wire B/msg`` the bytes each daemon's host sent per message
+(``wire_out_bytes_per_msg``, ``--netns`` only; see docs/performance.md).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from groupcomm.benchmark.workload import format_size
+
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     # (header, record key, width)
     ("system", "system", 9),
     ("mode", "mode", 4),
     ("service", "service", 10),
-    ("size", "size", 5),
+    ("size", "size", 6),
     ("kind", "kind", 4),
     ("run", "run", 3),
     ("deliver/s", "deliver_rate_min", 9),
@@ -35,6 +38,7 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("max us", "max_us", 9),
     ("daemon CPU %", "daemon_cpu_pct", 14),
     ("daemon MB", "daemon_rss_mb", 14),
+    ("member MB", "member_rss_mb", 14),
     ("client us", "client_us_per_msg", 9),
     ("wire B/msg", "wire_out_bytes_per_msg", 17),
     ("foreign%", "foreign_cpu_pct", 8),
@@ -42,7 +46,11 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
 )
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, key: str = "") -> str:
+    if key == "size" and isinstance(value, int):
+        return format_size(value)
+    if isinstance(value, dict):
+        return _cell(list(value.values()))
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -60,7 +68,7 @@ def table(records: Sequence[dict[str, Any]]) -> str:
     head = "  ".join(h.rjust(w) for h, _, w in COLUMNS)
     lines = [head, "-" * len(head)]
     for r in records:
-        lines.append("  ".join(_cell(r.get(key)).rjust(w) for _, key, w in COLUMNS))
+        lines.append("  ".join(_cell(r.get(key), key).rjust(w) for _, key, w in COLUMNS))
     for r in records:
         if r.get("kind") == "lat" and r.get("p50_us_by_path"):
             lines.append(path_line(r))
@@ -93,18 +101,28 @@ def summary(records: Sequence[dict[str, Any]]) -> str:
         parts = []
         for label, key in (
             ("deliver/s min", "deliver_rate_min"),
+            ("MB/s per receiver (slowest)", "mbytes_per_s"),
+            ("MB/s summed over receivers", "mbytes_per_s_sum"),
             ("p50 us", "p50_us"),
             ("p99 us", "p99_us"),
         ):
             values = [r[key] for r in mine if isinstance(r.get(key), int | float)]
             if values:
                 mid, low, high = statistics.median(values), min(values), max(values)
-                parts.append(f"{label} {mid:,.0f} ({low:,.0f}-{high:,.0f})")
+                parts.append(f"{label} {_num(mid)} ({_num(low)}-{_num(high)})")
+        peaks = [max(r["daemon_rss_mb"]) for r in mine if r.get("daemon_rss_mb")]
+        if peaks:
+            parts.append(f"peak daemon RSS {max(peaks):,.0f} MiB")
         ok = sum(1 for r in mine if r["ok"])
         lines.append(
             f"{system}: median of {len(mine)} runs: " + ", ".join(parts) + f"; ok {ok}/{len(mine)}"
         )
     return "\n".join(lines)
+
+
+def _num(x: float) -> str:
+    """Large figures without decimals, small ones (MB/s of large messages) with 3 digits."""
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
 def ratio(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
@@ -115,6 +133,7 @@ def ratio(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for key, name in (
         ("deliver_rate_min", "tput_ratio"),
+        ("mbytes_per_s", "mbytes_ratio"),
         ("p50_us", "p50_ratio"),
         ("p99_us", "p99_ratio"),
     ):
@@ -130,8 +149,8 @@ def ratio_line(r: dict[str, float | None]) -> str:
     return (
         f"groupcomm / zmq baseline: throughput {show(r['tput_ratio'], 'x')}"
         f" ({show(None if r['tput_ratio'] is None else 100 * r['tput_ratio'], ' %')} of the"
-        f" physical limit), p50 latency {show(r['p50_ratio'], 'x')},"
-        f" p99 {show(r['p99_ratio'], 'x')}"
+        f" physical limit; MB/s {show(r.get('mbytes_ratio'), 'x')}),"
+        f" p50 latency {show(r['p50_ratio'], 'x')}, p99 {show(r['p99_ratio'], 'x')}"
     )
 
 

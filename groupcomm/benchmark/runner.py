@@ -28,7 +28,7 @@ from groupcomm.benchmark.placement import Placement, make_placement
 from groupcomm.benchmark.procstat import CpuWindow, PeakMemory
 from groupcomm.benchmark.recorder import read_keys
 from groupcomm.benchmark.wirecost import WireSample
-from groupcomm.benchmark.workload import Workload, member_plan, zmq_window
+from groupcomm.benchmark.workload import Workload, daemon_protocol, member_plan, zmq_window
 from groupcomm.client.connection import GroupcommError, query_status
 from groupcomm.core.ids import token_name
 from groupcomm.localcluster import LocalCluster, free_ports
@@ -72,7 +72,7 @@ def run_once(spec: RunSpec, progress: Progress) -> dict[str, Any]:
             record = _run_groupcomm(spec, place, workdir, progress)
         else:
             record = _run_zmq(spec, place, workdir, progress)
-    except (TimeoutError, RuntimeError, OSError) as e:
+    except (TimeoutError, RuntimeError, OSError, ValueError) as e:
         record = failed(spec, f"{type(e).__name__}: {e}")
     finally:
         if place is not None:
@@ -104,12 +104,14 @@ def failed(spec: RunSpec, reason: str) -> dict[str, Any]:
         "problems": [reason],
         "deliver_rate_min": None,
         "mbytes_per_s": None,
+        "mbytes_per_s_sum": None,
         "p50_us": None,
         "p99_us": None,
         "order_same": None,
         "loss": None,
         "send_rate": None,
         "daemon_rss_mb": [],
+        "member_rss_mb": {},
         "dur": work.dur,
         "lat_rate": work.lat_rate if work.kind == "lat" else None,
         "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -124,7 +126,8 @@ def _run_groupcomm(
 ) -> dict[str, Any]:
     work = spec.work
     names = tuple(f"d{i + 1}" for i in range(work.daemons))
-    cluster = place.cluster(workdir, names, dict(spec.protocol), spec.transport)
+    protocol = daemon_protocol(work.size, dict(spec.protocol))  # large sizes: max_message_bytes
+    cluster = place.cluster(workdir, names, protocol, spec.transport)
     cluster.keys = spec.keys
     progress("starting daemons")
     group = MemberGroup(workdir)
@@ -139,7 +142,7 @@ def _run_groupcomm(
         daemon_pids = {name: cluster.procs[name].pid for name in names}
         inputs = _timed(spec, place, group, daemon_pids, workdir, progress, names)
         inputs.daemon_trace = bool(cluster.traces)
-        inputs.protocol = dict(spec.protocol)
+        inputs.protocol = protocol
         inputs.sequencer = sequencer
         inputs.problems += _daemon_problems(cluster, names)
         return summarize(inputs)
@@ -241,7 +244,7 @@ def _timed(
     member_pids = group.pids()
     labels = {**daemon_pids, **{f"m{k}": v for k, v in member_pids.items()}}
     cpu = CpuWindow(labels)
-    memory = PeakMemory(dict(daemon_pids))
+    memory = PeakMemory(labels)  # daemons and members: the baseline's memory is its members'
     cpu_pct: dict[str, float | None] = {}
     foreign, top = 0.0, list[tuple[str, float]]()
     wire: list[WireSample | None] = []
@@ -278,6 +281,8 @@ def _timed(
             problems.append("the members finished before the window ended")
     progress("collecting")
     codes = group.finish(FINISH_MARGIN_S)
+    memory.sample()  # the daemons' final VmHWM (they run until the members are done)
+    peaks = memory.peak_mb()
     results, keys = _collect(workdir, group)
     return RunInputs(
         system=spec.system,
@@ -288,7 +293,8 @@ def _timed(
         exit_codes=codes,
         member_cpu_pct={int(k[1:]): v for k, v in cpu_pct.items() if k.startswith("m")},
         daemon_cpu_pct=[cpu_pct.get(name) for name in daemon_pids],
-        daemon_rss_mb=list(memory.peak_mb().values()),
+        daemon_rss_mb=[peaks[name] for name in daemon_pids],
+        member_rss_mb={k: peaks[f"m{k}"] for k in member_pids if f"m{k}" in peaks},
         foreign_cpu_pct=foreign,
         foreign_top=top,
         problems=problems,

@@ -26,14 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from groupcomm.benchmark.command import protocol_setting
+from groupcomm.benchmark.command import protocol_setting, size_arg
 from groupcomm.benchmark.peerkit import PeerCurves, load_curves
 from groupcomm.benchmark.placement import TRANSPORTS, transport_problem
 from groupcomm.benchmark.report import ProgressLine, json_line
 from groupcomm.benchmark.runner import RunSpec, run_once
 from groupcomm.benchmark.sweepgrid import Cell, Grid, describe, estimate_s
 from groupcomm.benchmark.sweepreport import lat_points, normalize, render
-from groupcomm.benchmark.workload import FLOOD_BATCH, SERVICES
+from groupcomm.benchmark.workload import FLOOD_BATCH, SERVICES, parse_size
 from groupcomm.config import (
     DEFAULT_SESSION_SEND_WINDOW,
     DEFAULT_SLOW_CONSUMER_BYTES,
@@ -44,6 +44,17 @@ RUNS_FILE = "runs.jsonl"
 REPORT_FILE = "results.md"
 PLOT_FILE = "latency.png"
 META_FILE = "meta.json"
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    """``100,1000,1MiB``: message sizes, each as ``groupcomm bench --size`` takes it."""
+    try:
+        values = tuple(parse_size(x.replace("_", "")) for x in text.split(",") if x.strip())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected sizes like 100,1000,1MiB")
+    return values
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -75,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(tables for docs/performance.md) and, with --lat-sweep, latency.png.",
     )
     g = p.add_argument_group("the grid")
-    g.add_argument("--sizes", type=_ints, default=(100, 1000, 10_000, 100_000), metavar="LIST")
+    g.add_argument("--sizes", type=_sizes, default=(100, 1000, 10_000, 100_000), metavar="LIST")
     g.add_argument("--services", type=_services, default=SERVICES, metavar="all|LIST")
     g.add_argument("--daemons", type=_ints, default=(3, 5), metavar="LIST")
     g.add_argument("--runs", type=int, default=3, metavar="K", help="runs per cell (3)")
@@ -92,11 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RATES",
         help="also latency vs offered load at these msg/s (AGREED and the baseline)",
     )
-    g.add_argument("--lat-size", type=int, default=100, metavar="BYTES", help="(100)")
+    g.add_argument("--lat-size", type=size_arg, default=100, metavar="SIZE", help="(100)")
     g.add_argument("--lat-daemons", type=int, default=3, metavar="N", help="(3)")
     g.add_argument(
         "--flood-sizes",
-        type=_ints,
+        type=_sizes,
         default=(100, 100_000),
         metavar="LIST",
         help="sizes of the one-sender flood check, per --daemons (100,100000)",

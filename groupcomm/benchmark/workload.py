@@ -17,8 +17,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import re
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from groupcomm.core.config import MAX_MESSAGE_BYTES_LIMIT
 
 HEADER = struct.Struct("<IIQ")
 END_SEQ = 0xFFFFFFFF
@@ -31,7 +36,19 @@ TPUT_LAT_STRIDE = 64  # in throughput runs, every 64th message of a sender is a 
 # 1 = one ``Connection.multicast`` per message, the one-message API (as CPG's one message per
 # call). Paced senders (``--kind lat``) and the zmq baseline always send one message per call.
 FLOOD_BATCH = 100
+# ... and at most this much payload per call: a batch is built whole before the call, and the
+# library's send window (1 MiB) would cut a larger one into requests of this size anyway. From
+# 1 MiB on a flooding sender sends one message per call, and has one message in flight.
+FLOOD_BATCH_BYTES = 1 << 20
 MEMBER_GC = ("tuned", "default")  # --member-gc: what the member processes do with the GC
+# Large messages (>= 1 MiB): every message is a latency sample (there are few), and the default
+# drain grows with what may still be in flight when the senders stop (see ``default_drain``).
+LARGE_MESSAGE = 1 << 20
+DRAIN_S = 5.0  # the default --drain for smaller messages
+DRAIN_BYTES_PER_S = 10e6  # a pessimistic delivery rate for large messages on a loaded host
+# The daemons' default [protocol] max_message_bytes (groupcomm.config.ProtocolConfig, checked
+# by a test): a larger --size raises it for the run.
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,29 +115,114 @@ class Workload:
         return 0.0 if self.kind == "tput" else self.lat_rate / self.senders
 
     def lat_stride(self) -> int:
-        return 1 if self.kind == "lat" else TPUT_LAT_STRIDE
+        return 1 if self.kind == "lat" or self.size >= LARGE_MESSAGE else TPUT_LAT_STRIDE
+
+    def flood_batch(self) -> int:
+        """Messages per ``multicast_many`` call of a flooding groupcomm sender: ``batch``, but
+        at most ``FLOOD_BATCH_BYTES`` of payload (at least one message)."""
+        return min(self.batch, max(1, FLOOD_BATCH_BYTES // self.size))
 
     def send_batch(self, system: str) -> int:
-        """Messages per send call a sender of ``system`` actually makes: ``batch`` for a
+        """Messages per send call a sender of ``system`` actually makes: ``flood_batch`` for a
         flooding groupcomm sender, else 1 (paced sends, and the baseline's one message per
         frame)."""
-        return self.batch if system == "groupcomm" and self.kind == "tput" else 1
+        return self.flood_batch() if system == "groupcomm" and self.kind == "tput" else 1
 
 
 # The zmq baseline's flow control (``zmq_member``): a sender stays at most this many messages
 # ahead of its slowest receiver (the peer kit's 20,000), and at most this many bytes: at 100 kB
-# per message 20,000 messages would be 2 GB queued per sender.
+# per message 20,000 messages would be 2 GB queued per sender. Large messages: at least
+# ``ZMQ_WINDOW_MIN`` messages (two, so the next is on its way while one is read: at 64 MiB
+# 128 MiB per sender), far below the HWM (100,000 messages), so PUB never drops.
 ZMQ_WINDOW_MSGS = 20_000
 ZMQ_WINDOW_BYTES = 32 << 20
+ZMQ_WINDOW_MIN = 2
 ZMQ_ACK_EVERY = 256
 
 
 def zmq_window(size: int) -> tuple[int, int]:
     """The baseline's ``(window, ack_every)`` for ``size``-byte messages: the kit's 20,000 and
-    256 up to 1,677 bytes, then ``ZMQ_WINDOW_BYTES`` worth of messages (at least 16), with a
-    progress ack every quarter window at most, so the sender never waits for a whole window."""
-    window = max(16, min(ZMQ_WINDOW_MSGS, ZMQ_WINDOW_BYTES // max(1, size)))
+    256 up to 1,677 bytes, then ``ZMQ_WINDOW_BYTES`` worth of messages (at least
+    ``ZMQ_WINDOW_MIN``), with a progress ack every quarter window at most, so the sender never
+    waits for a whole window."""
+    window = max(ZMQ_WINDOW_MIN, min(ZMQ_WINDOW_MSGS, ZMQ_WINDOW_BYTES // max(1, size)))
     return window, max(1, min(ZMQ_ACK_EVERY, window // 4))
+
+
+def default_drain(size: int, senders: int) -> float:
+    """The default ``--drain``: ``DRAIN_S``, or for large messages long enough to deliver two
+    messages per sender (what may be in flight when the senders stop: one in its daemon, one on
+    its way) at ``DRAIN_BYTES_PER_S``. Receivers stop as soon as they have everything, so a
+    long drain costs time only when messages are lost."""
+    if size < LARGE_MESSAGE:
+        return DRAIN_S
+    return max(DRAIN_S, float(math.ceil(2 * senders * size / DRAIN_BYTES_PER_S)))
+
+
+# ----------------------------------------------------------------------- sizes and limits
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``"100"``, ``"16384"``, ``"1MiB"``, ``"64 MiB"``, ``"1.5MiB"``, ``"100kB"`` -> bytes.
+    Binary units (KiB, MiB, GiB) and decimal ones (kB, MB, GB), any case; bare K/M/G are
+    refused as ambiguous. ``ValueError`` names what is wrong."""
+    m = _SIZE.fullmatch(text)
+    unit = m.group(2).lower() if m else ""
+    if m is None or unit not in _UNITS:
+        hint = " (say KiB/MiB/GiB for 1024-based or kB/MB/GB for 1000-based)" if m else ""
+        raise ValueError(
+            f"{text!r} is not a size: bytes, or a number with a unit, e.g. 1000, 1MiB, "
+            f"16MiB, 100kB{hint}"
+        )
+    value = float(m.group(1)) * _UNITS[unit]
+    if value != int(value):
+        raise ValueError(f"{text!r} is not a whole number of bytes")
+    return int(value)
+
+
+def format_size(size: int) -> str:
+    """Bytes as the shortest exact form: ``67108864`` -> ``"64MiB"``, ``1000`` -> ``"1000"``."""
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
+def daemon_protocol(size: int, protocol: Mapping[str, int]) -> dict[str, int]:
+    """The daemons' ``[protocol]`` overrides for ``size``-byte messages: ``protocol`` (the
+    ``--protocol`` settings), plus ``max_message_bytes = size`` when ``size`` exceeds the
+    daemons' default (1 MiB) and ``protocol`` does not set it. ``ValueError`` when a given
+    ``max_message_bytes`` is smaller than ``size``, or ``size`` is above what a daemon
+    accepts."""
+    out = dict(protocol)
+    given = out.get("max_message_bytes")
+    if given is not None:
+        if given < size:
+            raise ValueError(
+                f"--size {size} is larger than --protocol max_message_bytes={given}: the daemons "
+                f"would refuse every message (leave max_message_bytes out and the bench sets it)"
+            )
+        return out
+    if size > MAX_MESSAGE_BYTES_LIMIT:
+        raise ValueError(
+            f"--size {size} is above the largest max_message_bytes a daemon accepts "
+            f"({MAX_MESSAGE_BYTES_LIMIT})"
+        )
+    if size > DEFAULT_MAX_MESSAGE_BYTES:
+        out["max_message_bytes"] = size
+    return out
 
 
 def padding(size: int) -> bytes:
@@ -175,7 +277,7 @@ def member_plan(spec: MemberSpec, work: Workload, out: str) -> MemberPlan:
         warm=work.warm,
         drain=work.drain,
         lat_stride=work.lat_stride(),
-        batch=work.batch,
+        batch=work.flood_batch(),
         gc=work.member_gc,
         out=out,
     )

@@ -21,8 +21,10 @@ Liveness: a connection that hears nothing from its daemon for a third of ``daemo
 sends a ``ping`` (the daemon answers at once); when the daemon stays silent for
 ``daemon_timeout`` with a ping unanswered for half of it, the connection ends with
 ``DaemonLost``, so a daemon that is stopped, hung or cut off (no FIN ever arrives) is noticed
-within about ``1.2 * daemon_timeout``. A connection is one stream to one daemon process and is
-never re-opened by the library: a restarted daemon is a new session, opened by the application.
+within about ``1.2 * daemon_timeout``. A daemon still taking the bytes of our own large
+request off the socket (the ping waits behind them) is not silent. A connection is one stream
+to one daemon process and is never re-opened by the library: a restarted daemon is a new
+session, opened by the application.
 """
 
 from __future__ import annotations
@@ -659,6 +661,10 @@ class Connection:
         step = self.keepalive if timeout is None else min(self.keepalive, timeout / 6)
         next_keepalive = time.monotonic() + self.keepalive
         ping_at: float | None = None  # when the unanswered ping went out
+        # Our own bytes the daemon has yet to take, and when it last took some: a large request
+        # (a 64 MiB multicast) is read over many daemon turns, and a ping queued behind it
+        # cannot be answered before; a daemon taking our bytes is not silent.
+        unsent_seen, taken_at = 0, 0.0
         while True:
             await asyncio.sleep(step)
             link = self._link
@@ -667,7 +673,11 @@ class Connection:
             now = time.monotonic()
             try:
                 if timeout is not None:
-                    heard = link.heard_at
+                    unsent = link.unsent()
+                    if unsent < unsent_seen:
+                        taken_at = now
+                    unsent_seen = unsent
+                    heard = max(link.heard_at, taken_at)
                     if ping_at is not None and heard >= ping_at:
                         ping_at = None  # anything heard since the ping answers it
                     silent = now - heard

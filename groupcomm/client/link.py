@@ -96,6 +96,10 @@ class Link:
             raise ConnectionResetError("the link to the daemon is closed")
         self.transport.write(record_header(len(data)) + data)
 
+    def unsent(self) -> int:
+        """Bytes queued here that the socket has not taken yet (a large request being read)."""
+        return self.transport.get_write_buffer_size()
+
     def close(self) -> None:
         self.transport.close()  # flushes what is queued, then closes
 

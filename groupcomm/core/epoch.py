@@ -271,6 +271,12 @@ class Epoch:
             self.delivered = g
             yield g, sender, seq, msg
 
+    def peek(self) -> Msg | None:
+        """The message ``deliverable`` looks at next, if it is here (whether it may be delivered
+        yet is not checked)."""
+        key = self.order.get(self.delivered + 1)
+        return None if key is None else self.recv[key[0]].get(key[1])
+
     def collect_garbage(self) -> None:
         """Free what every member holds and we delivered; account our own stable messages.
 

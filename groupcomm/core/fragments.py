@@ -42,6 +42,18 @@ def chunk_len(frag: Msg) -> int:
     return max(0, len(frag.payload) - HEADER)
 
 
+def delivery(frag: Msg) -> tuple[int, bool]:
+    """What delivering ``frag`` in order hands the clients, as far as its header says: at its
+    message's last fragment ``(the whole message's length, True)``, else ``(its chunk's
+    length, False)`` (the chunk is only held for reassembly)."""
+    if len(frag.payload) < HEADER:
+        return 0, False
+    index, count, total = _HEADER.unpack_from(frag.payload)
+    if index == count - 1:
+        return int(total), True
+    return len(frag.payload) - HEADER, False
+
+
 def is_last(frag: Msg) -> bool:
     """``frag`` is the last fragment of its message (the trace notes its send there)."""
     if len(frag.payload) < HEADER:

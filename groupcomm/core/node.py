@@ -38,7 +38,14 @@ from groupcomm.core.events import (
     Started,
     TimerFired,
 )
-from groupcomm.core.fragments import FRAGMENT, Reassembly, chunk_len, fragment, is_last
+from groupcomm.core.fragments import (
+    FRAGMENT,
+    Reassembly,
+    chunk_len,
+    delivery,
+    fragment,
+    is_last,
+)
 from groupcomm.core.frames import (
     MAX_EPOCH,
     Cleanup,
@@ -260,12 +267,23 @@ class Node:
             conf = regular_conf_id(self.view)
             # At most DELIVER_BUDGET payload bytes per pump (the rest at the next event or
             # tick): a client's backlog then overshoots the point where it makes the driver
-            # hold (BacklogChanged) by at most that much, not by every sender's window.
+            # hold (BacklogChanged) by at most that much, not by every sender's window. A
+            # large message counts whole at its last fragment, and only as the first thing a
+            # pump delivers: one pump hands the clients at most one large message, which the
+            # slow-consumer limit (at least twice max_message_bytes) leaves room for.
             budget = DELIVER_BUDGET
+            handed = False  # something of this pump went to the clients
+            frags = self.frags
             for gseq, sender, seq, msg in epoch.deliverable():
                 self.deliver(sender, self.view, seq, msg, conf, out, gseq)
-                budget -= len(msg.payload)
-                if budget <= 0:
+                if msg.kind == FRAGMENT:
+                    size, whole = delivery(msg)
+                    budget -= size
+                    handed = handed or whole
+                else:
+                    budget -= len(msg.payload)
+                    handed = True
+                if budget <= 0 or (handed and frags.buffered and completes_next(epoch)):
                     break
         epoch.collect_garbage()
         if (
@@ -487,3 +505,10 @@ def _install_note(me: str, conf: str, kind: str, members: tuple[str, ...], epoch
         "epoch": epoch,
     }
     return Note(event="install", fields=fields)
+
+
+def completes_next(epoch: Epoch) -> bool:
+    """The next message of the order is here and is the last fragment of a large message (its
+    delivery hands the clients the whole message)."""
+    msg = epoch.peek()
+    return msg is not None and msg.kind == FRAGMENT and is_last(msg)

@@ -117,6 +117,7 @@ class _Link(Generic[T]):
         "paused",
         "plain",
         "reader",
+        "received",
         "sock",
         "tls",
         "writing",
@@ -146,6 +147,7 @@ class _Link(Generic[T]):
         self.closing = False  # ``finish``: close once ``out`` is written
         self.paused = False  # ``pause``: not read (its protocol holds its input back)
         self.written = 0  # bytes written to the socket so far
+        self.received = 0  # bytes read from the socket so far
 
     def seal_turn(self) -> None:
         """On a TLS link, encrypt the turn's output into ``out`` in one call (TLS records of
@@ -258,6 +260,13 @@ class StreamLinks(Generic[T]):
         if link is None:
             return (0, 0)
         return (link.written, link.written + len(link.out) + len(link.plain))
+
+    def moved(self, link_id: int) -> int:
+        """Bytes written to and read from the link's socket so far (0 when gone): whether its
+        client is doing anything at all, e.g. reading a large delivery or sending a large
+        request (its replies and reports wait behind it)."""
+        link = self._links.get(link_id)
+        return link.written + link.received if link is not None else 0
 
     def receive(self, limit: int) -> list[tuple[int, T]]:
         """``(link, item)`` pairs from the links readable at the last wait; accepts new
@@ -459,6 +468,7 @@ class StreamLinks(Generic[T]):
         if not n:
             self.drop(link_id)
             return
+        link.received += n
         view = memoryview(self._rbuf)[:n]
         if link.tls is not None:
             plain = self._decrypt(link_id, link, view)

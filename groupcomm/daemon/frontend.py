@@ -171,6 +171,7 @@ class NativeFrontEnd:
         self._admin: list[tuple[str, list[str]]] = []
         self._direct: list[tuple[int, Reply]] = []  # replies to links without a session
         self._encoded: dict[tuple[str, ...], bytes] = {}  # this turn's msgs batches by mids
+        self._moved: dict[int, int] = {}  # link -> bytes moved, for the sessions behind
         self._provider: object = None
         self._last_expire = clock()
         self._refusals = Throttle(REFUSAL_LOG_INTERVAL_S)
@@ -223,6 +224,26 @@ class NativeFrontEnd:
                 if conn in self.layer.sessions:
                     self.layer.close(conn, "disconnected", notify=False)
         self._send_direct()
+        if self.layer.behind():
+            self._note_reading(now_ms)
+        elif self._moved:
+            self._moved = {}
+
+    def _note_reading(self, now_ms: int) -> None:
+        """A session behind whose link moved bytes since the last look is busy, not one that
+        never reads (``SessionLayer.reading``): its client takes a large delivery off the
+        socket (its ``consumed`` report comes once the whole message is taken), or sends us a
+        large request (its reports wait behind it in the stream)."""
+        seen: dict[int, int] = {}
+        for conn in self.layer.behind_sessions():
+            link_id = self._by_conn.get(conn)
+            if link_id is None:
+                continue
+            moved = self.links.moved(link_id)
+            if moved > self._moved.get(link_id, moved):
+                self.layer.reading(conn, now_ms)
+            seen[link_id] = moved
+        self._moved = seen
 
     def wants_turn(self) -> bool:
         return False

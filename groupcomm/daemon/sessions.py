@@ -24,7 +24,10 @@ Rules kept here, once for every front-end:
   that never reads: holding the cluster for it would stall every sender until it is closed;
   deliveries go on and the byte limit closes it, or a ``consumed`` report makes it count
   again), and closes one behind for ``lagging_ms`` in all. So a session that never reads
-  stalls the cluster for ``slow_consumer_ms`` at most.
+  stalls the cluster for ``slow_consumer_ms`` at most. A front-end that sees the client move
+  bytes on its socket meanwhile says so (``reading``): a client reading a large message
+  reports it consumed only once it is whole, one sending a large request reports behind it,
+  and neither is one that never reads.
 - vanished clients: ``expire(now_ms)`` closes sessions silent for ``idle_timeout_ms``.
 - access (``groupcomm.daemon.access``): each session has the ``Identity`` its front-end
   established; ``open`` refuses a session past ``max_sessions`` or
@@ -516,6 +519,21 @@ class SessionLayer:
             if session.unconsumed <= self._lag_limit:
                 self._behind.pop(conn, None)
                 self._stalled.discard(conn)
+
+    def reading(self, conn: str, now_ms: int) -> None:
+        """``conn`` is behind and its client moved bytes on its socket since the last look,
+        though it reported nothing consumed: it reads a large delivery (a ``consumed`` report
+        follows a whole message) or sends a large request (its reports wait behind it).
+        Progress for ``slow_consumer_ms`` (the session holds the senders again, as after a
+        report), not consumption: ``unconsumed`` is unchanged."""
+        session = self.sessions.get(conn)
+        if session is not None and conn in self._behind:
+            session.progress_ms = now_ms
+            self._stalled.discard(conn)
+
+    def behind_sessions(self) -> list[str]:
+        """The sessions more than half their slow-consumer limit behind (holding or not)."""
+        return list(self._behind)
 
     def close(self, conn: str, reason: str, *, notify: bool = True) -> bool:
         """Close a session (client said bye, vanished, or a policy applies). Feeds

@@ -48,6 +48,8 @@ def one_mode(service: str, orders: list[list[int]], sent: int = 4) -> RunInputs:
         exit_codes=dict.fromkeys(results, 0),
         member_cpu_pct={0: 10.0, 1: 5.0, 2: 5.0, 3: 5.0},
         daemon_cpu_pct=[50.0, 20.0, None],
+        daemon_rss_mb=[60.0, 50.5, 51.0],
+        member_rss_mb={3: 33.0, 0: 40.0},
     )
 
 
@@ -59,11 +61,14 @@ def test_clean_run() -> None:
     assert r["ok"] and r["problems"] == []
     assert r["deliver_rate_min"] == 5.0  # 10 messages in the 2 s window, the slowest receiver
     assert r["deliver_rates"] == [5.0, 10.0, 15.0]
-    assert r["mbytes_per_s"] == round(5.0 * 100 / 1e6, 3)
+    assert r["mbytes_per_s"] == round(5.0 * 100 / 1e6, 3)  # per receiver: the slowest
+    assert r["mbytes_per_s_sum"] == round(30.0 * 100 / 1e6, 3)  # summed over the receivers
     assert r["send_rate"] == 1.0
     assert r["loss"] == 0.0 and r["order_same"] is True
     assert r["p50_us"] == 2.0 and r["lat_n"] == 3
     assert r["daemon_cpu_pct"] == [50.0, 20.0, None]
+    assert r["daemon_rss_mb"] == [60.0, 50.5, 51.0]
+    assert r["member_rss_mb"] == {"0": 40.0, "3": 33.0}
     # sender: 10 % of 2 s over 2 messages; receiver 1: 5 % of 2 s over 10 messages
     assert r["client_us_per_sent"] == 100_000.0
     assert r["run_cpu_pct"] == 95.0

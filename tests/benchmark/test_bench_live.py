@@ -28,6 +28,8 @@ FIELDS = (
     "loss",
     "daemon_cpu_pct",
     "daemon_rss_mb",
+    "member_rss_mb",
+    "mbytes_per_s_sum",
     "client_us_per_msg",
 )
 
@@ -61,6 +63,7 @@ def test_bench_agreed_latency_run() -> None:
     assert r["order_same"] is True
     assert r["sent_total"] > 0 and r["lat_n"] > 0
     assert len(r["daemon_cpu_pct"]) == 3 and len(r["daemon_rss_mb"]) == 3
+    assert all(mb > 0 for mb in r["daemon_rss_mb"]) and len(r["member_rss_mb"]) == 3
     assert r["ok"], r["problems"]
     assert done.returncode == 0
 

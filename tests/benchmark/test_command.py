@@ -57,3 +57,26 @@ def test_member_gc_is_tuned_unless_asked_otherwise() -> None:
     assert build_parser().parse_args(["bench", "--member-gc", "default"]).member_gc == "default"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--member-gc", "off"])
+
+
+def test_size_takes_units_and_a_bad_one_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parse = build_parser().parse_args
+    assert parse(["bench", "--size", "64MiB"]).size == 64 << 20
+    assert parse(["bench", "--size", "1000"]).size == 1000
+    assert parse(["bench", "--size", "100kB"]).size == 100_000
+    for bad in ("64M", "big", "1.2.3MiB"):
+        with pytest.raises(SystemExit):
+            parse(["bench", "--size", bad])
+        assert "is not a size" in capsys.readouterr().err
+
+
+def test_a_max_message_bytes_below_the_size_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """Checked before anything runs (exit status 2); the baseline alone has no daemons."""
+    argv = ["bench", "--size", "16MiB", "--protocol", "max_message_bytes=1048576"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--size 16777216 is larger than --protocol max_message_bytes=1048576" in err
+    assert main([*argv, "--daemons", "0"]) == 2  # a bad workload is reported first
+    assert "daemons >= 1" in capsys.readouterr().err

@@ -5,13 +5,12 @@ servers, no timing assertions."""
 from __future__ import annotations
 
 import argparse
-import inspect
 import re
-from typing import Any, NamedTuple, cast
+from typing import Any
 
 import pytest
 
-from groupcomm.benchmark.fanout import command, replay
+from groupcomm.benchmark.fanout import command
 from groupcomm.benchmark.fanout.aggregate import RunData, summarize
 from groupcomm.benchmark.fanout.histogram import (
     LatencyHistogram,
@@ -36,8 +35,6 @@ from groupcomm.benchmark.fanout.resp import encode
 from groupcomm.benchmark.fanout.runner import FanoutRun
 from groupcomm.benchmark.fanout.tally import Catchup, ConsumerResult, ConsumerTally
 from groupcomm.benchmark.workload import END_SEQ, HEADER
-from groupcomm.client.connection import Connection
-from groupcomm.client.events import Message
 
 COMBINED = re.compile(
     r'^\S+ - - \[\d\d/Dec/2026:\d\d:\d\d:\d\d \+0000\] "(GET|POST|HEAD|PUT|DELETE) /\S* HTTP/1\.1"'
@@ -262,31 +259,18 @@ def test_config_rejects_nonsense() -> None:
     assert FanoutConfig(rate=0).flood
 
 
-def test_catchup_part_skips_pubsub_and_groupcomm_without_replay(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_catchup_part_skips_pubsub_only() -> None:
     args = command.parser().parse_args(["--catchup", "--away", "30"])
     cfg = command.config_of(args)
-    monkeypatch.setattr(command, "replay_problem", lambda: "no replay yet")
     runs = command.plan_runs(args, cfg)
     fanout = [r for r in runs if isinstance(r, FanoutRun) and not r.away[1]]
     assert [r.system for r in fanout] == ["groupcomm", "redis-pubsub", "redis-streams"]
     skips = {r["system"]: r["skipped"] for r in runs if isinstance(r, dict)}
-    assert skips["groupcomm"] == "no replay yet" and "pub/sub" in skips["redis-pubsub"]
-    (streams,) = [r for r in runs if isinstance(r, FanoutRun) and r.away[1]]
-    assert streams.system == "redis-streams" and streams.away == (5.0, 30.0)
-    assert streams.cfg.dur == 5 + 30 + 20 and streams.cfg.drain == 20
-    monkeypatch.setattr(command, "replay_problem", lambda: None)
-    again = command.plan_runs(args, cfg)
-    assert {r.system for r in again if isinstance(r, FanoutRun) and r.away[1]} == {
-        "groupcomm",
-        "redis-streams",
-    }
-
-
-def test_replay_detection_follows_the_client_api() -> None:
-    has_since = "since" in inspect.signature(Connection.join).parameters
-    assert (replay.replay_problem() is None) == (has_since and "position" in Message._fields)
+    assert list(skips) == ["redis-pubsub"] and "pub/sub" in skips["redis-pubsub"]
+    catchups = [r for r in runs if isinstance(r, FanoutRun) and r.away[1]]
+    assert [r.system for r in catchups] == ["groupcomm", "redis-streams"]
+    assert all(r.away == (5.0, 30.0) for r in catchups)
+    assert catchups[1].cfg.dur == 5 + 30 + 20 and catchups[1].cfg.drain == 20
 
 
 # ---------------------------------------------------------------------------- report, resp
@@ -303,27 +287,3 @@ def test_table_shows_both_parts_and_what_was_skipped() -> None:
 
 def test_resp_encoding() -> None:
     assert encode((b"PUBLISH", "ch", 12)) == b"*3\r\n$7\r\nPUBLISH\r\n$2\r\nch\r\n$2\r\n12\r\n"
-
-
-class _ReplayMessage(NamedTuple):
-    payload: bytes
-    position: int
-
-
-class _ReplayConnection:
-    """What ``replay.join_since`` needs of a connection once the API exists."""
-
-    def __init__(self) -> None:
-        self.joins: list[tuple[str, object]] = []
-
-    async def join(self, group: str, since: object = None) -> int:
-        self.joins.append((group, since))
-        return 7
-
-
-async def test_the_groupcomm_hook_joins_since_the_last_position() -> None:
-    conn = _ReplayConnection()
-    last = _ReplayMessage(b"x", 41)
-    position = replay.position_of(cast(Message, last))
-    assert await replay.join_since(cast(Connection, conn), "logs.web", position) == 7
-    assert conn.joins == [("logs.web", 41)]

@@ -68,3 +68,24 @@ def test_latency_runs_get_a_line_of_p50_by_path() -> None:
     line = "groupcomm run 0 p50 us by path (sender>receiver, sequencer d1): d1>d1 971 d1>d2 1,617"
     assert line in out
     assert "run 1 p50 us by path" not in out
+
+
+def test_large_messages_show_size_mb_per_s_and_peak_rss() -> None:
+    big = {
+        "size": 64 << 20,
+        "mbytes_per_s": 26.8,
+        "mbytes_per_s_sum": 80.5,
+        "daemon_rss_mb": [542.0, 568.3, 511.0],
+        "member_rss_mb": {"0": 541.0, "1": 526.0, "2": 520.0},
+    }
+    ours = rec("groupcomm", 0.4, 2e7) | big
+    base = rec("zmq", 1.2, 2e6) | big | {"mbytes_per_s": 80.5, "daemon_rss_mb": []}
+    text = table([ours, base])
+    assert "64MiB" in text and "26.8" in text and "542/568/511" in text and "541/526/520" in text
+    lines = summary([ours, base]).splitlines()
+    assert "MB/s per receiver (slowest) 26.8 (26.8-26.8)" in lines[0]
+    assert "MB/s summed over receivers 80.5" in lines[0] and "peak daemon RSS 568 MiB" in lines[0]
+    assert "peak daemon RSS" not in lines[1]
+    r = ratio([ours, base])
+    assert r["mbytes_ratio"] == round(26.8 / 80.5, 3)
+    assert "MB/s 0.333x" in ratio_line(r)

@@ -26,9 +26,11 @@ def test_parts_follow_the_options() -> None:
     grid = grid_from(args)
     assert grid.parts == ("lat", "flood") and grid.lat_rates == (1000.0, 5000.0)
     assert build_parser().parse_args(["--services", "all"]).services[0] == "unreliable"
-    for bad in (["--sizes", "x"], ["--services", "total"], ["--daemons", "0"]):
+    for bad in (["--sizes", "x"], ["--sizes", "1M"], ["--services", "total"], ["--daemons", "0"]):
         with pytest.raises(SystemExit):
             build_parser().parse_args(bad)
+    sized = build_parser().parse_args(["--sizes", "100,100_000,1MiB", "--lat-size", "1kB"])
+    assert sized.sizes == (100, 100_000, 1 << 20) and sized.lat_size == 1000
 
 
 def test_refusals_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:

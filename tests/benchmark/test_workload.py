@@ -7,15 +7,21 @@ import argparse
 import pytest
 
 from groupcomm.benchmark.workload import (
+    DEFAULT_MAX_MESSAGE_BYTES,
     FLOOD_BATCH,
     ZMQ_WINDOW_BYTES,
     MemberSpec,
     Workload,
     add_member_arguments,
+    daemon_protocol,
+    default_drain,
+    format_size,
     member_plan,
+    parse_size,
     plan_from_args,
     zmq_window,
 )
+from groupcomm.config import ProtocolConfig
 
 
 def test_all_mode_one_member_per_daemon_each_sends_and_receives() -> None:
@@ -80,4 +86,64 @@ def test_zmq_window_is_the_kits_up_to_a_byte_bound() -> None:
     window, ack_every = zmq_window(100_000)
     assert window * 100_000 <= ZMQ_WINDOW_BYTES and window < 20_000
     assert 0 < ack_every <= window // 4
-    assert zmq_window(10**9) == (16, 4)
+    assert zmq_window(1 << 20) == (32, 8)  # 32 MiB ahead at most
+    assert zmq_window(64 << 20) == (2, 1)  # large messages: two in flight, an ack each
+
+
+def test_sizes_take_units() -> None:
+    assert [parse_size(t) for t in ("100", "16384", " 1MiB", "16 MiB", "64mib")] == [
+        100,
+        16384,
+        1 << 20,
+        16 << 20,
+        64 << 20,
+    ]
+    assert [parse_size(t) for t in ("100kB", "1MB", "2KiB", "1.5MiB", "1GiB", "7B")] == [
+        100_000,
+        1_000_000,
+        2048,
+        3 << 19,
+        1 << 30,
+        7,
+    ]
+    for bad in ("", "MiB", "1M", "1 K", "-1", "1e6", "0.3B", "12 bytes", "1MiB2"):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+    assert [format_size(n) for n in (100, 1000, 1 << 20, 64 << 20, 3 << 19, 1 << 30)] == [
+        "100",
+        "1000",
+        "1MiB",
+        "64MiB",
+        "1536KiB",
+        "1GiB",
+    ]
+
+
+def test_large_sizes_raise_the_daemons_max_message_bytes_unless_given() -> None:
+    assert ProtocolConfig().max_message_bytes == DEFAULT_MAX_MESSAGE_BYTES
+    assert daemon_protocol(100, {}) == {}
+    assert daemon_protocol(1 << 20, {"tick_ms": 5}) == {"tick_ms": 5}  # the default holds it
+    assert daemon_protocol((1 << 20) + 1, {}) == {"max_message_bytes": (1 << 20) + 1}
+    assert daemon_protocol(64 << 20, {"tick_ms": 5}) == {
+        "tick_ms": 5,
+        "max_message_bytes": 64 << 20,
+    }
+    given = {"max_message_bytes": 128 << 20}
+    assert daemon_protocol(64 << 20, given) == given  # the user's, large enough: kept
+    with pytest.raises(ValueError, match="larger than --protocol max_message_bytes"):
+        daemon_protocol(64 << 20, {"max_message_bytes": 16 << 20})
+    with pytest.raises(ValueError, match="largest max_message_bytes"):
+        daemon_protocol((1 << 30) + 1, {})
+
+
+def test_large_messages_one_per_call_every_one_sampled_and_a_longer_drain() -> None:
+    assert Workload(size=100).flood_batch() == FLOOD_BATCH
+    assert Workload(size=100_000).flood_batch() == 10  # 1 MiB of payload per call
+    big = Workload(size=64 << 20)
+    assert big.flood_batch() == 1 and big.send_batch("groupcomm") == 1
+    assert member_plan(big.members()[0], big, "/tmp/x.json").batch == 1
+    assert Workload(size=1000).lat_stride() == 64 and big.lat_stride() == 1
+    assert default_drain(100, 3) == default_drain((1 << 20) - 1, 3) == 5.0
+    assert default_drain(1 << 20, 3) == 5.0  # 2 x 3 x 1 MiB at 10 MB/s: less than 5 s
+    assert default_drain(64 << 20, 3) == 41.0  # two 64 MiB messages per sender at 10 MB/s
+    assert default_drain(64 << 20, 1) == 14.0

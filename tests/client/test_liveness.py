@@ -81,3 +81,43 @@ async def test_a_silent_daemon_is_lost_in_receive_and_multicast() -> None:
 def test_daemon_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Connection("ipc:///nowhere", daemon_timeout=0)
+
+
+class SlowReader(SilentDaemon):
+    """``SilentDaemon`` that takes its client's bytes slowly (a busy daemon reading a large
+    request over many turns): 128 KiB every 50 ms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken = 0  # bytes read after the hello
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hello = await reader.read(65536)
+        assert hello
+        writer.write(record(encode(Welcome("#x#d1", "d1", 1 << 16, 1 << 20))))
+        while data := await reader.read(128 << 10):
+            self.taken += len(data)
+            await asyncio.sleep(0.05)
+        writer.close()
+
+
+async def test_a_daemon_still_reading_our_large_request_is_not_silent() -> None:
+    """The ping waits behind our own 4 MiB request: the daemon taking those bytes is heard; once
+    it has taken them and stays silent, the connection is lost as usual."""
+    slow = SlowReader()
+    server = await asyncio.start_unix_server(slow.handle, slow.path)
+    timeout = 0.3
+    try:
+        conn = await Connection(slow.endpoint, "x", daemon_timeout=timeout).open()
+        await conn.multicast("g", bytes(4 << 20))  # about 1.6 s to read at this pace
+        await asyncio.sleep(4 * timeout)
+        assert not conn.closed and slow.taken < 4 << 20
+        with pytest.raises(DaemonLost, match="silent"):
+            await asyncio.wait_for(conn.receive(), 30)
+        assert slow.taken >= 4 << 20
+        await conn.close()
+    finally:
+        server.close()
+        with contextlib.suppress(OSError):
+            os.unlink(slow.path)
+        os.rmdir(slow.dir)

@@ -311,3 +311,29 @@ def test_a_consumer_that_consumes_nothing_stops_holding_the_senders() -> None:
         s.apply(remote_message(slow, b"x" * 500))
     assert slow not in s.sessions and Ended(slow, SLOW_CONSUMER) in s.take_notices()
     assert not s.behind()
+
+
+def test_a_consumer_reading_a_large_delivery_keeps_holding_the_senders() -> None:
+    """A client that takes bytes off its socket but has not yet reported a whole (large)
+    message consumed is reading (``reading``, from the front-end): it does not count as one
+    that consumes nothing, and ``unconsumed`` is unchanged."""
+    s = layer(send_window=2000, idle_timeout_ms=100_000, slow_consumer_ms=250)
+    slow = s.open("slow", True, 0).conn
+    core = FakeCore([slow])
+    core.handle(s.take_events())
+    for cmd in core.handle([]):
+        s.apply(cmd)
+    for _ in range(6):  # 3000 > 2500 behind
+        s.apply(remote_message(slow, b"x" * 500))
+    s.take_notices()
+    assert s.behind_sessions() == [slow]
+    s.check_lagging(100)  # first seen behind
+    for now in (300, 500, 700):  # its socket keeps taking bytes: progress, every turn
+        s.reading(slow, now)
+        s.check_lagging(now + 100)
+        assert s.lagging() and s.counters["stalled"] == 0
+    assert s.sessions[slow].unconsumed == 3000
+    s.check_lagging(950)  # 250 ms with neither a report nor a byte read
+    assert not s.lagging() and s.counters["stalled"] == 1
+    s.reading(slow, 960)  # reading again: holding again
+    assert s.lagging()

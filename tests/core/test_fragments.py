@@ -8,7 +8,13 @@ from typing import Any
 from groupcomm.core.commands import Credit, DeliverMessage, SendFrame
 from groupcomm.core.config import CoreConfig
 from groupcomm.core.epoch import Epoch
-from groupcomm.core.events import JoinRequested, MulticastRequested, SessionOpened, Started
+from groupcomm.core.events import (
+    BacklogChanged,
+    JoinRequested,
+    MulticastRequested,
+    SessionOpened,
+    Started,
+)
 from groupcomm.core.fragments import HEADER, Reassembly, fragment
 from groupcomm.core.frames import Data, Msg
 from groupcomm.core.node import Node
@@ -98,11 +104,30 @@ def test_a_daemon_delivers_a_large_message_once_whole_and_credits_every_byte() -
     payload = bytes(range(256)) * 300  # 76800 bytes: 19 fragments
     out = node.handle(1, MulticastRequested(CONN, ("g",), SAFE, 3, payload))
     for t in range(2, 40):
-        out += node.handle(t, MulticastRequested(CONN, ("g",), SAFE, 4, b"after"))[:0]
+        out += node.handle(t, MulticastRequested(CONN, ("g",), SAFE, 4, b"after"))
         out += node.handle_batch(t, ())
     delivered = [c for c in out if isinstance(c, DeliverMessage)]
-    assert [(d.payload, d.msg_type) for d in delivered] == [(payload, 3)]
-    assert sum(c.payload_bytes for c in out if isinstance(c, Credit)) == len(payload)
+    # the large message whole, once, before every later message of its sender
+    assert [(d.payload, d.msg_type) for d in delivered] == [(payload, 3)] + [(b"after", 4)] * 38
+    assert sum(c.payload_bytes for c in out if isinstance(c, Credit)) == len(payload) + 38 * 5
+
+
+def test_a_pump_hands_the_clients_at_most_one_large_message() -> None:
+    """A large message is delivered only as the first thing a pump delivers, so a client's
+    backlog grows by at most one whole message between two checks of the hold (BacklogChanged).
+    Two large messages completed by one pump overran the slow-consumer limit of twice
+    max_message_bytes (3 daemons flooding 64 MiB messages: 192 MiB unconsumed, closed)."""
+    node = _node(max_message_bytes=1000, fragment_bytes=100)
+    node.handle(1, BacklogChanged(lagging=True))  # everything waits, fully stamped
+    first, second = b"a" * 1000, b"b" * 1000
+    agreed = int(Service.AGREED)
+    out = node.handle(2, MulticastRequested(CONN, ("g",), agreed, 1, first))
+    out += node.handle(3, MulticastRequested(CONN, ("g",), agreed, 2, second))
+    assert not [c for c in out if isinstance(c, DeliverMessage)]
+    released = node.handle(4, BacklogChanged(lagging=False))
+    assert [c.payload for c in released if isinstance(c, DeliverMessage)] == [first]
+    later = node.handle_batch(5, ())
+    assert [c.payload for c in later if isinstance(c, DeliverMessage)] == [second]
 
 
 def test_fragments_are_paced_by_the_byte_window() -> None:

@@ -39,10 +39,12 @@ def test_records_both_ways_and_a_closed_link_is_reported(tmp_path: Path) -> None
         got += pump(links, readiness, 5)
         assert [data for _, data in got] == [b"one", b"two"]
         link = got[0][0]
+        assert links.moved(link) == 2 * (4 + 3)  # read so far: two records of 3 bytes
         assert links.send(link, b"reply")
         pump(links, readiness, 2)
         client.settimeout(5)
         assert RecordReader(100).feed(client.recv(100)) == [b"reply"]
+        assert links.moved(link) == 2 * (4 + 3) + 4 + 5  # and written
         client.close()
         pump(links, readiness, 5)
         assert links.take_closed() == [link]

@@ -253,6 +253,10 @@ def test_max_message_bytes_is_a_protocol_setting_and_sizes_the_slow_consumer_lim
     assert cfg.protocol.max_message_bytes == big
     assert ("max_message_bytes", big) in cfg.protocol.fingerprint()
     assert cfg.slow_consumer_bytes == 2 * big  # the default grows with it
+    assert cfg.slow_consumer_ms == 2048  # ... and so does the stall rule's: 64 MiB / 32 KiB
+    assert parse_config({"protocol": {"max_message_bytes": 1 << 20}}).slow_consumer_ms == 250
+    given = {"protocol": {"max_message_bytes": big}, "daemon": {"slow_consumer_ms": 300}}
+    assert parse_config(given).slow_consumer_ms == 300
     assert core_config(cfg, incarnation=1).max_message_bytes == big
     with pytest.raises(ConfigError, match="slow_consumer_bytes must be at least twice"):
         parse_config(

@@ -10,9 +10,10 @@ away needs to catch up from its stored position.
 The modules, one job each: ``loglines`` (the lines and their frame), ``pacing`` (when a
 publisher sends), ``plan`` (the job and each process's command line), ``histogram`` and
 ``tally`` (what a consumer counts, and the result files), ``gc_member`` / ``redis_member`` (the
-processes; ``resp`` is the Redis members' minimal client), ``replay`` (the groupcomm catch-up
-hook), ``redisserver`` (the Redis server of a run), ``runner`` (one system's run), ``aggregate``
-(results to a record), ``report`` (tables, JSON lines) and ``command`` (the CLI).
+processes; ``resp`` is the Redis members' minimal client; ``gc_member`` also resumes from a
+position for the catch-up), ``redisserver`` (the Redis server of a run), ``runner`` (one
+system's run), ``aggregate`` (results to a record), ``report`` (tables, JSON lines) and
+``command`` (the CLI).
 
 Nothing here is imported by the rest of the package; the member modules ``redis_member`` and
 what it imports stay within the standard library and ``hiredis``, so they run under the peer

@@ -19,7 +19,6 @@ from typing import Any
 from groupcomm.benchmark.fanout.aggregate import skipped
 from groupcomm.benchmark.fanout.plan import SERVICES, SYSTEMS, FanoutConfig
 from groupcomm.benchmark.fanout.redisserver import redis_problem
-from groupcomm.benchmark.fanout.replay import replay_problem
 from groupcomm.benchmark.fanout.report import json_line, table
 from groupcomm.benchmark.fanout.runner import FanoutRun, find_redis_python, run_system
 from groupcomm.benchmark.placement import Placement, make_placement
@@ -207,8 +206,6 @@ def plan_runs(args: argparse.Namespace, cfg: FanoutConfig) -> list[FanoutRun | d
         for system in args.systems:
             if system == "redis-pubsub":
                 out.append(skipped(system, "catchup", PUBSUB_NO_CATCHUP))
-            elif system == "groupcomm" and (problem := replay_problem()) is not None:
-                out.append(skipped(system, "catchup", problem))
             else:
                 out.append(FanoutRun(long, system, args.services[0], away, args.caught_up_ms))
     return out

@@ -19,7 +19,6 @@ import contextlib
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from groupcomm.benchmark.fanout.loglines import FrameMaker, publisher_lines
 from groupcomm.benchmark.fanout.pacing import Pacer
@@ -29,7 +28,6 @@ from groupcomm.benchmark.fanout.plan import (
     add_role_arguments,
     plan_from_args,
 )
-from groupcomm.benchmark.fanout.replay import join_since, position_of, replay_problem
 from groupcomm.benchmark.fanout.tally import (
     Catchup,
     ConsumerResult,
@@ -221,12 +219,9 @@ async def away_and_resume(
 ) -> Connection:
     """Keep the last line's position, go away (close the session), come back and rejoin from
     the position; the new connection."""
-    problem = replay_problem()
-    if problem is not None:
-        raise TimeoutError(f"cannot resume: {problem}")  # the orchestrator does not ask then
     if last is None:
         raise TimeoutError("nothing delivered before going away: no position to resume from")
-    position: Any = position_of(last)
+    position = last.position
     assert result.tally is not None
     catchup = result.catchup = Catchup(position=str(position), lag_ns=int(plan.caught_up_ms * 1e6))
     catchup.left_ns = time.monotonic_ns()
@@ -235,7 +230,7 @@ async def away_and_resume(
     conn = await open_connection(endpoint, name, membership=True)
     catchup.resumed_ns = time.monotonic_ns()
     catchup.received_at_resume = result.tally.received
-    await join_since(conn, TOPIC, position)
+    await conn.join(TOPIC, since=position)  # a replay resumes after the position
     return conn
 
 
