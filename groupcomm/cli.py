@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, TypedDict
 
@@ -610,6 +610,9 @@ class _TailRun:
         self.endpoints = [args.endpoint, *args.failover]
         self.resumable = bool(args.state or args.failover)
         self.left: int | None = args.count
+        self.joined = False  # the current session got as far as its join
+        self.clock: Callable[[], float] = time.monotonic
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     async def run(self) -> None:
         turn, lost_at = 0, 0.0
@@ -621,7 +624,9 @@ class _TailRun:
             except (DaemonLost, DaemonUnavailable, ConnectionClosed) as exc:
                 if not self.resumable or isinstance(exc, _Refused):
                     raise
-                now = time.monotonic()
+                now = self.clock()
+                if self.joined:  # a session that worked: the 30 s start again from here
+                    lost_at, self.joined = now, False
                 lost_at = lost_at or now
                 if now - lost_at > self.RETRY_FOR_S:
                     raise GroupcommError(
@@ -634,7 +639,7 @@ class _TailRun:
                     f"{self.position or self.since or 'the live stream'}",
                     file=sys.stderr,
                 )
-                await asyncio.sleep(0.2 if turn % len(self.endpoints) else 1.0)
+                await self.sleep(0.2 if turn % len(self.endpoints) else 1.0)
                 if self.position:
                     self.since = self.position
 
@@ -645,6 +650,7 @@ class _TailRun:
             endpoint, membership=membership, token=_token(args), **_tls(args)
         ) as conn:
             req = await conn.join(args.group, since=self.since)
+            self.joined = True
             while self.left is None or self.left > 0:
                 events = await conn.receive_many()  # ConnectionClosed: the daemon ended it
                 self._write(events, req)
