@@ -147,7 +147,9 @@ async def receive_loop(
                 report.views_during_run += 1
 
 
-async def _open(endpoint: str, name: str, membership: bool) -> Connection:
+async def open_connection(endpoint: str, name: str, membership: bool) -> Connection:
+    """A connection to ``endpoint``, retried until CONNECT_TIMEOUT_S (the daemons may still be
+    forming their view)."""
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
     while True:
         try:
@@ -158,15 +160,17 @@ async def _open(endpoint: str, name: str, membership: bool) -> Connection:
             await asyncio.sleep(0.2)
 
 
-async def _join_and_wait(conn: Connection, receivers: int) -> None:
-    """Join the group and wait for a view holding every receiver."""
-    await conn.join(GROUP)
-    deadline = time.monotonic() + VIEW_TIMEOUT_S
+async def join_and_wait(
+    conn: Connection, receivers: int, group: str = GROUP, timeout_s: float = VIEW_TIMEOUT_S
+) -> None:
+    """Join ``group`` and wait for a view holding ``receivers`` members."""
+    await conn.join(group)
+    deadline = time.monotonic() + timeout_s
     while True:
         event = await conn.receive(max(0.01, deadline - time.monotonic()))
         match event:
-            case RegularView(group=group, members=members) if (
-                group == GROUP and len(members) >= receivers
+            case RegularView(group=seen, members=members) if (
+                seen == group and len(members) >= receivers
             ):
                 return
         if time.monotonic() > deadline:
@@ -194,10 +198,10 @@ async def _send_phase(conn: Connection, plan: MemberPlan, start_ns: int, c: Send
 async def run_member(plan: MemberPlan, endpoint: str) -> MemberReport:
     t0 = time.monotonic()
     report = MemberReport(plan.id, "groupcomm", plan.send, plan.recv)
-    conn = await _open(endpoint, f"m{plan.id}", membership=plan.recv)
+    conn = await open_connection(endpoint, f"m{plan.id}", membership=plan.recv)
     try:
         if plan.recv:
-            await _join_and_wait(conn, plan.receivers)
+            await join_and_wait(conn, plan.receivers)
         report.ready_s = time.monotonic() - t0
         announce_ready()
         start_ns = await asyncio.to_thread(read_start, START_TIMEOUT_S)

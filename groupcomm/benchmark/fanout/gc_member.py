@@ -35,42 +35,16 @@ from groupcomm.benchmark.fanout.tally import (
     PublisherResult,
     write_json,
 )
+from groupcomm.benchmark.member import join_and_wait, open_connection
 from groupcomm.benchmark.startsync import announce_ready, read_start
 from groupcomm.client import tune_gc
-from groupcomm.client.connection import Connection, ConnectionClosed, GroupcommError, connect
+from groupcomm.client.connection import Connection, ConnectionClosed, GroupcommError
 from groupcomm.client.events import Message, RegularView
 from groupcomm.core.service import Service
 
 SYSTEM = "groupcomm"
-CONNECT_TIMEOUT_S = 15.0
 VIEW_TIMEOUT_S = 60.0  # 30 consumers joining one after the other
 START_TIMEOUT_S = 180.0
-
-
-async def open_connection(endpoint: str, name: str, membership: bool) -> Connection:
-    deadline = time.monotonic() + CONNECT_TIMEOUT_S
-    while True:
-        try:
-            return await connect(endpoint, name, membership, timeout=1.0).open()
-        except GroupcommError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
-
-
-async def join_and_wait(conn: Connection, members: int) -> None:
-    """Join the topic's group and wait for a view holding ``members`` consumers."""
-    await conn.join(TOPIC)
-    deadline = time.monotonic() + VIEW_TIMEOUT_S
-    while True:
-        event = await conn.receive(max(0.01, deadline - time.monotonic()))
-        match event:
-            case RegularView(group=group, members=joined) if (
-                group == TOPIC and len(joined) >= members
-            ):
-                return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the group never reached {members} consumers")
 
 
 # ------------------------------------------------------------------------------ the hot loops
@@ -185,7 +159,7 @@ async def run_consumer(plan: RolePlan, endpoint: str) -> ConsumerResult:
     name = f"c{plan.id}"
     conn = await open_connection(endpoint, name, membership=True)
     try:
-        await join_and_wait(conn, plan.consumers)
+        await join_and_wait(conn, plan.consumers, TOPIC, VIEW_TIMEOUT_S)
         result.ready_s = time.monotonic() - t0
         announce_ready()
         start_ns = await asyncio.to_thread(read_start, START_TIMEOUT_S)
