@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
+from groupcomm.core.ids import position_text
 from groupcomm.core.service import SELF_DISCARD, SERVICE_MASK, Service
 
 
@@ -32,7 +33,7 @@ class Message(NamedTuple):
     def position(self) -> str:
         """Where this message is in its groups' streams: an opaque string to store and give
         back as ``join(group, since=position)`` (a replay continues after it)."""
-        return f"{self.conf}#{self.n}#{self.mid}"
+        return position_text(self.conf, self.n, self.mid)
 
     @property
     def service_level(self) -> Service:

@@ -7,6 +7,7 @@ new incarnation, hence a new process in the EVS sense (it never inherits the old
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_NAME_LEN = 64
 
@@ -45,3 +46,26 @@ def transitional_conf_id(new_view: ViewId, old_view: ViewId) -> str:
 
 def message_id(sender: str, view: ViewId, seq: int) -> str:
     return f"{sender}|{view}|{seq}"
+
+
+class Position(NamedTuple):
+    """Where a delivered message is (protocol/retention.md section 1, RET-POS): the
+    configuration it was delivered in, its ordinal there, its message id."""
+
+    conf: str
+    n: int
+    mid: str
+
+
+def position_text(conf: str, n: int, mid: str) -> str:
+    """A position as clients store it: ``"<conf>#<n>#<mid>"`` (no part contains ``#``: daemon
+    names may not)."""
+    return f"{conf}#{n}#{mid}"
+
+
+def parse_position(text: str) -> Position:
+    """``position_text`` read back; ValueError naming what is wrong."""
+    parts = text.split("#")
+    if len(parts) != 3 or not parts[0] or not parts[2] or not parts[1].isdigit():
+        raise ValueError(f"not a position (expected '<conf>#<n>#<mid>'): {text[:200]!r}")
+    return Position(parts[0], int(parts[1]), parts[2])

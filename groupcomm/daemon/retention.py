@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import NamedTuple, Protocol
 
 from groupcomm.core.commands import RECORD, DeliverMessage
+from groupcomm.core.ids import Position, parse_position, position_text
 from groupcomm.retainconfig import RetainRule
 
 RESTART = "restart"  # an Entry's mark: this daemon was down before this entry (section 2)
@@ -42,21 +43,7 @@ class Entry(NamedTuple):
     mark: str = ""  # RESTART: messages delivered elsewhere before this one are not here
 
     def position(self) -> str:
-        return f"{self.conf}#{self.n}#{self.mid}"
-
-
-class Position(NamedTuple):
-    conf: str
-    n: int
-    mid: str
-
-
-def parse_position(text: str) -> Position:
-    """``"<conf>#<n>#<mid>"`` (``Message.position``); ValueError naming what is wrong."""
-    parts = text.split("#")
-    if len(parts) != 3 or not parts[0] or not parts[2] or not parts[1].isdigit():
-        raise ValueError(f"not a position (expected '<conf>#<n>#<mid>'): {text[:200]!r}")
-    return Position(parts[0], int(parts[1]), parts[2])
+        return position_text(self.conf, self.n, self.mid)
 
 
 def conf_epoch(conf: str) -> int:

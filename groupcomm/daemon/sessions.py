@@ -64,10 +64,11 @@ from groupcomm.core.events import (
     SessionClosed,
     SessionOpened,
 )
+from groupcomm.core.ids import parse_position, position_text
 from groupcomm.core.requests import group_op_problem, multicast_problem
 from groupcomm.daemon.access import ANONYMOUS_IDENTITY, Access, Identity
 from groupcomm.daemon.replay import Gap, ReplayCursor
-from groupcomm.daemon.retention import EARLIEST, Retention, parse_position
+from groupcomm.daemon.retention import EARLIEST, Retention
 
 # A MulticastRequested from its fields in order, built in C (one per accepted multicast).
 _new_request: Callable[[tuple[str, tuple[str, ...], int, int, bytes]], MulticastRequested] = (
@@ -738,7 +739,7 @@ class SessionLayer:
                 continue
             session.waiting_bytes -= self._cost(item)
             self.counters["dropped"] += 1
-            pos = f"{item.conf}#{item.n}#{item.mid}"
+            pos = position_text(item.conf, item.n, item.mid)
             last = front[-1] if front else None
             if type(last) is Gap and last.reason == "dropped" and last.groups == item.groups:
                 front[-1] = Gap(

@@ -9,13 +9,9 @@ from typing import Any
 import pytest
 
 from groupcomm.core.commands import RECORD, DeliverMessage
+from groupcomm.core.ids import parse_position
 from groupcomm.daemon.replay import Gap, ReplayCursor
-from groupcomm.daemon.retention import (
-    RESTART,
-    Retention,
-    conf_epoch,
-    parse_position,
-)
+from groupcomm.daemon.retention import RESTART, Retention, conf_epoch
 from groupcomm.daemon.segments import SegmentStore, group_dir_name
 from groupcomm.retainconfig import RetainConfigError, RetainRule, parse_retention
 from tests.client.harness import ListLog
