@@ -57,6 +57,7 @@ from groupcomm.client.link import MAX_REPLY, Link, open_link
 from groupcomm.client.tls import ClientTls
 from groupcomm.core.service import SELF_DISCARD, Service
 from groupcomm.wire.client import (
+    POLICIES,
     AccessReply,
     AccessReq,
     AdminReply,
@@ -100,7 +101,6 @@ def _payload_bytes(messages: list[Event]) -> int:
     return sum(map(len, map(_payload, messages)))
 
 
-SLOW_CONSUMER_POLICIES = ("block", "drop", "disconnect")  # protocol/retention.md section 5
 DEFAULT_IPC_ENDPOINT = "ipc:///tmp/groupcomm-4804.sock"
 DEFAULT_TCP_ENDPOINT = "tcp://127.0.0.1:4804"
 # ``consumed`` reports: at most CONSUMED_BATCH bytes, and at most an eighth of the daemon's
@@ -189,10 +189,9 @@ class Connection:
     ) -> None:
         if daemon_timeout is not None and not daemon_timeout > 0:
             raise ValueError("daemon_timeout must be > 0 seconds (or None: no liveness watch)")
-        if slow_consumer not in SLOW_CONSUMER_POLICIES:
+        if slow_consumer not in POLICIES:
             raise ValueError(
-                f"slow_consumer must be one of {', '.join(SLOW_CONSUMER_POLICIES)}, "
-                f"got {slow_consumer!r}"
+                f"slow_consumer must be one of {', '.join(POLICIES)}, got {slow_consumer!r}"
             )
         self.slow_consumer = slow_consumer
         self.endpoint = endpoint or default_endpoint()
