@@ -321,8 +321,6 @@ class Retention:
         now = self._wall_ms()
         for log in self.logs.values():
             self._evict(log, now)
-        if self.store is not None:
-            self.store.flush()
 
     def _evict(self, log: GroupLog, now: int) -> None:
         dropped = log.evict(now)
