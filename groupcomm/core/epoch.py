@@ -15,6 +15,7 @@ Delivery rule in the regular view (see protocol/ordering.md):
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from itertools import repeat
 
@@ -67,12 +68,17 @@ class Epoch:
         self.own_stable = 0  # how many of our messages are stable
         self.status_dirty = False
         # Whether the change must go out this turn: our ordering ack for one of our own
-        # messages (the others deliver it only after that ack), a SAFE message waiting for
-        # stability, or a receipt ack far ahead of the last report (senders' windows wait on
-        # it). Other changes wait for the next tick (Node._pump): at low rates most status
-        # frames were such repeats, several per message per daemon.
+        # messages (the others deliver it only after that ack), or a receipt ack far ahead of
+        # the last report (senders' windows wait on it); SAFE's reports: safe_report_due.
+        # Other changes wait for heartbeat_ms (Node._pump): at low rates most status frames
+        # were such repeats, several per message per daemon (ordering.md section 4).
         self.status_urgent = False
         self.reported_aru = 0
+        # SAFE messages within our aru whose stability we have not yet reported, in gseq
+        # order: the others' SAFE delivery waits for our aru and then our stable to reach
+        # them (safe_report_due).
+        self.safe_pending: deque[int] = deque()
+        self.reported_stable = 0
 
     # ----------------------------------------------------------------- sending
     def in_flight(self) -> int:
@@ -189,11 +195,15 @@ class Epoch:
         aru = self.aru
         order = self.order
         recv = self.recv
+        safe_pending = self.safe_pending
         while aru < self.ord_known:
             sender, seq = order[aru + 1]
-            if seq not in recv[sender]:
+            msg = recv[sender].get(seq)
+            if msg is None:
                 break
             aru += 1
+            if msg.service & SERVICE_BITS == SAFE:
+                safe_pending.append(aru)
         if aru != self.aru:
             self.aru = aru
             self._acknowledge()
@@ -245,6 +255,27 @@ class Epoch:
     def stable(self) -> int:
         return min(self.ack_aru.values())
 
+    def safe_report_due(self) -> bool:
+        """Whether our next ``Status`` would newly cover a SAFE message: our aru reaching it
+        (the others' ``stable()`` waits for that) or our stable reaching it (their
+        ``safe_point()`` does). Only such reports are urgent for SAFE: sending every advance at
+        once while a SAFE message waited cost each member a ``Status`` to every member per
+        frame it received, N^2 frames per SAFE message and member (ordering.md section 4)."""
+        pending = self.safe_pending
+        if not pending:
+            return False
+        me = self.me
+        if pending[0] <= self.ack_stable[me]:
+            return True
+        acked = self.ack_aru[me]
+        reported = self.reported_aru
+        if acked <= reported:
+            return False
+        for g in reversed(pending):  # newest first: only held acks (acked < aru) look further
+            if g <= acked:
+                return g > reported
+        return False
+
     def safe_point(self) -> int:
         """Highest gseq every member knows to be stable (Totem's two-rotation rule)."""
         return min(self.ack_stable.values())
@@ -264,8 +295,7 @@ class Epoch:
             if msg.service & SERVICE_BITS == SAFE:
                 if stable < 0:
                     stable = self.safe_point()
-                if stable <= g:
-                    self.status_urgent = True  # stability reports are on SAFE's path
+                if stable <= g:  # our part of SAFE's path: safe_report_due
                     return
             g += 1
             self.delivered = g
@@ -398,6 +428,10 @@ class Epoch:
         self.status_dirty = False
         self.status_urgent = False
         self.reported_aru = self.ack_aru[self.me]
+        self.reported_stable = stable = self.ack_stable[self.me]
+        pending = self.safe_pending
+        while pending and pending[0] <= stable:
+            pending.popleft()
         return Status(
             view=self.view,
             sender=self.me,

@@ -291,7 +291,8 @@ class Node:
             and peers
             and (
                 epoch.status_urgent
-                or self.now - self.last_status >= self.cfg.tick_ms
+                or epoch.safe_report_due()
+                or self.now - self.last_status >= self.cfg.heartbeat_ms
                 # Right after an install every report goes out at once: deferring them there
                 # slowed merges in the simulator (more rounds before the views settle, L3).
                 or self.now - self.installed_at < self.cfg.suspect_timeout_ms

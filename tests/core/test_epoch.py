@@ -163,3 +163,40 @@ def test_held_epoch_acknowledges_what_it_delivered_before() -> None:
     member.on_data(Data(view=VIEW, sender="a:0", first_seq=2, msgs=(msg("a2"),)))
     member.on_ordered(ordered)
     assert member.aru == 2 and member.status(1, None).aru == 1  # never below an earlier ack
+
+
+def test_a_safe_message_makes_only_the_reports_that_newly_cover_it_urgent() -> None:
+    """ordering.md section 4: our aru reaching a SAFE message, then our stable reaching it, are
+    the only reports SAFE needs at once; other advances wait (N^2 frames per SAFE message
+    otherwise)."""
+    seq, member = _pair()
+    member.stamp([msg("b1")])
+    seq.stamp([msg("a1", Service.SAFE), msg("a2")])
+    assert not member.safe_report_due()
+    member.on_data(Data(view=VIEW, sender="a:0", first_seq=1, msgs=(msg("a1", Service.SAFE),)))
+    member.on_ordered(Ordered(view=VIEW, first_gseq=1, ranges=(("a:0", 1, 1),)))
+    assert member.aru == 1 and member.safe_report_due()  # our aru newly covers the SAFE gseq 1
+    assert member.status(1, None).aru == 1
+    assert not member.safe_report_due()  # reported; nothing new for SAFE until stability
+    member.on_data(Data(view=VIEW, sender="a:0", first_seq=2, msgs=(msg("a2"),)))
+    member.on_ordered(Ordered(view=VIEW, first_gseq=2, ranges=(("a:0", 2, 1),)))
+    assert member.aru == 2 and not member.safe_report_due()  # an AGREED advance can wait
+    member.on_status(_status("a:0", 2, 2, 0))
+    assert member.stable() == 2 and member.safe_report_due()  # our stable newly covers it
+    member.status(1, None)
+    assert not member.safe_report_due() and not member.safe_pending
+
+
+def test_a_held_receipt_ack_is_urgent_for_safe_only_once_it_covers_the_message() -> None:
+    seq, member = _pair()
+    seq.stamp([msg("a1"), msg("a2", Service.SAFE)])
+    member.hold(True)
+    member.on_data(
+        Data(view=VIEW, sender="a:0", first_seq=1, msgs=(msg("a1"), msg("a2", Service.SAFE)))
+    )
+    member.on_ordered(Ordered(view=VIEW, first_gseq=1, ranges=(("a:0", 1, 2),)))
+    assert member.aru == 2 and member.ack_aru["b:0"] == 0
+    assert not member.safe_report_due()  # held: we acknowledge nothing, so nothing to report
+    member.delivered = 1
+    member.hold(False)
+    assert member.ack_aru["b:0"] == 2 and member.safe_report_due()
