@@ -1,0 +1,24 @@
+"""The round-trip probe runs end to end on two daemons and reports every gap's quantiles."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from groupcomm.benchmark.roundtrip import main
+
+
+def test_round_trips_by_gap_on_two_daemons(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--daemons", "2", "--count", "20", "--gaps", "0,1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["daemons"] == 2 and out["awake"] is False
+    assert sorted(out["us"]) == ["0.0", "1.0"]
+    for gap, q in out["us"].items():
+        assert 0 < q["10"] <= q["50"] <= q["90"] <= q["99"] < 5_000_000, gap
+
+
+@pytest.mark.parametrize("argv", [["--gaps", "x"], ["--gaps", "-1"], ["--count", "3"]])
+def test_bad_arguments(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(argv)
