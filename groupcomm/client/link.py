@@ -14,6 +14,7 @@ import asyncio
 import ssl
 import time
 from collections.abc import Callable
+from typing import cast
 
 from groupcomm.client.tls import ClientTls
 from groupcomm.wire.errors import WireError
@@ -44,8 +45,9 @@ class _Protocol(asyncio.BufferedProtocol):
         self.lost_error: BaseException | None = None  # why the stream ended, if it failed
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A cast, not an isinstance check: other event loops' transports (uvloop's
+        # UVTransport) have the Transport interface without deriving from asyncio's class.
+        self.transport = cast(asyncio.Transport, transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._view
@@ -135,7 +137,6 @@ async def open_link(
             port,
             ssl=tls.context if kind == "tls" and tls is not None else None,
         )
-    assert isinstance(transport, asyncio.Transport)
     if kind == "tls" and tls is not None and not tls.pinned(transport.get_extra_info("ssl_object")):
         # The context trusts the pinned certificate alone, so this cannot pass verification;
         # the exact bytes are compared all the same, before a single record goes out.
