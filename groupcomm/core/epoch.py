@@ -70,14 +70,18 @@ class Epoch:
         # Whether the change must go out this turn: our ordering ack for one of our own
         # messages (the others deliver it only after that ack), or a receipt ack far ahead of
         # the last report (senders' windows wait on it); SAFE's reports: safe_report_due.
-        # Other changes wait for heartbeat_ms (Node._pump): at low rates most status frames
-        # were such repeats, several per message per daemon (ordering.md section 4).
+        # Other changes ride on the members' next heartbeat (Node._heartbeat): at low rates
+        # most status frames were such repeats, several per message per daemon (ordering.md
+        # section 4).
         self.status_urgent = False
         self.reported_aru = 0
         # SAFE messages within our aru whose stability we have not yet reported, in gseq
         # order: the others' SAFE delivery waits for our aru and then our stable to reach
-        # them (safe_report_due).
+        # them (safe_report_due). Pruned by every report to the members; alone in our view
+        # there is nobody to report to, and nothing is kept (a single daemon with no peers
+        # would never send a Status to prune it).
         self.safe_pending: deque[int] = deque()
+        self._track_safe = len(members) > 1
         self.reported_stable = 0
 
     # ----------------------------------------------------------------- sending
@@ -202,7 +206,7 @@ class Epoch:
             if msg is None:
                 break
             aru += 1
-            if msg.service & SERVICE_BITS == SAFE:
+            if msg.service & SERVICE_BITS == SAFE and self._track_safe:
                 safe_pending.append(aru)
         if aru != self.aru:
             self.aru = aru

@@ -200,3 +200,15 @@ def test_a_held_receipt_ack_is_urgent_for_safe_only_once_it_covers_the_message()
     member.delivered = 1
     member.hold(False)
     assert member.ack_aru["b:0"] == 2 and member.safe_report_due()
+
+
+def test_alone_in_its_view_a_daemon_keeps_no_safe_reports() -> None:
+    """A single daemon with no peers never sends a Status that would prune them."""
+    alone = Epoch(ViewId(1, "a:0"), ("a:0",), "a:0")
+    for i in range(50):
+        alone.stamp([msg(f"s{i}", Service.SAFE)])
+        ordered = alone.sequence()
+        assert ordered is not None
+        assert [m.payload for _, _, _, m in alone.deliverable()] == [f"s{i}".encode()]
+        alone.collect_garbage()
+    assert alone.aru == 50 and not alone.safe_pending and not alone.safe_report_due()
