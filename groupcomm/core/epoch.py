@@ -428,18 +428,14 @@ class Epoch:
         return out
 
     # ------------------------------------------------------------------ status
-    def status(self, max_epoch: int, proposal: ViewId | None, report: bool = True) -> Status:
-        """Our ``Status``; ``report``: it goes to the members, so what it says counts as
-        reported (no longer dirty, nor due for SAFE). A heartbeat to daemons outside the view
-        only is not a report."""
-        if report:
-            self.status_dirty = False
-            self.status_urgent = False
-            self.reported_aru = self.ack_aru[self.me]
-            self.reported_stable = stable = self.ack_stable[self.me]
-            pending = self.safe_pending
-            while pending and pending[0] <= stable:
-                pending.popleft()
+    def status(self, max_epoch: int, proposal: ViewId | None) -> Status:
+        self.status_dirty = False
+        self.status_urgent = False
+        self.reported_aru = self.ack_aru[self.me]
+        self.reported_stable = stable = self.ack_stable[self.me]
+        pending = self.safe_pending
+        while pending and pending[0] <= stable:
+            pending.popleft()
         return Status(
             view=self.view,
             sender=self.me,

@@ -52,7 +52,7 @@ class Host(Protocol):
         """Our connections' groups once every own operation already stamped is applied."""
         ...
 
-    def status(self, to_members: bool = True) -> Status:
+    def status(self) -> Status:
         """A fresh Status frame (heartbeat, acknowledgements, our accepted proposal)."""
         ...
 

@@ -107,9 +107,8 @@ class Node:
         self.own_delivered_seq = 0
         self.stopped = False
         self.started = False
-        self.last_heartbeat = -(10**9)  # when the configured peers outside the view last got one
-        self.last_member_status = -(10**9)  # when the other members last got a Status
-        self.outsiders: tuple[str, ...] = self.others  # configured peers outside the view
+        self.last_heartbeat = -(10**9)
+        self.last_status = -(10**9)  # when we last built a Status (heartbeat or report)
         self.installed_at = 0  # when the current view was installed
         self.counters: dict[str, int] = {"delivered": 0, "retransmitted": 0, "naks": 0}
         self.membership = Membership(config, self.me, self.others, self)
@@ -231,7 +230,9 @@ class Node:
 
     def _on_tick(self, out: list[Command]) -> None:
         out.append(SetTimer(name=TICK, at_ms=self.now + self.cfg.tick_ms))
-        self._heartbeat(out)
+        if self.now - self.last_heartbeat >= self.cfg.heartbeat_ms:
+            self.last_heartbeat = self.now
+            out.append(SendFrame(targets=self.others, frame=self.status()))
         if self.membership.phase == OPERATIONAL:
             nak = self.epoch.missing()
             if nak is not None:
@@ -244,29 +245,10 @@ class Node:
                     out.append(SendFrame(targets=tuple(sorted(wanted)), frame=nak))
         self.membership.check_membership(self.now, out)
 
-    def _heartbeat(self, out: list[Command]) -> None:
-        """Every configured peer hears from us at least every ``heartbeat_ms`` (the failure
-        detector's input, membership.md section 2). The members get no heartbeat when a
-        ``Status`` went to them within the period: it said the same, and our acknowledgements
-        that were not urgent ride on this heartbeat (ordering.md section 4)."""
-        beat = self.cfg.heartbeat_ms
-        if self.member_peers and self.now - self.last_member_status >= beat:
-            # The outsiders get it too, early or not: one frame per period in a quiet view.
-            self.last_heartbeat = self.now
-            out.append(SendFrame(targets=self.others, frame=self.status()))
-        elif self.now - self.last_heartbeat >= beat:
-            self.last_heartbeat = self.now
-            if self.outsiders:
-                frame = self.status(to_members=not self.member_peers)
-                out.append(SendFrame(targets=self.outsiders, frame=frame))
-
-    def status(self, to_members: bool = True) -> Status:
-        """A fresh ``Status``. ``to_members``: it goes to the other members of the view, so
-        what it reports counts as reported (``Epoch.status``)."""
+    def status(self) -> Status:
+        self.last_status = self.now
         ms = self.membership
-        if to_members:
-            self.last_member_status = self.now
-        return self.epoch.status(ms.max_epoch, ms.accepted_view(), report=to_members)
+        return self.epoch.status(ms.max_epoch, ms.accepted_view())
 
     # ------------------------------------------------------------------- pump
     def _pump(self, out: list[Command]) -> None:
@@ -310,9 +292,9 @@ class Node:
             and (
                 epoch.status_urgent
                 or epoch.safe_report_due()
+                or self.now - self.last_status >= self.cfg.heartbeat_ms
                 # Right after an install every report goes out at once: deferring them there
                 # slowed merges in the simulator (more rounds before the views settle, L3).
-                # Any other advance rides on the members' next heartbeat (_heartbeat).
                 or self.now - self.installed_at < self.cfg.suspect_timeout_ms
             )
         ):
@@ -473,7 +455,6 @@ class Node:
         self.view = install.view
         self.members = install.members
         self.member_peers = tuple(token_name(m) for m in install.members if m != self.me)
-        self.outsiders = tuple(p for p in self.others if p not in self.member_peers)
         held = self.epoch.held  # a lagging local client still lags in the new view
         self.epoch = Epoch(self.view, self.members, self.me)
         self.epoch.hold(held)
