@@ -77,9 +77,8 @@ class Epoch:
         self.reported_aru = 0
         # SAFE messages within our aru whose stability we have not yet reported, in gseq
         # order: the others' SAFE delivery waits for our aru and then our stable to reach
-        # them (safe_report_due). Pruned by every report to the members; alone in our view
-        # there is nobody to report to, and nothing is kept (a single daemon with no peers
-        # would never send a Status to prune it).
+        # them (safe_report_due). Pruned by every Status we send; alone in our view there is
+        # nobody to report to, and nothing is kept.
         self.safe_pending: deque[int] = deque()
         self._track_safe = len(members) > 1
         self.reported_stable = 0

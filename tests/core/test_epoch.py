@@ -203,7 +203,7 @@ def test_a_held_receipt_ack_is_urgent_for_safe_only_once_it_covers_the_message()
 
 
 def test_alone_in_its_view_a_daemon_keeps_no_safe_reports() -> None:
-    """A single daemon with no peers never sends a Status that would prune them."""
+    """Nobody waits for its reports: it does not track them at all."""
     alone = Epoch(ViewId(1, "a:0"), ("a:0",), "a:0")
     for i in range(50):
         alone.stamp([msg(f"s{i}", Service.SAFE)])
