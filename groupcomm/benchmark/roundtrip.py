@@ -37,6 +37,7 @@ from groupcomm.localcluster import LocalCluster
 
 GROUP = "roundtrip"
 SIZE = 100  # bytes per message, as the bench's latency runs
+ROUND_TRIP_TIMEOUT_S = 10.0  # a message not back by then: TimeoutError, not a hang
 _numbers = itertools.count()
 
 
@@ -48,7 +49,7 @@ async def _round_trips(conn: Connection, gap_ms: float, count: int, service: Ser
         start = time.perf_counter_ns()
         await conn.multicast(GROUP, mine.ljust(SIZE, b"r"), service)
         while True:
-            event = await conn.receive()
+            event = await conn.receive(timeout=ROUND_TRIP_TIMEOUT_S)
             if isinstance(event, Message) and event.payload[:8] == mine:
                 break
         took.append((time.perf_counter_ns() - start) // 1000)
@@ -107,6 +108,8 @@ def _gaps(text: str) -> list[float]:
         ) from None
     if not gaps or any(g < 0 for g in gaps):
         raise argparse.ArgumentTypeError("gaps must be one or more non-negative numbers of ms")
+    if len(set(gaps)) != len(gaps):
+        raise argparse.ArgumentTypeError(f"each gap once, got {text!r}")
     return gaps
 
 

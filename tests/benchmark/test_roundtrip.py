@@ -18,7 +18,9 @@ def test_round_trips_by_gap_on_two_daemons(capsys: pytest.CaptureFixture[str]) -
         assert 0 < q["10"] <= q["50"] <= q["90"] <= q["99"] < 5_000_000, gap
 
 
-@pytest.mark.parametrize("argv", [["--gaps", "x"], ["--gaps", "-1"], ["--count", "3"]])
+@pytest.mark.parametrize(
+    "argv", [["--gaps", "x"], ["--gaps", "-1"], ["--gaps", "2,2"], ["--count", "3"]]
+)
 def test_bad_arguments(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         main(argv)
