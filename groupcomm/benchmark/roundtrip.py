@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from groupcomm.client.connection import Connection
 from groupcomm.client.events import Message
 from groupcomm.core.service import Service
 from groupcomm.localcluster import LocalCluster
+from groupcomm.localcluster import _die_with_parent as die_with_parent
 
 GROUP = "roundtrip"
 SIZE = 100  # bytes per message, as the bench's latency runs
@@ -82,21 +84,28 @@ async def measure(
         cluster.stop()
 
 
+SPINNERS: list[subprocess.Popen[bytes]] = []  # the running ones (idle_spinners)
+
+
 @contextlib.contextmanager
 def idle_spinners(enabled: bool) -> Iterator[None]:
     """One busy loop per CPU at ``SCHED_IDLE``: runs only when a CPU would otherwise idle."""
-    procs: list[subprocess.Popen[bytes]] = []
     if enabled:
         code = (
             "import os; os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile 1: pass"
         )
-        procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(os.cpu_count() or 1)]
+        # They die with us even if we are killed (SIGKILL skips the finally below).
+        SPINNERS.extend(
+            subprocess.Popen([sys.executable, "-c", code], preexec_fn=die_with_parent)
+            for _ in range(os.cpu_count() or 1)
+        )
     try:
         yield
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
+        while SPINNERS:
+            spinner = SPINNERS.pop()
+            spinner.kill()
+            spinner.wait()
 
 
 def _gaps(text: str) -> list[float]:
@@ -106,7 +115,7 @@ def _gaps(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(
             f"expected gaps in ms like 0,0.5,2,10, got {text!r}"
         ) from None
-    if not gaps or any(g < 0 for g in gaps):
+    if not gaps or any(not math.isfinite(g) or g < 0 for g in gaps):
         raise argparse.ArgumentTypeError("gaps must be one or more non-negative numbers of ms")
     if len(set(gaps)) != len(gaps):
         raise argparse.ArgumentTypeError(f"each gap once, got {text!r}")

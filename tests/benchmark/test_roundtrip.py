@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 
+from groupcomm.benchmark import roundtrip
 from groupcomm.benchmark.roundtrip import main
 
 
@@ -19,8 +22,23 @@ def test_round_trips_by_gap_on_two_daemons(capsys: pytest.CaptureFixture[str]) -
 
 
 @pytest.mark.parametrize(
-    "argv", [["--gaps", "x"], ["--gaps", "-1"], ["--gaps", "2,2"], ["--count", "3"]]
+    "argv",
+    [["--gaps", "x"], ["--gaps", "-1"], ["--gaps", "2,2"], ["--gaps", "inf"], ["--count", "3"]],
 )
 def test_bad_arguments(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         main(argv)
+
+
+def test_the_spinners_run_at_idle_priority_and_end_with_the_block() -> None:
+    with roundtrip.idle_spinners(True):
+        pids = [p.pid for p in roundtrip.SPINNERS]
+        assert len(pids) == (os.cpu_count() or 1)
+        deadline = time.monotonic() + 5
+        while any(os.sched_getscheduler(pid) != os.SCHED_IDLE for pid in pids):
+            assert time.monotonic() < deadline, "a spinner did not switch to SCHED_IDLE"
+            time.sleep(0.01)
+    assert not roundtrip.SPINNERS
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
