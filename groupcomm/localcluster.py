@@ -54,7 +54,7 @@ def _load_prctl() -> Callable[[int, int], int] | None:
 _PRCTL = _load_prctl()  # looked up here: the child, between fork and exec, only calls it
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """``preexec_fn`` of every daemon: SIGTERM when the process that started it dies, so a
     demo or test killed with SIGKILL (a timeout) leaves no daemons running (Linux; elsewhere
     nothing)."""
@@ -199,7 +199,7 @@ class LocalCluster:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         if self.trace and trace not in self.traces:
             self.traces.append(trace)

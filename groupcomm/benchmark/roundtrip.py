@@ -34,8 +34,7 @@ from groupcomm.benchmark.stats import percentile
 from groupcomm.client.connection import Connection
 from groupcomm.client.events import Message
 from groupcomm.core.service import Service
-from groupcomm.localcluster import LocalCluster
-from groupcomm.localcluster import _die_with_parent as die_with_parent
+from groupcomm.localcluster import LocalCluster, die_with_parent
 
 GROUP = "roundtrip"
 SIZE = 100  # bytes per message, as the bench's latency runs
@@ -84,26 +83,24 @@ async def measure(
         cluster.stop()
 
 
-SPINNERS: list[subprocess.Popen[bytes]] = []  # the running ones (idle_spinners)
-
-
 @contextlib.contextmanager
-def idle_spinners(enabled: bool) -> Iterator[None]:
-    """One busy loop per CPU at ``SCHED_IDLE``: runs only when a CPU would otherwise idle."""
+def idle_spinners(enabled: bool) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """One busy loop per CPU at ``SCHED_IDLE`` (none unless ``enabled``): runs only when a CPU
+    would otherwise idle. Yields the processes; they are gone after the block."""
+    spinners: list[subprocess.Popen[bytes]] = []
     if enabled:
         code = (
             "import os; os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile 1: pass"
         )
         # They die with us even if we are killed (SIGKILL skips the finally below).
-        SPINNERS.extend(
+        spinners = [
             subprocess.Popen([sys.executable, "-c", code], preexec_fn=die_with_parent)
             for _ in range(os.cpu_count() or 1)
-        )
+        ]
     try:
-        yield
+        yield spinners
     finally:
-        while SPINNERS:
-            spinner = SPINNERS.pop()
+        for spinner in spinners:
             spinner.kill()
             spinner.wait()
 

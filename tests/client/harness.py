@@ -86,9 +86,10 @@ class MiniDaemon:
 
 
 @contextlib.asynccontextmanager
-async def mini_daemon(**frontend_kw: Any) -> AsyncIterator[MiniDaemon]:
+async def mini_daemon(endpoint: str = "", **frontend_kw: Any) -> AsyncIterator[MiniDaemon]:
+    """The daemon on ``endpoint`` (default: a fresh ``ipc://`` socket in a temporary dir)."""
     tmp = tempfile.mkdtemp(prefix="gc-")
-    daemon = MiniDaemon(f"ipc://{tmp}/d.sock", **frontend_kw)
+    daemon = MiniDaemon(endpoint or f"ipc://{tmp}/d.sock", **frontend_kw)
     task = asyncio.create_task(daemon.run())
     try:
         yield daemon

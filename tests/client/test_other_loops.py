@@ -5,33 +5,17 @@ a session there at all."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
-import tempfile
-from collections.abc import AsyncIterator
 
 import pytest
 import uvloop
 
 from groupcomm.client import Message, RegularView, Service, connect
 from groupcomm.localcluster import free_ports
-from tests.client.harness import MiniDaemon
-
-
-@contextlib.asynccontextmanager
-async def daemon_on(endpoint: str) -> AsyncIterator[MiniDaemon]:
-    daemon = MiniDaemon(endpoint)
-    task = asyncio.create_task(daemon.run())
-    try:
-        yield daemon
-    finally:
-        daemon.stopping = True
-        await asyncio.wait_for(task, 5)
-        daemon.fe.close()
+from tests.client.harness import mini_daemon
 
 
 async def _session(endpoint: str) -> None:
-    async with daemon_on(endpoint), connect(endpoint, name="uv") as conn:
+    async with mini_daemon(endpoint) as daemon, connect(daemon.endpoint, name="uv") as conn:
         await conn.join("g")
         while not isinstance(await conn.receive(5), RegularView):
             pass
@@ -46,9 +30,5 @@ async def _session(endpoint: str) -> None:
 
 @pytest.mark.parametrize("kind", ["ipc", "tcp"])
 def test_a_session_on_uvloop(kind: str) -> None:
-    tmp = tempfile.mkdtemp(prefix="gc-uv-")
-    try:
-        endpoint = f"ipc://{tmp}/d.sock" if kind == "ipc" else f"tcp://127.0.0.1:{free_ports(1)[0]}"
-        uvloop.run(asyncio.wait_for(_session(endpoint), 20))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    endpoint = "" if kind == "ipc" else f"tcp://127.0.0.1:{free_ports(1)[0]}"  # "": ipc://
+    uvloop.run(asyncio.wait_for(_session(endpoint), 20))

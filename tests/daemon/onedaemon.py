@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from groupcomm.client.connection import query_status
-from groupcomm.localcluster import _die_with_parent
+from groupcomm.localcluster import die_with_parent
 
 READY_TIMEOUT_S = 20.0
 
@@ -27,7 +27,7 @@ class DaemonProcess:
                 [sys.executable, "-m", "groupcomm.daemon", "--config", str(config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     async def ready(self) -> None:
