@@ -63,6 +63,7 @@ PROTOCOL_KEYS = (
     "window_msgs",
     "window_bytes",
     "max_message_bytes",
+    "star_members",
 )
 _CORE_DEFAULTS: dict[str, Any] = {
     f.name: f.default for f in dataclasses.fields(CoreConfig) if f.name in PROTOCOL_KEYS
@@ -122,6 +123,9 @@ class ProtocolConfig:
     # The largest multicast payload; longer than 256 KiB travels in fragments, every daemon
     # reassembles under this bound (protocol/services.md section 7).
     max_message_bytes: int = _CORE_DEFAULTS["max_message_bytes"]
+    # Views of at least this many daemons use star acknowledgements (protocol/membership.md
+    # section 2): every daemon of the cluster must agree, so it is in the fingerprint.
+    star_members: int = _CORE_DEFAULTS["star_members"]
 
     def fingerprint(self) -> tuple[tuple[str, int], ...]:
         """The sorted settings, exchanged in the transport handshake."""
@@ -197,6 +201,7 @@ def core_config(
         window_msgs=p.window_msgs,
         window_bytes=p.window_bytes,
         max_message_bytes=p.max_message_bytes,
+        star_members=p.star_members,
         trace_messages=trace_messages,
         record=config.retention.enabled,  # the daemon's own record feeds its group logs
     )
@@ -571,6 +576,10 @@ class _Validator:
             raise self.fail(
                 f"[protocol] suspect_timeout_ms must exceed heartbeat_ms, got "
                 f"{values['suspect_timeout_ms']} <= {values['heartbeat_ms']}"
+            )
+        if values["star_members"] < 2:
+            raise self.fail(
+                f"[protocol] star_members must be at least 2, got {values['star_members']}"
             )
         if values["max_message_bytes"] > MAX_MESSAGE_BYTES_LIMIT:
             raise self.fail(

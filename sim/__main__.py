@@ -57,6 +57,7 @@ _FLAGS: tuple[tuple[str, str, str, str, str], ...] = (
     ("--batch-bytes", "batch_bytes", "pos", "B", "Data frames are cut at this size"),
     ("--max-message-bytes", "max_message_bytes", "pos", "B", "largest client message"),
     ("--fragment-bytes", "fragment_bytes", "pos", "B", "longer messages travel in fragments"),
+    ("--star-members", "star_members", "pos", "N", "views this large use star acknowledgements"),
 )
 _FLAG_OF: dict[str, str] = {
     **{dest: flag for flag, dest, *_ in _FLAGS},
@@ -147,6 +148,7 @@ _DRAW_HELP = {
     "(stream buggify-SEED)",
     "core": "a continuing-fault liveness run: a majority core stays connected while the others "
     "flap, crash and are cut (L4; streams core-SEED, core-faults-SEED)",
+    "star": "every view of two or more daemons uses star acknowledgements (star_members 2)",
 }
 
 

@@ -52,6 +52,7 @@ PROTOCOL_FIELDS: tuple[str, ...] = (
     "batch_bytes",
     "max_message_bytes",
     "fragment_bytes",
+    "star_members",
 )
 _CORE: dict[str, Any] = {f.name: f.default for f in fields(CoreConfig) if f.name in PROTOCOL_FIELDS}
 
@@ -95,6 +96,7 @@ class SimOptions:
     batch_bytes: int = _CORE["batch_bytes"]
     max_message_bytes: int = _CORE["max_message_bytes"]
     fragment_bytes: int = _CORE["fragment_bytes"]
+    star_members: int = _CORE["star_members"]
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -181,6 +183,7 @@ class Draws:
     nemesis: bool = False  # add partition shapes, flaps, link faults, swizzles, clock faults
     buggify: bool = False  # in half the seeds, randomise protocol settings (``buggify_settings``)
     core: bool = False  # a continuing-fault liveness run (``core_faults``), replaces the faults
+    star: bool = False  # every view of two or more daemons uses star acknowledgements
 
     def __post_init__(self) -> None:
         if self.nemesis and self.core:
@@ -188,10 +191,10 @@ class Draws:
 
     @property
     def plain(self) -> bool:
-        return not (self.nemesis or self.buggify or self.core)
+        return not (self.nemesis or self.buggify or self.core or self.star)
 
     def flags(self) -> list[str]:
-        return [f"--{n}" for n in ("nemesis", "buggify", "core") if getattr(self, n)]
+        return [f"--{n}" for n in ("nemesis", "buggify", "core", "star") if getattr(self, n)]
 
 
 PLAIN = Draws()
@@ -218,6 +221,10 @@ def random_options(seed: int, draws: Draws = PLAIN) -> SimOptions:
     if draws.buggify:
         settings: dict[str, Any] = dict(buggify_settings(seed))
         opt = replace(opt, **settings)
+    if draws.star:
+        # The swarm's 3-7 daemons are below the default star_members: this makes every view
+        # of two or more a star view (protocol/membership.md section 2).
+        opt = replace(opt, star_members=2)
     return opt
 
 
@@ -296,6 +303,8 @@ BUGGIFY_CHOICES: dict[str, tuple[int, ...]] = {
     "max_message_bytes": (16, 64, 1024, 1 << 20),
     # Small enough that the workload's 0..24-byte payloads travel in fragments (SVC-FRAG).
     "fragment_bytes": (12, 256 << 10),
+    # The swarm's views have 1-7 members: these make most of them star views.
+    "star_members": (2, 3, 4),
 }
 
 
@@ -336,6 +345,7 @@ def buggify_settings(seed: int) -> dict[str, int]:
         "batch_bytes",
         "max_message_bytes",
         "fragment_bytes",
+        "star_members",
     ):
         drawn[name] = pick(name, rng.choice(choices[name]))
     return {name: value for name, value in drawn.items() if value != defaults[name]}

@@ -24,6 +24,11 @@ class CoreConfig:
     flush_timeout_ms: int = 200  # proposer waits this long for Flush reports
     install_timeout_ms: int = 400  # a member waits this long for Install after flushing
     gather_timeout_ms: int = 150  # wait for someone else's proposal before proposing ourselves
+    # Views of at least this many members use star acknowledgements (membership.md section 2,
+    # ordering.md section 4): members send their Status to the coordinator only, which relays
+    # what they need. All-to-all Status costs N^2 frames per heartbeat and per SAFE message,
+    # the star 2N; below this size all-to-all is kept for its shorter SAFE path.
+    star_members: int = 8
     window_msgs: int = 4096  # own unstable messages in flight (flow control)
     # Own unstable payload bytes in flight. Also bounds a Flush report (members x window), which
     # must fit one peer frame (16 MiB by default in groupcomm.wire): keep members x window below.
@@ -51,5 +56,7 @@ class CoreConfig:
             raise ValueError(f"max_message_bytes must be at most {MAX_MESSAGE_BYTES_LIMIT}")
         if self.fragment_bytes > MAX_FRAGMENT_BYTES:
             raise ValueError(f"fragment_bytes must be at most {MAX_FRAGMENT_BYTES}")
+        if not isinstance(self.star_members, int) or self.star_members < 2:
+            raise ValueError(f"star_members must be an integer >= 2, got {self.star_members!r}")
         if self.suspect_timeout_ms <= self.heartbeat_ms:
             raise ValueError("suspect_timeout_ms must exceed heartbeat_ms")

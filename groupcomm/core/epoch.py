@@ -35,11 +35,23 @@ URGENT_ARU_LEAD = 256  # receipt acks this far ahead of the last report go out a
 class Epoch:
     """Message state of one regular view, seen from daemon ``me``."""
 
-    def __init__(self, view: ViewId, members: tuple[str, ...], me: str) -> None:
+    def __init__(
+        self, view: ViewId, members: tuple[str, ...], me: str, star: bool = False
+    ) -> None:
         self.view = view
         self.members = members
         self.me = me
         self.is_sequencer = view.coord == me
+        # Star acknowledgements (ordering.md section 4): the members report to the coordinator
+        # only, so a member cannot compute stability or the safe point itself and takes them,
+        # and the sender acks of rule 2, from the coordinator's Status (its ``stable``, ``safe``
+        # and ``acked``). ``star_member``: we are such a member (not the coordinator).
+        self.star = star and len(members) > 1
+        self.star_member = self.star and not self.is_sequencer
+        self.coord = view.coord
+        self.coord_safe = 0  # the coordinator's last ``Status.safe``
+        self.coord_acked = 0  # the coordinator's last ``Status.acked``
+        self.acked = 0  # coordinator of a star view: the prefix whose senders all acked (rule 2)
         self.next_seq = 1  # our next data seq
         self.recv: dict[str, dict[int, Msg]] = {m: {} for m in members}
         self.contig: dict[str, int] = dict.fromkeys(members, 0)  # contiguous seqs held
@@ -59,6 +71,14 @@ class Epoch:
         self.ack_ord: dict[str, int] = dict.fromkeys(members, 0)
         self.ack_aru: dict[str, int] = dict.fromkeys(members, 0)
         self.ack_stable: dict[str, int] = dict.fromkeys(members, 0)
+        # min(ack_aru) and how many members are at it, max(ack_stable): kept up to date by
+        # _raise_aru / _raise_stable, since the pump reads them every turn and a view can have
+        # a hundred members (a min over all of them per turn was a third of a 100-daemon run).
+        self._aru_low = 0
+        self._aru_at_low = len(members)
+        self._top_stable = 0
+        # Senders whose seen_seq may exceed contig: the only ones missing() looks at.
+        self._behind: set[str] = set()
         # Sequencer state: highest seq of each sender already ordered, next gseq to assign.
         self.seq_done: dict[str, int] = dict.fromkeys(members, 0)
         self.next_gseq = 1
@@ -74,6 +94,9 @@ class Epoch:
         # most status frames were such repeats, several per message per daemon (ordering.md
         # section 4).
         self.status_urgent = False
+        # Our ord_known passed one of our own messages: the others deliver it only after this
+        # ack (rule 2), so even a star member sends this Status to every member.
+        self.ord_ack_due = False
         self.reported_aru = 0
         # SAFE messages within our aru whose stability we have not yet reported, in gseq
         # order: the others' SAFE delivery waits for our aru and then our stable to reach
@@ -82,6 +105,10 @@ class Epoch:
         self.safe_pending: deque[int] = deque()
         self._track_safe = len(members) > 1
         self.reported_stable = 0
+        # Coordinator of a star view: SAFE messages its stable reports covered whose safe point
+        # it has not published yet (``Status.safe``); the members deliver them on it.
+        self.safe_unpublished: deque[int] = deque()
+        self.reported_safe = 0
 
     # ----------------------------------------------------------------- sending
     def in_flight(self) -> int:
@@ -118,6 +145,7 @@ class Epoch:
         last = seq - 1
         if self.seen_seq[sender] < last <= contig + MAX_AHEAD:
             self.seen_seq[sender] = last
+            self._behind.add(sender)
         while contig + 1 in store:
             contig += 1
         if contig != self.contig[sender]:
@@ -154,6 +182,7 @@ class Epoch:
                     gseq += 1
             if self.seen_seq[sender] < first_seq + count - 1 <= self.contig[sender] + MAX_AHEAD:
                 self.seen_seq[sender] = first_seq + count - 1
+                self._behind.add(sender)
         if gseq - 1 > self.ordered_hint:
             self.ordered_hint = gseq - 1
         self._advance_ord_known()
@@ -164,19 +193,49 @@ class Epoch:
             return
         if frame.ord_known > self.ack_ord[sender]:
             self.ack_ord[sender] = frame.ord_known
+        grew = False  # something our stable() is computed from
         if frame.aru > self.ack_aru[sender]:
-            self.ack_aru[sender] = frame.aru
-            if self.stable() > self.ack_stable[self.me]:
-                self.ack_stable[self.me] = self.stable()
-                self.status_dirty = True
+            grew = self._raise_aru(sender, frame.aru)
         if frame.stable > self.ack_stable[sender]:
-            self.ack_stable[sender] = frame.stable
+            self._raise_stable(sender, frame.stable)
+            grew = grew or (self.star_member and sender == self.coord)
+        if grew:
+            stable = self.stable()
+            if stable > self.ack_stable[self.me]:
+                self._raise_stable(self.me, stable)
+                self.status_dirty = True
+        if self.star_member and sender == self.coord:
+            if frame.safe > self.coord_safe:
+                self.coord_safe = frame.safe
+            if frame.acked > self.coord_acked:
+                self.coord_acked = frame.acked
         if self.seen_seq[sender] < frame.sent_seq <= self.contig[sender] + MAX_AHEAD:
             self.seen_seq[sender] = frame.sent_seq
+            self._behind.add(sender)
         if sender == self.view.coord and (
             self.ordered_hint < frame.ordered_upto <= self.ord_known + MAX_AHEAD
         ):
             self.ordered_hint = frame.ordered_upto
+
+    def _raise_aru(self, member: str, value: int) -> bool:
+        """Set ``ack_aru[member]`` to the higher ``value``; whether min(ack_aru) grew."""
+        acks = self.ack_aru
+        old = acks[member]
+        acks[member] = value
+        if old != self._aru_low:
+            return False
+        self._aru_at_low -= 1
+        if self._aru_at_low:
+            return False
+        low = self._aru_low = min(acks.values())  # the last one at the old low moved: once a wave
+        self._aru_at_low = sum(1 for v in acks.values() if v == low)
+        return True
+
+    def _raise_stable(self, member: str, value: int) -> None:
+        """Set ``ack_stable[member]`` to the higher ``value``."""
+        self.ack_stable[member] = value
+        if value > self._top_stable:
+            self._top_stable = value
 
     def _advance_ord_known(self) -> None:
         known = self.ord_known
@@ -186,6 +245,7 @@ class Epoch:
             known += 1
             if order[known][0] == me:
                 self.status_urgent = True
+                self.ord_ack_due = True
         if known != self.ord_known:
             self.ord_known = known
             self.ack_ord[self.me] = known
@@ -217,13 +277,13 @@ class Epoch:
         acked = min(self.aru, self.delivered) if self.held else self.aru
         if acked <= self.ack_aru[me]:
             return
-        self.ack_aru[me] = acked
+        self._raise_aru(me, acked)
         self.status_dirty = True
         if acked - self.reported_aru >= URGENT_ARU_LEAD:
             self.status_urgent = True
         stable = self.stable()
         if stable > self.ack_stable[me]:
-            self.ack_stable[me] = stable
+            self._raise_stable(me, stable)
 
     def hold(self, held: bool) -> None:
         """Start or end holding back receipt acks (``held``); ending one reports at once."""
@@ -256,7 +316,13 @@ class Epoch:
 
     # ---------------------------------------------------------------- delivery
     def stable(self) -> int:
-        return min(self.ack_aru.values())
+        """Highest gseq every member holds: from the members' receipt acks, or, at a member of
+        a star view (which hears few of them), from the coordinator's ``stable``."""
+        low = self._aru_low
+        if self.star_member:
+            relayed = self.ack_stable[self.coord]
+            return relayed if relayed > low else low
+        return low
 
     def safe_report_due(self) -> bool:
         """Whether our next ``Status`` would newly cover a SAFE message: our aru reaching it
@@ -264,6 +330,9 @@ class Epoch:
         ``safe_point()`` does). Only such reports are urgent for SAFE: sending every advance at
         once while a SAFE message waited cost each member a ``Status`` to every member per
         frame it received, N^2 frames per SAFE message and member (ordering.md section 4)."""
+        unpublished = self.safe_unpublished
+        if unpublished and unpublished[0] <= self.safe_point():
+            return True  # star coordinator: the members deliver on our ``safe``
         pending = self.safe_pending
         if not pending:
             return False
@@ -280,20 +349,37 @@ class Epoch:
         return False
 
     def safe_point(self) -> int:
-        """Highest gseq every member knows to be stable (Totem's two-rotation rule)."""
-        return min(self.ack_stable.values())
+        """Highest gseq every member knows to be stable (Totem's two-rotation rule); at a
+        member of a star view, also what the coordinator published as such."""
+        low = min(self.ack_stable.values())
+        if self.star_member and self.coord_safe > low:
+            return self.coord_safe
+        return low
+
+    def _advance_acked(self) -> None:
+        """Coordinator of a star view: raise ``acked`` over the order whose senders have all
+        acknowledged it (rule 2). The members' own ack of rule 2 goes to every member at once;
+        this relay repeats it with every heartbeat, so a lost one does not hold up delivery
+        (a member's other Status frames reach only us)."""
+        g = self.acked if self.acked > self.gc_upto else self.gc_upto  # freed: delivered here
+        order = self.order
+        ack_ord = self.ack_ord
+        while g < self.ord_known and ack_ord[order[g + 1][0]] > g:
+            g += 1
+        self.acked = g
 
     def deliverable(self) -> Iterator[tuple[int, str, int, Msg]]:
         """Yield (gseq, sender, seq, msg) in order while the regular-view rules allow."""
         order = self.order
         recv = self.recv
         ack_ord = self.ack_ord
+        acked = self.coord_acked  # the star coordinator's relay of rule 2 (0 otherwise)
         stable = -1
         g = self.delivered
         while g < self.ord_known:
             sender, seq = order[g + 1]
             msg = recv[sender].get(seq)
-            if msg is None or ack_ord[sender] <= g:
+            if msg is None or (ack_ord[sender] <= g and acked <= g):
                 return
             if msg.service & SERVICE_BITS == SAFE:
                 if stable < 0:
@@ -315,7 +401,7 @@ class Epoch:
 
         "Every member holds it" may come from any member's report of ``stable``: a receiver that
         cannot hear one member's acks must not keep everything until that member is suspected."""
-        limit = min(max(self.stable(), max(self.ack_stable.values())), self.delivered)
+        limit = min(max(self.stable(), self._top_stable), self.delivered)
         if self.gc_upto >= limit:
             return
         order = self.order
@@ -338,12 +424,17 @@ class Epoch:
         (over epgm the Status travels over TCP, the data over PGM, and the Status routinely
         arrives first), and asking at once would repeat the whole burst over TCP."""
         data: list[tuple[str, int, int]] = []
-        for sender in self.members:
-            if sender == self.me:
-                continue
+        behind = self._behind
+        # Only senders whose seen_seq rose since they were last caught up can have a gap. A
+        # sender skipped here keeps an old nak_seen, at most its contig: a gap that opens
+        # later is then asked for one call after it is seen, as any other.
+        for sender in sorted(behind) if behind else ():
             top = min(self.seen_seq[sender], self.nak_seen[sender])
             self.nak_seen[sender] = self.seen_seq[sender]
             low = self.contig[sender]
+            if self.seen_seq[sender] <= low or sender == self.me:
+                behind.discard(sender)  # caught up
+                continue
             if top > low:
                 store = self.recv[sender]
                 first = low + 1
@@ -430,11 +521,23 @@ class Epoch:
     def status(self, max_epoch: int, proposal: ViewId | None) -> Status:
         self.status_dirty = False
         self.status_urgent = False
+        self.ord_ack_due = False
         self.reported_aru = self.ack_aru[self.me]
         self.reported_stable = stable = self.ack_stable[self.me]
         pending = self.safe_pending
+        relay = self.star and self.is_sequencer
         while pending and pending[0] <= stable:
-            pending.popleft()
+            g = pending.popleft()
+            if relay:
+                self.safe_unpublished.append(g)
+        acked = safe = 0
+        if relay:
+            self._advance_acked()
+            acked = self.acked
+            self.reported_safe = safe = self.safe_point()
+            unpublished = self.safe_unpublished
+            while unpublished and unpublished[0] <= safe:
+                unpublished.popleft()
         return Status(
             view=self.view,
             sender=self.me,
@@ -445,6 +548,8 @@ class Epoch:
             ord_known=self.ord_known,
             aru=self.ack_aru[self.me],
             stable=self.ack_stable[self.me],
+            acked=acked,
+            safe=safe,
         )
 
     # ------------------------------------------------------------- view change

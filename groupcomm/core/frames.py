@@ -69,7 +69,8 @@ new_msg: Final = _msg_builder()
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Status:
-    """Heartbeat and acknowledgement, sent to every configured peer.
+    """Heartbeat and acknowledgement: to every configured peer, or only to the coordinator from
+    a member of a star view (protocol/membership.md section 2).
 
     Doubles as failure-detector input, tail-loss detector (``sent_seq``, ``ordered_upto``) and
     stability input (``ord_known``, ``aru``, ``stable``). SAFE delivery waits until every member
@@ -84,6 +85,9 @@ class Status:
     ord_known: int  # contiguous prefix of ordering metadata held
     aru: int  # contiguous prefix of ordering metadata *and* payloads held
     stable: int  # min aru over the view's members, as known by the sender
+    # Relays of the coordinator of a star view (ordering.md section 4), 0 from anyone else:
+    acked: int = 0  # every message through this gseq was acknowledged by its sender (rule 2)
+    safe: int = 0  # min stable over the view's members (the safe point), as known by the sender
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -60,6 +60,11 @@ class Host(Protocol):
         """Deliver ``cleanup`` (ours, of the current view) and switch to ``install``'s view."""
         ...
 
+    def unanswered(self) -> frozenset[str]:
+        """Members of a star view whose data we have asked for, without progress, for a suspect
+        timeout (we do not hear their heartbeats)."""
+        ...
+
 
 def _plausible(frame: Flush) -> bool:
     """Cheap sanity bounds so a garbage Flush cannot make the proposer loop for ages."""
@@ -101,6 +106,11 @@ class Membership:
         self.last_install: Install | None = None
         self.install_resent: dict[str, int] = {}
         self.proposal_resent = 0  # when our Propose last went out (_resend_proposal)
+        # A member of a star view that starts a change has heard only its coordinator: it
+        # listens a settle period before it ranks the candidates (start_change).
+        self.collecting = False
+        self._names_view: ViewId | None = None
+        self._names: dict[str, str] = {}
 
     def accepted_view(self) -> ViewId | None:
         return self.accepted.view if self.accepted is not None else None
@@ -115,7 +125,7 @@ class Membership:
         known = self.heard.get(name)
         if known is not None and token_incarnation(known.token) > token_incarnation(sender):
             return  # a delayed frame from an older incarnation
-        self.heard[name] = Heard(now, sender, frame.view, frame.proposal)
+        self._hear(name, Heard(now, sender, frame.view, frame.proposal))
         self.max_epoch = max(self.max_epoch, frame.max_epoch, frame.view.epoch)
         if self.proposing is not None:
             self._replace_restarted(self.proposing, sender, out)
@@ -162,14 +172,23 @@ class Membership:
             if self.phase == OPERATIONAL:
                 self.start_change(out, "leave")
 
+    def _hear(self, name: str, heard: Heard) -> None:
+        """Record ``heard``, keeping ``heard`` in the order of hearing (oldest first)."""
+        self.heard.pop(name, None)
+        self.heard[name] = heard
+
     def _alive(self) -> dict[str, str]:
-        """Live peers: name -> token (heard recently, not left)."""
+        """Live peers: name -> token (heard recently, not left). ``heard`` is in the order of
+        hearing, so this reads only the recent end: in a star view a member has heard most of
+        a hundred members last at the install, and this runs on every tick."""
         horizon = self.now - self.cfg.suspect_timeout_ms
-        return {
-            name: h.token
-            for name, h in self.heard.items()
-            if h.at_ms >= horizon and h.token not in self.left
-        }
+        alive: dict[str, str] = {}
+        for name, h in reversed(self.heard.items()):
+            if h.at_ms < horizon:
+                break
+            if h.token not in self.left:
+                alive[name] = h.token
+        return alive
 
     def check_membership(self, now: int, out: list[Command]) -> None:
         self.now = now
@@ -193,6 +212,9 @@ class Membership:
         elif self.accepted is not None:
             out.append(Note(event="install_timeout", fields={"d": self.me}))
             self.start_change(out, "install timeout")
+        elif self.collecting:
+            self.collecting = False
+            self._rank(out, listened=True)
         else:
             # Nobody proposed to us (the smallest candidate may not see a reason to change, or
             # may not hear us): propose ourselves, to everyone. A candidate that really cannot
@@ -214,29 +236,65 @@ class Membership:
         }
         return Note(event=event, fields=fields)
 
+    def _star_member(self) -> bool:
+        """We are a member, not the coordinator, of an operational star view."""
+        return self.host.epoch.star_member
+
+    def _member_names(self) -> dict[str, str]:
+        """name -> token of the current view's members (cached per view)."""
+        view = self.host.view
+        if self._names_view != view:
+            self._names_view = view
+            self._names = {token_name(m): m for m in self.host.members}
+        return self._names
+
     def _change_reason(self) -> str:
         alive = self._alive()
         view = self.host.view
-        members = self.host.members
-        for member in members:
-            if member != self.me and alive.get(token_name(member)) != member:
+        names = self._member_names()
+        if self._star_member():
+            # Star (membership.md section 2): only the coordinator hears every member. We
+            # suspect it when it falls silent, another member when it restarted, or when its
+            # data stopped reaching us while the coordinator still hears it.
+            coord = view.coord
+            if alive.get(token_name(coord)) != coord:
+                return f"suspect {coord}"
+            for name, token in alive.items():
+                member = names.get(name)
+                if member is not None and token != member:
+                    return f"suspect {member}"
+            for member in sorted(self.host.unanswered()):
                 return f"suspect {member}"
+        else:
+            for name, member in names.items():
+                if member != self.me and alive.get(name) != member:
+                    return f"suspect {member}"
         for name, token in sorted(alive.items()):
-            heard = self.heard[name]
-            if token not in members:
+            if names.get(name) != token:
                 return f"merge {token}"
-            if heard.view != view and heard.proposal != view:
+            heard = self.heard[name]
+            seen = heard.view
+            # ``is`` first: nearly always the very object (a dataclass == per member and tick
+            # was a tenth of a 100-daemon run).
+            if seen is not view and seen != view and heard.proposal != view:
                 since = self.mismatch_since.setdefault(name, self.now)
                 if self.now - since >= self.cfg.gather_timeout_ms:
                     return f"view mismatch {token}"
-            else:
+            elif self.mismatch_since:
                 self.mismatch_since.pop(name, None)
         return ""
 
     # -------------------------------------------------------------- round
     def _candidates(self) -> list[str]:
         alive = self._alive()
-        return sorted({self.me, *alive.values()})
+        candidates = {self.me, *alive.values()}
+        host = self.host
+        if host.epoch.star_member and alive.get(token_name(host.view.coord)) == host.view.coord:
+            # A member of a star view hears few other members, but its coordinator watches all
+            # of them and has not removed any: they count as alive. Proposing only to those we
+            # happened to hear split a 100-daemon view in two (membership.md section 2).
+            candidates.update(host.members)
+        return sorted(candidates)
 
     def _resend_proposal(self, proposal: Propose, out: list[Command]) -> None:
         """Every ``heartbeat_ms`` while collecting, the Propose again to the members whose
@@ -263,15 +321,32 @@ class Membership:
         return candidates[0] == self.me and len(candidates) == len(set(self.cfg.peers))
 
     def start_change(self, out: list[Command], reason: str) -> None:
+        star_member = self.phase == OPERATIONAL and self._star_member()
         self.phase = GATHER
         self.accepted = None
         self.proposing = None
+        self.collecting = False
         self.deadline = self.now + self.cfg.gather_timeout_ms
         candidates = self._candidates()
         event = "suspect" if reason.startswith("suspect") else "gather"
         out.append(self._gather_note(event, reason, candidates))
+        if star_member:
+            # We heard only the coordinator: tell everybody we gather (every gatherer
+            # heartbeats everybody) and listen a settle period before ranking the candidates.
+            self.collecting = True
+            self.deadline = self.now + self._merge_settle_ms()
+            out.append(SendFrame(targets=self.others, frame=self.host.status()))
+            return
+        self._rank(out)
+
+    def _rank(self, out: list[Command], listened: bool = False) -> None:
+        """Propose if we are the smallest candidate (after a merge has settled, unless we
+        ``listened`` a settle period already), else wait our rank's stagger for someone else's
+        proposal."""
+        candidates = self._candidates()
         if candidates[0] == self.me:
-            if any(c not in self.host.members for c in candidates) and not self._settled():
+            merge = any(c not in self.host.members for c in candidates)
+            if merge and not listened and not self._settled():
                 # A merge: daemons that just became reachable (a heal, or our own restart) are
                 # heard one heartbeat at a time. Proposing to the first ones heard would merge
                 # the rest one round each (L3, seed 7310294): listen for a heartbeat period
@@ -281,8 +356,13 @@ class Membership:
                 self.propose(out, tuple(candidates))
         else:
             # Stagger by rank so that, if the smallest stays silent, the next one goes first
-            # instead of all of them proposing at the same instant.
+            # instead of all of them proposing at the same instant. A member of a star view
+            # waits at most two steps: its candidates are the whole view, so its rank says
+            # nothing about who else gathers, and a large view would keep it frozen for
+            # seconds (rank 17: 2.5 s, membership.md section 4).
             rank = candidates.index(self.me)
+            if self.host.epoch.star_member:
+                rank = min(rank, 2)
             self.deadline = self.now + self.cfg.gather_timeout_ms * rank
 
     def propose(self, out: list[Command], members: tuple[str, ...]) -> None:
@@ -323,6 +403,7 @@ class Membership:
                 return
         self.phase = GATHER
         self.proposing = None
+        self.collecting = False
         self.accepted = frame
         self.deadline = now + self.cfg.install_timeout_ms
         out.append(Note(event="flush", fields={"d": self.me, "view": str(view)}))
@@ -390,7 +471,7 @@ class Membership:
             name = token_name(member)
             known = self.heard.get(name)
             if member != me and (known is None or known.token == member):
-                self.heard[name] = Heard(self.now, member, install.view, None)
+                self._hear(name, Heard(self.now, member, install.view, None))
         self.phase = OPERATIONAL
         self.accepted = None
         self.proposing = None

@@ -111,6 +111,9 @@ class Node:
         self.last_status = -(10**9)  # when we last built a Status (heartbeat or report)
         self.installed_at = 0  # when the current view was installed
         self.counters: dict[str, int] = {"delivered": 0, "retransmitted": 0, "naks": 0}
+        # Star member: name -> (contig, since) of each member whose data we have been asking
+        # for since ``since`` without its contig moving (``unanswered``).
+        self._stalled: dict[str, tuple[int, int]] = {}
         self.membership = Membership(config, self.me, self.others, self)
 
     @property
@@ -230,11 +233,19 @@ class Node:
 
     def _on_tick(self, out: list[Command]) -> None:
         out.append(SetTimer(name=TICK, at_ms=self.now + self.cfg.tick_ms))
+        operational = self.membership.phase == OPERATIONAL
         if self.now - self.last_heartbeat >= self.cfg.heartbeat_ms:
             self.last_heartbeat = self.now
-            out.append(SendFrame(targets=self.others, frame=self.status()))
-        if self.membership.phase == OPERATIONAL:
+            # A member of a star view heartbeats its coordinator only, which alone watches
+            # every member; while gathering, everybody heartbeats everybody (membership.md
+            # section 2).
+            star_member = operational and self.epoch.star_member
+            targets = (token_name(self.view.coord),) if star_member else self.others
+            out.append(SendFrame(targets=targets, frame=self.status()))
+        if operational:
             nak = self.epoch.missing()
+            if self.epoch.star_member:
+                self._track_stalls(nak)
             if nak is not None:
                 self.counters["naks"] += 1
                 wanted = {token_name(s) for s, _, _ in nak.data}
@@ -244,6 +255,32 @@ class Node:
                 if wanted:
                     out.append(SendFrame(targets=tuple(sorted(wanted)), frame=nak))
         self.membership.check_membership(self.now, out)
+
+    def _track_stalls(self, nak: Nak | None) -> None:
+        """Star member: note since when each member's data gap has not moved. We do not hear
+        the other members' heartbeats, so a member whose data stops reaching us while it still
+        reaches the coordinator would stall our acks, and with them the group, for good; after
+        ``suspect_timeout_ms`` without progress we suspect it (``unanswered``)."""
+        stalled = self._stalled
+        if nak is None or not nak.data:
+            stalled.clear()
+            return
+        contig = self.epoch.contig
+        now = self.now
+        asked = set()
+        for sender, _, _ in nak.data:
+            asked.add(sender)
+            known = stalled.get(sender)
+            if known is None or known[0] != contig[sender]:
+                stalled[sender] = (contig[sender], now)
+        for sender in [s for s in stalled if s not in asked]:
+            del stalled[sender]
+
+    def unanswered(self) -> frozenset[str]:
+        """Members (tokens) whose data we have asked for without progress for a suspect
+        timeout (``membership.Host``)."""
+        horizon = self.now - self.cfg.suspect_timeout_ms
+        return frozenset(s for s, (_, since) in self._stalled.items() if since <= horizon)
 
     def status(self) -> Status:
         self.last_status = self.now
@@ -298,6 +335,10 @@ class Node:
                 or self.now - self.installed_at < self.cfg.suspect_timeout_ms
             )
         ):
+            if epoch.star_member and not epoch.ord_ack_due:
+                # Star: our reports go to the coordinator, which relays what the members need
+                # (stable, safe point); only a rule-2 ack goes to everybody at once.
+                peers = (token_name(self.view.coord),)
             out.append(SendFrame(targets=peers, frame=self.status()))
 
     def _stamp_pending(self, peers: tuple[str, ...], out: list[Command]) -> None:
@@ -456,7 +497,9 @@ class Node:
         self.members = install.members
         self.member_peers = tuple(token_name(m) for m in install.members if m != self.me)
         held = self.epoch.held  # a lagging local client still lags in the new view
-        self.epoch = Epoch(self.view, self.members, self.me)
+        star = len(self.members) >= self.cfg.star_members
+        self.epoch = Epoch(self.view, self.members, self.me, star)
+        self._stalled.clear()
         self.epoch.hold(held)
         self.own_delivered_seq = 0
         conf = regular_conf_id(self.view)

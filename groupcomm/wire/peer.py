@@ -37,7 +37,7 @@ from groupcomm.core.ids import ViewId
 from groupcomm.core.service import MAX_GROUPS_PER_MESSAGE, SELF_DISCARD, Kind, Service
 from groupcomm.wire.errors import WireError
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 DEFAULT_MAX_FRAME_SIZE: Final = 16 * 1024 * 1024
 DEFAULT_MAX_PAYLOAD: Final = 1024 * 1024
 MAX_UINT: Final = 2**63 - 1  # every integer field lies in 0..MAX_UINT
@@ -130,6 +130,8 @@ def _enc_status(f: Status) -> tuple[object, ...]:
         f.ord_known,
         f.aru,
         f.stable,
+        f.acked,
+        f.safe,
     )
 
 
@@ -517,7 +519,7 @@ def _fast_view(v: object) -> ViewId | None:
 
 
 def _fast_status(f: tuple[object, ...]) -> Status | None:
-    view, sender, max_epoch, proposal, sent, upto, ord_known, aru, stable = f
+    view, sender, max_epoch, proposal, sent, upto, ord_known, aru, stable, acked, safe = f
     vid = _fast_view(view)
     prop = None if proposal is None else _fast_view(proposal)
     if (
@@ -531,8 +533,10 @@ def _fast_status(f: tuple[object, ...]) -> Status | None:
         or type(ord_known) is not int
         or type(aru) is not int
         or type(stable) is not int
-        or min(max_epoch, sent, upto, ord_known, aru, stable) < 0
-        or max(max_epoch, sent, upto, ord_known, aru, stable) > MAX_UINT
+        or type(acked) is not int
+        or type(safe) is not int
+        or min(max_epoch, sent, upto, ord_known, aru, stable, acked, safe) < 0
+        or max(max_epoch, sent, upto, ord_known, aru, stable, acked, safe) > MAX_UINT
     ):
         return None
     return Status(
@@ -545,6 +549,8 @@ def _fast_status(f: tuple[object, ...]) -> Status | None:
         ord_known=ord_known,
         aru=aru,
         stable=stable,
+        acked=acked,
+        safe=safe,
     )
 
 
@@ -622,6 +628,8 @@ _SCHEMAS: Final[dict[int, _Schema]] = dict(
             ("ord_known", _uint),
             ("aru", _uint),
             ("stable", _uint),
+            ("acked", _uint),
+            ("safe", _uint),
         ),
         _schema(
             TAG_DATA,
