@@ -566,6 +566,18 @@ class Epoch:
             runs.append((g, sender, seq, 1))
         return tuple(runs)
 
+    def ack_report(self) -> tuple[tuple[str, int], ...]:
+        """Every member's ordering ack as we know it, for the Flush: ``ack_ord``, raised to our
+        ``stable``. Every member's ``aru`` reached our ``stable``, and a daemon's ``ord_known``
+        is at least its ``aru``, so that is known too. All-to-all it adds nothing (we learned
+        ``stable`` from those very reports); at a member of a star view, which learns
+        ``stable`` from the coordinator, it is the knowledge that a SAFE delivery elsewhere
+        relies on: without it, swarm seed 119 (``--star``) placed a SAFE message that the
+        coordinator had delivered in the tail of a member's cleanup, after messages of other
+        senders whose acks that member had never heard (EVS-7.1; membership.md section 9)."""
+        floor = self.ack_stable[self.me]
+        return tuple(sorted((m, a if a > floor else floor) for m, a in self.ack_ord.items()))
+
     def retained(self) -> tuple[tuple[str, int, Msg], ...]:
         out: list[tuple[str, int, Msg]] = []
         for sender in self.members:

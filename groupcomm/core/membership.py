@@ -420,7 +420,7 @@ class Membership:
             delivered_upto=epoch.delivered,
             order=epoch.order_report(),
             msgs=epoch.retained(),
-            acks=tuple(sorted(epoch.ack_ord.items())),
+            acks=epoch.ack_report(),
             local_groups=host.final_local_groups(),
         )
 
