@@ -291,9 +291,10 @@ class Membership:
         host = self.host
         if host.epoch.star_member and alive.get(token_name(host.view.coord)) == host.view.coord:
             # A member of a star view hears few other members, but its coordinator watches all
-            # of them and has not removed any: they count as alive. Proposing only to those we
-            # happened to hear split a 100-daemon view in two (membership.md section 2).
-            candidates.update(host.members)
+            # of them and has not removed any: they count as alive, but for those whose data
+            # stopped reaching us. Proposing only to those we happened to hear split a
+            # 100-daemon view in two (membership.md section 4).
+            candidates.update(m for m in host.members if m not in host.unanswered())
         return sorted(candidates)
 
     def _resend_proposal(self, proposal: Propose, out: list[Command]) -> None:

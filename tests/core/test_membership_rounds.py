@@ -32,6 +32,8 @@ class Net:
         self.nodes: dict[str, Node] = {}
         self.notes: list[tuple[int, Note]] = []
         self.drop: Callable[[str, Command], bool] = lambda target, cmd: False
+        self.settings: dict[str, int] = {}  # CoreConfig settings of every daemon started
+        self.sent: list[tuple[int, str, str, object]] = []  # (t, sender, target, frame)
 
     def at(self, t_ms: int, action: Callable[[], None]) -> None:
         self.counter += 1
@@ -49,6 +51,7 @@ class Net:
             incarnation=incarnation,
             peers=tuple(self.names),
             suspect_timeout_ms=SUSPECT_MS,
+            **self.settings,
         )
         node = Node(cfg)
         self.nodes[name] = node
@@ -66,6 +69,7 @@ class Net:
         for cmd in commands:
             if isinstance(cmd, SendFrame):
                 for target in cmd.targets:
+                    self.sent.append((self.now, node.name, target, cmd.frame))
                     if self.drop(target, cmd):
                         continue
                     self.at(
@@ -102,8 +106,9 @@ class Net:
         ]
 
 
-def _cluster(names: list[str]) -> Net:
+def _cluster(names: list[str], settings: dict[str, int] | None = None) -> Net:
     net = Net(names)
+    net.settings = settings or {}
     for i, name in enumerate(names):  # heartbeat phases 7 ms apart
         net.at(7 * i, partial(net.start, name, 0))
     return net

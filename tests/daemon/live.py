@@ -31,13 +31,17 @@ NAMES = ("d1", "d2", "d3")
 
 
 def start_cluster(
-    workdir: Path, *, faults: bool = False, **daemon: int | bool | str
+    workdir: Path,
+    *,
+    faults: bool = False,
+    protocol: dict[str, int] | None = None,
+    **daemon: int | bool | str,
 ) -> LocalCluster:
-    """Start a 3-daemon cluster (extra ``[daemon]`` keys from ``daemon``) and wait until every
-    daemon is in one view of all three. Without ``faults`` (no daemon will be killed, no
-    partition injected) the trace is marked ``stable`` at once; with them the test calls
-    ``cluster.mark_stable()`` after its last fault."""
-    cluster = LocalCluster(workdir, NAMES, daemon=dict(daemon))
+    """Start a 3-daemon cluster (extra ``[daemon]`` keys from ``daemon``, ``[protocol]`` keys
+    from ``protocol``) and wait until every daemon is in one view of all three. Without
+    ``faults`` (no daemon will be killed, no partition injected) the trace is marked ``stable``
+    at once; with them the test calls ``cluster.mark_stable()`` after its last fault."""
+    cluster = LocalCluster(workdir, NAMES, daemon=dict(daemon), protocol=dict(protocol or {}))
     cluster.start()
     try:
         asyncio.run(wait_daemons(cluster, NAMES, 20.0))

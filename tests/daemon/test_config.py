@@ -135,8 +135,10 @@ def test_core_config() -> None:
 def test_fingerprint_is_sorted_protocol_settings() -> None:
     fp = ProtocolConfig().fingerprint()
     assert [k for k, _ in fp] == sorted(k for k, _ in fp)
-    assert len(fp) == 9
+    assert len(fp) == 10
     assert ProtocolConfig(heartbeat_ms=41).fingerprint() != fp
+    # Star and all-to-all daemons cannot share a view (protocol/membership.md section 2).
+    assert ProtocolConfig(star_members=3).fingerprint() != fp
 
 
 @pytest.mark.parametrize(
@@ -147,6 +149,7 @@ def test_fingerprint_is_sorted_protocol_settings() -> None:
             "[protocol] heartbeat_ms must be a positive integer, got -3",
         ),
         ("[protocol]\ntick_ms = 0\n", "[protocol] tick_ms must be a positive integer, got 0"),
+        ("[protocol]\nstar_members = 1\n", "[protocol] star_members must be at least 2, got 1"),
         ("[protocol]\nwindow_msgs = 1.5\n", "[protocol] window_msgs must be a positive integer"),
         ("[protocol]\nflush_timeout_ms = true\n", "[protocol] flush_timeout_ms must be a positive"),
         (
