@@ -179,8 +179,9 @@ class Membership:
 
     def _alive(self) -> dict[str, str]:
         """Live peers: name -> token (heard recently, not left). ``heard`` is in the order of
-        hearing, so this reads only the recent end: in a star view a member has heard most of
-        a hundred members last at the install, and this runs on every tick."""
+        hearing (the driver's clock never runs backwards), so this reads only the recent end:
+        in a star view a member has heard most of a hundred members last at the install, and
+        this runs on every tick."""
         horizon = self.now - self.cfg.suspect_timeout_ms
         alive: dict[str, str] = {}
         for name, h in reversed(self.heard.items()):

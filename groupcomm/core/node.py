@@ -111,7 +111,7 @@ class Node:
         self.last_status = -(10**9)  # when we last built a Status (heartbeat or report)
         self.installed_at = 0  # when the current view was installed
         self.counters: dict[str, int] = {"delivered": 0, "retransmitted": 0, "naks": 0}
-        # Star member: name -> (contig, since) of each member whose data we have been asking
+        # Star member: token -> (contig, since) of each member whose data we have been asking
         # for since ``since`` without its contig moving (``unanswered``).
         self._stalled: dict[str, tuple[int, int]] = {}
         self.membership = Membership(config, self.me, self.others, self)
