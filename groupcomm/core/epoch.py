@@ -35,9 +35,7 @@ URGENT_ARU_LEAD = 256  # receipt acks this far ahead of the last report go out a
 class Epoch:
     """Message state of one regular view, seen from daemon ``me``."""
 
-    def __init__(
-        self, view: ViewId, members: tuple[str, ...], me: str, star: bool = False
-    ) -> None:
+    def __init__(self, view: ViewId, members: tuple[str, ...], me: str, star: bool = False) -> None:
         self.view = view
         self.members = members
         self.me = me

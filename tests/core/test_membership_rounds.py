@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from groupcomm.core.commands import Command, Note, SendFrame, SetTimer
 from groupcomm.core.config import CoreConfig
@@ -32,7 +33,7 @@ class Net:
         self.nodes: dict[str, Node] = {}
         self.notes: list[tuple[int, Note]] = []
         self.drop: Callable[[str, Command], bool] = lambda target, cmd: False
-        self.settings: dict[str, int] = {}  # CoreConfig settings of every daemon started
+        self.settings: dict[str, Any] = {}  # CoreConfig settings of every daemon started
         self.sent: list[tuple[int, str, str, object]] = []  # (t, sender, target, frame)
 
     def at(self, t_ms: int, action: Callable[[], None]) -> None:
@@ -106,7 +107,7 @@ class Net:
         ]
 
 
-def _cluster(names: list[str], settings: dict[str, int] | None = None) -> Net:
+def _cluster(names: list[str], settings: dict[str, Any] | None = None) -> Net:
     net = Net(names)
     net.settings = settings or {}
     for i, name in enumerate(names):  # heartbeat phases 7 ms apart

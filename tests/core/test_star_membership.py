@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from groupcomm.core.commands import Command, SendFrame
 from groupcomm.core.events import MulticastRequested, SessionOpened
-from groupcomm.core.frames import Data, Status
+from groupcomm.core.frames import Data, Status, origin
 from groupcomm.core.ids import make_token
 from groupcomm.core.service import Service
 from tests.core.test_membership_rounds import LATENCY_MS, SUSPECT_MS, Net, _cluster
@@ -80,9 +80,7 @@ def test_each_side_of_a_partition_forms_its_view_in_one_round() -> None:
 
 def _sender(cmd: Command) -> str:
     assert isinstance(cmd, SendFrame)
-    frame = cmd.frame
-    sender = getattr(frame, "sender", None) or getattr(frame, "view").coord
-    return str(sender).split(":")[0]
+    return origin(cmd.frame)
 
 
 def test_a_member_whose_data_stops_reaching_another_is_suspected() -> None:

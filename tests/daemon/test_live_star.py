@@ -48,6 +48,7 @@ async def test_a_star_view_orders_survives_a_partition_and_merges(cluster: Local
         want = 40 * len(trio)
         for c in trio:
             await c.wait_for(lambda x: len(x.payloads(G)) >= want, T, "every message")
+
         # AGREED and SAFE: one total order everywhere
         def total(x: LiveClient) -> list[bytes]:
             return [p for p in x.payloads(G) if int(p.split()[-1]) % 5 >= 3]
