@@ -74,6 +74,8 @@ class Epoch:
         # a hundred members (a min over all of them per turn was a third of a 100-daemon run).
         self._aru_low = 0
         self._aru_at_low = len(members)
+        self._stable_low = 0  # min(ack_stable): the safe point, likewise
+        self._stable_at_low = len(members)
         self._top_stable = 0
         # Senders whose seen_seq may exceed contig: the only ones missing() looks at.
         self._behind: set[str] = set()
@@ -231,9 +233,16 @@ class Epoch:
 
     def _raise_stable(self, member: str, value: int) -> None:
         """Set ``ack_stable[member]`` to the higher ``value``."""
-        self.ack_stable[member] = value
+        acks = self.ack_stable
+        old = acks[member]
+        acks[member] = value
         if value > self._top_stable:
             self._top_stable = value
+        if old == self._stable_low:
+            self._stable_at_low -= 1
+            if not self._stable_at_low:
+                low = self._stable_low = min(acks.values())
+                self._stable_at_low = sum(1 for v in acks.values() if v == low)
 
     def _advance_ord_known(self) -> None:
         known = self.ord_known
@@ -349,7 +358,7 @@ class Epoch:
     def safe_point(self) -> int:
         """Highest gseq every member knows to be stable (Totem's two-rotation rule); at a
         member of a star view, also what the coordinator published as such."""
-        low = min(self.ack_stable.values())
+        low = self._stable_low
         if self.star_member and self.coord_safe > low:
             return self.coord_safe
         return low

@@ -111,6 +111,9 @@ class Membership:
         self.collecting = False
         self._names_view: ViewId | None = None
         self._names: dict[str, str] = {}
+        # Names whose last Status is odd against our view (``_is_odd``): the only ones the
+        # merge and mismatch triggers need to look at.
+        self._odd: set[str] = set()
 
     def accepted_view(self) -> ViewId | None:
         return self.accepted.view if self.accepted is not None else None
@@ -123,7 +126,11 @@ class Membership:
         if name == self.cfg.name or name not in self.cfg.peers:
             return
         known = self.heard.get(name)
-        if known is not None and token_incarnation(known.token) > token_incarnation(sender):
+        if (
+            known is not None
+            and known.token != sender
+            and token_incarnation(known.token) > token_incarnation(sender)
+        ):
             return  # a delayed frame from an older incarnation
         self._hear(name, Heard(now, sender, frame.view, frame.proposal))
         self.max_epoch = max(self.max_epoch, frame.max_epoch, frame.view.epoch)
@@ -169,13 +176,20 @@ class Membership:
         if frame.sender in self.host.members or token_name(frame.sender) in self.heard:
             self.left.add(frame.sender)
             self.heard.pop(token_name(frame.sender), None)
+            self._odd.discard(token_name(frame.sender))
             if self.phase == OPERATIONAL:
                 self.start_change(out, "leave")
 
     def _hear(self, name: str, heard: Heard) -> None:
-        """Record ``heard``, keeping ``heard`` in the order of hearing (oldest first)."""
+        """Record ``heard``, keeping ``heard`` in the order of hearing (oldest first), and
+        whether it is odd (``_is_odd``)."""
         self.heard.pop(name, None)
         self.heard[name] = heard
+        if self._is_odd(name, heard):
+            self._odd.add(name)
+        else:
+            self._odd.discard(name)
+            self.mismatch_since.pop(name, None)  # a mismatch must last, uninterrupted
 
     def _alive(self) -> dict[str, str]:
         """Live peers: name -> token (heard recently, not left). ``heard`` is in the order of
@@ -244,46 +258,67 @@ class Membership:
     def _member_names(self) -> dict[str, str]:
         """name -> token of the current view's members (cached per view)."""
         view = self.host.view
-        if self._names_view != view:
+        if self._names_view is not view and self._names_view != view:
             self._names_view = view
             self._names = {token_name(m): m for m in self.host.members}
         return self._names
 
+    def _live_token(self, name: str) -> str | None:
+        """The token ``name`` is alive under (heard within the suspect timeout, not left)."""
+        h = self.heard.get(name)
+        if h is None or h.at_ms < self.now - self.cfg.suspect_timeout_ms or h.token in self.left:
+            return None
+        return h.token
+
     def _change_reason(self) -> str:
-        alive = self._alive()
         view = self.host.view
         names = self._member_names()
+        live = self._live_token
         if self._star_member():
             # Star (membership.md section 2): only the coordinator hears every member. We
-            # suspect it when it falls silent, another member when it restarted, or when its
-            # data stopped reaching us while the coordinator still hears it.
+            # suspect it when it falls silent, another member when it restarted (heard under a
+            # token that is not the member's: an odd one), or when its data stopped reaching
+            # us while the coordinator still hears it.
             coord = view.coord
-            if alive.get(token_name(coord)) != coord:
+            if live(token_name(coord)) != coord:
                 return f"suspect {coord}"
-            for name, token in alive.items():
+            for name in sorted(self._odd):
                 member = names.get(name)
-                if member is not None and token != member:
+                token = live(name)
+                if member is not None and token is not None and token != member:
                     return f"suspect {member}"
             for member in sorted(self.host.unanswered()):
                 return f"suspect {member}"
         else:
             for name, member in names.items():
-                if member != self.me and alive.get(name) != member:
+                if member != self.me and live(name) != member:
                     return f"suspect {member}"
-        for name, token in sorted(alive.items()):
+        # Merges and mismatches come only from odd daemons (``_odd``): a hundred members heard
+        # in the view cost nothing here, on every tick.
+        for name in sorted(self._odd):
+            token = live(name)
+            if token is None:
+                continue
             if names.get(name) != token:
                 return f"merge {token}"
-            heard = self.heard[name]
-            seen = heard.view
-            # ``is`` first: nearly always the very object (a dataclass == per member and tick
-            # was a tenth of a 100-daemon run).
-            if seen is not view and seen != view and heard.proposal != view:
-                since = self.mismatch_since.setdefault(name, self.now)
-                if self.now - since >= self.cfg.gather_timeout_ms:
-                    return f"view mismatch {token}"
-            elif self.mismatch_since:
-                self.mismatch_since.pop(name, None)
+            since = self.mismatch_since.setdefault(name, self.now)
+            if self.now - since >= self.cfg.gather_timeout_ms:
+                return f"view mismatch {token}"
         return ""
+
+    def _is_odd(self, name: str, heard: Heard) -> bool:
+        """Heard as a daemon outside the view (a merge), or a member whose last Status shows
+        another view and, as its proposal, not ours either (a mismatch)."""
+        view = self.host.view
+        if self._member_names().get(name) != heard.token:
+            return True
+        seen = heard.view
+        # ``is`` first: nearly always the very object.
+        return seen is not view and seen != view and heard.proposal != view
+
+    def _sort_odd(self) -> None:
+        """Recompute ``_odd`` against a new view (at every install)."""
+        self._odd = {name for name, h in self.heard.items() if self._is_odd(name, h)}
 
     # -------------------------------------------------------------- round
     def _candidates(self) -> list[str]:
@@ -474,6 +509,7 @@ class Membership:
             known = self.heard.get(name)
             if member != me and (known is None or known.token == member):
                 self._hear(name, Heard(self.now, member, install.view, None))
+        self._sort_odd()
         self.phase = OPERATIONAL
         self.accepted = None
         self.proposing = None
