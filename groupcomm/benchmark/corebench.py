@@ -32,7 +32,7 @@ from groupcomm.core.events import (
     TimerFired,
 )
 from groupcomm.core.frames import Frame
-from groupcomm.core.node import Node
+from groupcomm.core.node import DRAIN, Node
 from groupcomm.core.service import Service
 
 NAMES = ("d1", "d2", "d3")
@@ -50,6 +50,7 @@ class Bench:
         }
         self.inbox: deque[tuple[str, Frame | bytes]] = deque()
         self.timers: dict[str, int] = {}
+        self.drains: set[str] = set()  # nodes that asked to pump again (node.DRAIN)
         self.delivered = dict.fromkeys(NAMES, 0)
         self.cpu = dict.fromkeys(NAMES, 0.0)
         self.now = 0
@@ -79,7 +80,10 @@ class Bench:
                 for target in cmd.targets:
                     self.inbox.append((target, frame))
             elif isinstance(cmd, SetTimer):
-                self.timers[name] = cmd.at_ms
+                if cmd.name == DRAIN:
+                    self.drains.add(name)  # more to deliver: drain() feeds it at once
+                else:
+                    self.timers[name] = cmd.at_ms
 
     def setup(self) -> None:
         for name in NAMES:
@@ -101,7 +105,10 @@ class Bench:
     def drain(self) -> None:
         # Like a daemon's event loop: each node takes every frame that is waiting, in one turn.
         inbox = self.inbox
-        while inbox:
+        while inbox or self.drains:
+            for name in sorted(self.drains):
+                self.drains.discard(name)
+                self.feed(name, TimerFired(name=DRAIN))
             ready: dict[str, list[Event]] = {}
             while inbox:
                 target, frame = inbox.popleft()

@@ -51,7 +51,7 @@ from groupcomm.core.events import (
     Started,
     TimerFired,
 )
-from groupcomm.core.node import TICK, Node
+from groupcomm.core.node import DRAIN, TICK, Node
 from groupcomm.daemon.dataplanes import make_transport
 from groupcomm.daemon.frontend_api import FrontEnd
 from groupcomm.daemon.readiness import Readiness
@@ -264,6 +264,9 @@ class Driver:
             del self.timers[TICK]
             events.append(TimerFired(name=TICK))
             self.transport.tick()
+        if DRAIN in self.timers and now >= self.timers[DRAIN]:
+            del self.timers[DRAIN]  # the core has more to deliver (after the backlog check)
+            events.append(TimerFired(name=DRAIN))
         if self._stop_requested:
             self._stop_requested = False
             events.append(ShutdownRequested())
@@ -382,6 +385,9 @@ class Driver:
         if self._stop_requested or (self.frontend is not None and self.frontend.pending()):
             return 0
         due = self.timers.get(TICK)
+        drain = self.timers.get(DRAIN)
+        if drain is not None:
+            due = drain if due is None else min(due, drain)
         return 1000 if due is None else max(0, due - monotonic_ms())
 
     async def _sleep(self, loop: asyncio.AbstractEventLoop) -> None:
