@@ -15,7 +15,7 @@ class CoreConfig:
     name: str  # this daemon's name (stable across restarts)
     incarnation: int  # differs after every restart: a new process in the EVS sense
     peers: tuple[str, ...]  # names of every daemon that may belong to the cluster (self included)
-    tick_ms: int = 10  # the one periodic timer: heartbeats, repair, deadlines
+    tick_ms: int = 10  # the periodic timer: heartbeats, repair, deadlines
     heartbeat_ms: int = 40
     # Silence after which a member is suspected. 1 s, not less: on a loaded machine a daemon
     # starved of CPU for a few hundred ms (a busy 2-core host, a GC pause) is not a crash, and a

@@ -307,9 +307,9 @@ class Node:
                 out.append(SendFrame(targets=peers, frame=ordered))
         if not epoch.held:  # a local client lags: deliver nothing more until it caught up
             conf = regular_conf_id(self.view)
-            # At most DELIVER_BUDGET payload bytes per pump (the rest at the next event or
-            # tick): a client's backlog then overshoots the point where it makes the driver
-            # hold (BacklogChanged) by at most that much, not by every sender's window. A
+            # At most DELIVER_BUDGET payload bytes per pump (the rest at the next pump, which
+            # DRAIN asks for): a client's backlog then overshoots the point where it makes the
+            # driver hold (BacklogChanged) by at most that much, not by every sender's window. A
             # large message counts whole at its last fragment, and only as the first thing a
             # pump delivers: one pump hands the clients at most one large message, which the
             # slow-consumer limit (at least twice max_message_bytes) leaves room for.
