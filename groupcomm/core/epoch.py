@@ -108,7 +108,6 @@ class Epoch:
         # Coordinator of a star view: SAFE messages its stable reports covered whose safe point
         # it has not published yet (``Status.safe``); the members deliver them on it.
         self.safe_unpublished: deque[int] = deque()
-        self.reported_safe = 0
 
     # ----------------------------------------------------------------- sending
     def in_flight(self) -> int:
@@ -212,7 +211,7 @@ class Epoch:
         if self.seen_seq[sender] < frame.sent_seq <= self.contig[sender] + MAX_AHEAD:
             self.seen_seq[sender] = frame.sent_seq
             self._behind.add(sender)
-        if sender == self.view.coord and (
+        if sender == self.coord and (
             self.ordered_hint < frame.ordered_upto <= self.ord_known + MAX_AHEAD
         ):
             self.ordered_hint = frame.ordered_upto
@@ -541,7 +540,7 @@ class Epoch:
         if relay:
             self._advance_acked()
             acked = self.acked
-            self.reported_safe = safe = self.safe_point()
+            safe = self.safe_point()
             unpublished = self.safe_unpublished
             while unpublished and unpublished[0] <= safe:
                 unpublished.popleft()

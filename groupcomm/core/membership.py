@@ -251,10 +251,6 @@ class Membership:
         }
         return Note(event=event, fields=fields)
 
-    def _star_member(self) -> bool:
-        """We are a member, not the coordinator, of an operational star view."""
-        return self.host.epoch.star_member
-
     def _member_names(self) -> dict[str, str]:
         """name -> token of the current view's members (cached per view)."""
         view = self.host.view
@@ -274,7 +270,7 @@ class Membership:
         view = self.host.view
         names = self._member_names()
         live = self._live_token
-        if self._star_member():
+        if self.host.epoch.star_member:
             # Star (membership.md section 2): only the coordinator hears every member. We
             # suspect it when it falls silent, another member when it restarted (heard under a
             # token that is not the member's: an odd one), or when its data stopped reaching
@@ -316,7 +312,7 @@ class Membership:
         # ``is`` first: nearly always the very object.
         return seen is not view and seen != view and heard.proposal != view
 
-    def _sort_odd(self) -> None:
+    def _recompute_odd(self) -> None:
         """Recompute ``_odd`` against a new view (at every install)."""
         self._odd = {name for name, h in self.heard.items() if self._is_odd(name, h)}
 
@@ -330,7 +326,8 @@ class Membership:
             # of them and has not removed any: they count as alive, but for those whose data
             # stopped reaching us. Proposing only to those we happened to hear split a
             # 100-daemon view in two (membership.md section 4).
-            candidates.update(m for m in host.members if m not in host.unanswered())
+            unanswered = host.unanswered()
+            candidates.update(m for m in host.members if m not in unanswered)
         return sorted(candidates)
 
     def _resend_proposal(self, proposal: Propose, out: list[Command]) -> None:
@@ -358,7 +355,7 @@ class Membership:
         return candidates[0] == self.me and len(candidates) == len(set(self.cfg.peers))
 
     def start_change(self, out: list[Command], reason: str) -> None:
-        star_member = self.phase == OPERATIONAL and self._star_member()
+        star_member = self.phase == OPERATIONAL and self.host.epoch.star_member
         self.phase = GATHER
         self.accepted = None
         self.proposing = None
@@ -509,7 +506,7 @@ class Membership:
             known = self.heard.get(name)
             if member != me and (known is None or known.token == member):
                 self._hear(name, Heard(self.now, member, install.view, None))
-        self._sort_odd()
+        self._recompute_odd()
         self.phase = OPERATIONAL
         self.accepted = None
         self.proposing = None
