@@ -58,6 +58,7 @@ from groupcomm.client.tls import ClientTls
 from groupcomm.core.service import SELF_DISCARD, Service
 from groupcomm.wire.client import (
     POLICIES,
+    VIEWSET,
     AccessReply,
     AccessReq,
     AdminReply,
@@ -69,6 +70,7 @@ from groupcomm.wire.client import (
     CreditGrant,
     DeliveredEntry,
     ErrorMsg,
+    FormatsReq,
     GapMsg,
     Hello,
     JoinReq,
@@ -85,6 +87,7 @@ from groupcomm.wire.client import (
     StatusReq,
     ViewMsg,
     Views,
+    ViewSet,
     Welcome,
     decode_reply,
     encode,
@@ -108,6 +111,8 @@ DEFAULT_TCP_ENDPOINT = "tcp://127.0.0.1:4804"
 # unreported; before waiting, whatever is unreported goes out once CONSUMED_INTERVAL_S passed.
 # Every report wakes the daemon: at 5 ms they were about a sixth of its turns at 1,000 msg/s.
 CONSUMED_BATCH = 16 * 1024
+# What a daemon older than the ``formats`` request answers it (protocol/client.md).
+_OLD_DAEMON_FORMATS = "unknown op 'formats'"
 CONSUMED_INTERVAL_S = 0.05
 BATCH_MAX_MESSAGES = 1024  # payloads per ``mcastb`` request sent by ``multicast_many``
 VERDICTS_MAX = 4096  # cached access answers per connection (then forgotten and asked again)
@@ -324,6 +329,8 @@ class Connection:
                     self._identity, self._acl = identity, acl
                     self._send_window = window
                     self._report_bytes = max(1, min(CONSUMED_BATCH, slow // 8))
+                    # Before any join: every view of this session may come as a ``viewset``.
+                    self._send(FormatsReq((VIEWSET,)))
                 case RejectMsg(reason=reason, code="auth"):
                     raise AuthenticationFailed(reason)
                 case RejectMsg(reason=reason):
@@ -730,6 +737,9 @@ class Connection:
             case Views(views=views):
                 self._batches.append(([self._view_event(v) for v in views], 0))
                 self._arrived.set()
+            case ViewSet():
+                self._batches.append((self._view_set_events(reply), 0))
+                self._arrived.set()
             case CreditGrant(nbytes=n):
                 self._in_flight = max(0, self._in_flight - n)
                 self._window_moved.set()
@@ -741,6 +751,8 @@ class Connection:
                 future = self._pending.get(req)
                 if future is not None and not future.done():
                     future.set_result(reply)
+            case ErrorMsg(code="malformed", text=text) if text == _OLD_DAEMON_FORMATS:
+                pass  # a daemon older than ``formats``: it sends ``views``, which we read too
             case ErrorMsg(code=code, text=text):
                 self.errors.append(f"{code}: {text}")
                 if code == "fatal":
@@ -758,6 +770,20 @@ class Connection:
         if v.kind == "transitional":
             return TransitionalView(v.group, v.gid, v.members)
         return SelfLeave(v.group)
+
+    def _view_set_events(self, vs: ViewSet) -> list[Event]:
+        """The events of a ``viewset``: one per group, exactly as its ``view`` messages."""
+        if vs.kind == "regular":
+            me = self._private_name
+            index = vs.members.index(me) if me in vs.members else -1
+            fields = (vs.members, vs.cause, vs.vs_sets, vs.changed, index)
+            return [RegularView(g, gid, *fields) for g, gid in zip(vs.groups, vs.gids, strict=True)]
+        if vs.kind == "transitional":
+            return [
+                TransitionalView(g, gid, vs.members)
+                for g, gid in zip(vs.groups, vs.gids, strict=True)
+            ]
+        return [SelfLeave(g) for g in vs.groups]
 
     def _push(self, event: Event) -> None:
         """One event that is not a message: a batch of its own, with no payload bytes."""

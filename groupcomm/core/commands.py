@@ -45,8 +45,11 @@ class DeliverMessage(NamedTuple):
 RECORD = ""  # DeliverMessage.conn of the daemon's own record (no connection is named "")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeliverMembership:
+class DeliverMembership(NamedTuple):
+    """One membership message for one local connection. A view change over 10,000 groups is
+    20,000 of them at each daemon (issue 11), so a NamedTuple like ``DeliverMessage``; the
+    fields after ``conn`` are, in order, the client protocol's ``view`` fields."""
+
     conn: str
     group: str
     kind: str  # "regular" | "transitional" | "self_leave"

@@ -169,7 +169,7 @@ class GroupTable:
         out: list[DeliverMembership] = []
         if conn in self.local and cause == "LEAVE":
             # SP-SELF-LEAVE: the leaver gets one self-leave notice, then nothing for the group.
-            out.append(_view(conn, group, "self_leave", "", (), "LEAVE", (), (conn,)))
+            out.append(DeliverMembership(conn, group, "self_leave", "", (), "LEAVE", (), (conn,)))
         if self.transitional:
             self.touched.add(group)
             self.unviewed.get(group, set()).discard(conn)
@@ -211,10 +211,14 @@ class GroupTable:
         if with_trans:
             # The remaining members move together from the old view into the new one.
             tgid = trans_gid(self.last_gid.get(group, ""), gid)
-            out.extend(_view(c, group, "transitional", tgid, ordered, "", (), ()) for c in local)
+            out.extend(
+                DeliverMembership(c, group, "transitional", tgid, ordered, "", (), ())
+                for c in local
+            )
         self.last_gid[group] = gid
         out.extend(
-            _view(c, group, "regular", gid, ordered, cause, (changed,), changed) for c in local
+            DeliverMembership(c, group, "regular", gid, ordered, cause, (changed,), changed)
+            for c in local
         )
         return out
 
@@ -247,22 +251,36 @@ class GroupTable:
                 suspects.add(group)
         out: list[DeliverMembership] = []
         local = self.local
+        # Groups with the same members lose the same ones: their transitional views differ
+        # only in name and gid, so the members moving on are computed once per member list
+        # (not for a group with leavers in ``ops``: its losses are its own).
+        shapes: dict[tuple[tuple[str, str], ...], tuple[bool, tuple[str, ...], tuple[str, ...]]]
+        shapes = {}
         for group in sorted(suspects):
             members = self.table[group]
-            lost = left[group] | disconnected if group in left else disconnected
-            moving = [c for c, d in members.items() if d in survivors and c not in lost]
-            if len(moving) == len(members):
+            key = tuple(members.items())
+            shape = None if group in left else shapes.get(key)
+            if shape is None:
+                lost = left[group] | disconnected if group in left else disconnected
+                moving = sorted(c for c, d in members.items() if d in survivors and c not in lost)
+                together = tuple(moving)
+                shape = (
+                    len(moving) == len(members),
+                    together,
+                    tuple(c for c in moving if c in local),
+                )
+                if group not in left:
+                    shapes[key] = shape
+            all_move, together, here = shape
+            if all_move:
                 continue
             self.in_transition.add(group)
-            if local.isdisjoint(moving):
+            if not here:
                 continue  # nobody here to tell
-            moving.sort()
-            together = tuple(moving)
             tgid = trans_gid(self.last_gid.get(group, ""), f"{next_conf}/{group}/1")
             out.extend(
-                _view(c, group, "transitional", tgid, together, "", (), ())
-                for c in together
-                if c in local
+                DeliverMembership(c, group, "transitional", tgid, together, "", (), ())
+                for c in here
             )
         return out
 
@@ -308,6 +326,13 @@ class GroupTable:
                     after_of.setdefault(group, {})[conn] = daemon
         out: list[DeliverMembership] = []
         views: dict[str, str] = {}
+        # Groups with the same members (in the same order: ``after_of`` is filled connection by
+        # connection) get the same members, vs_sets and recipients: computed once per shape,
+        # unless a connection joined the group in a transitional part (its vs_set depends on
+        # the group).
+        fresh = set().union(*joined_in_trans)
+        shapes: dict[tuple[tuple[str, str], ...], _Shape] = {}
+        local = self.local
         for group in sorted(candidates):
             before = self.table.get(group, {})
             after = after_of.get(group)
@@ -316,10 +341,17 @@ class GroupTable:
                     self.last_gid.pop(group, None)
                 continue
             self.table[group] = after  # ``before`` stays the old members
-            sides = {vs_of_daemon[d] for d in after.values()}
+            if group in fresh:
+                shape = self._shape(group, after, vs_of_daemon, joined_in_trans)
+            else:
+                key = tuple(after.items())
+                shape = shapes.get(key) or shapes.setdefault(
+                    key, self._shape(group, after, vs_of_daemon, joined_in_trans)
+                )
+            ordered, vs_sets, one_side, here = shape
             if (
-                set(before) == set(after)
-                and len(sides) == 1
+                one_side
+                and before.keys() == after.keys()
                 and group not in self.in_transition
                 and group not in self.touched
             ):
@@ -333,11 +365,14 @@ class GroupTable:
                 moving = tuple(c for c in viewed if c in after)
                 tgid = trans_gid(self.last_gid.get(group, ""), gid)
                 out.extend(
-                    _view(c, group, "transitional", tgid, moving, "", (), ())
+                    DeliverMembership(c, group, "transitional", tgid, moving, "", (), ())
                     for c in moving
-                    if c in self.local
+                    if c in local
                 )
-            out.extend(self._network(group, gid, after, vs_of_daemon, joined_in_trans))
+            out.extend(
+                DeliverMembership(c, group, "regular", gid, ordered, "NETWORK", vs_sets, ())
+                for c in here
+            )
             views[group] = gid
         self.by_conn = new
         self.last_gid.update(views)
@@ -351,14 +386,16 @@ class GroupTable:
         self.counters = dict.fromkeys(self.table, 1)
         return out
 
-    def _network(
+    def _shape(
         self,
         group: str,
-        gid: str,
         after: Mapping[str, str],
         vs_of_daemon: Mapping[str, int],
         joined_in_trans: Sequence[Mapping[str, set[str]]],
-    ) -> list[DeliverMembership]:
+    ) -> _Shape:
+        """A group's NETWORK view at an install, but for its name and gid: its members, its
+        vs_sets (SP-VSSET: same old view and same previous group view), whether all members
+        come from one old view, and the local members who get the view."""
         ordered = tuple(sorted(after))
         sets: dict[tuple[int, bool], list[str]] = {}
         for conn in ordered:
@@ -366,11 +403,12 @@ class GroupTable:
             fresh = conn in joined_in_trans[side].get(group, ())
             sets.setdefault((side, fresh), []).append(conn)
         vs_sets = tuple(tuple(s) for _, s in sorted(sets.items()))
-        return [
-            _view(c, group, "regular", gid, ordered, "NETWORK", vs_sets, ())
-            for c in ordered
-            if c in self.local
-        ]
+        one_side = len({side for side, _ in sets}) == 1
+        return ordered, vs_sets, one_side, tuple(c for c in ordered if c in self.local)
+
+
+# A group's view at an install but for its name and gid (``GroupTable._shape``).
+_Shape = tuple[tuple[str, ...], tuple[tuple[str, ...], ...], bool, tuple[str, ...]]
 
 
 def _index(entries: Iterable[GroupsEntry]) -> ByConn:
@@ -392,25 +430,3 @@ def _index(entries: Iterable[GroupsEntry]) -> ByConn:
                 del per[other]
         per.setdefault(daemon, set()).update(fresh)
     return by_conn
-
-
-def _view(
-    conn: str,
-    group: str,
-    kind: str,
-    gid: str,
-    members: tuple[str, ...],
-    cause: str,
-    vs_sets: tuple[tuple[str, ...], ...],
-    changed: tuple[str, ...],
-) -> DeliverMembership:
-    return DeliverMembership(
-        conn=conn,
-        group=group,
-        kind=kind,
-        gid=gid,
-        members=members,
-        cause=cause,
-        vs_sets=vs_sets,
-        changed=changed,
-    )

@@ -58,6 +58,7 @@ from groupcomm.daemon.sessions import (
 )
 from groupcomm.wire.client import (
     DEFAULT_MAX_PAYLOAD,
+    VIEWSET,
     AccessReply,
     AccessReq,
     AdminReply,
@@ -68,6 +69,7 @@ from groupcomm.wire.client import (
     Consumed,
     CreditGrant,
     ErrorMsg,
+    FormatsReq,
     GapMsg,
     Hello,
     JoinReq,
@@ -82,6 +84,7 @@ from groupcomm.wire.client import (
     StatusReq,
     ViewMsg,
     Views,
+    ViewSet,
     Welcome,
     encode,
     encode_msgs,
@@ -167,6 +170,7 @@ class NativeFrontEnd:
         # A client may send nothing but garbage: one line per link per minute, with a count.
         self.warnings = Warnings(log, time.monotonic)
         self._by_link: dict[int, str] = {}
+        self._viewset: set[int] = set()  # links whose client decodes ``viewset`` (``formats``)
         self._by_conn: dict[str, int] = {}
         self._admin: list[tuple[str, list[str]]] = []
         self._direct: list[tuple[int, Reply]] = []  # replies to links without a session
@@ -218,6 +222,7 @@ class NativeFrontEnd:
             self._on_message(link_id, data, now_ms)
         for link_id in self.links.take_closed():
             self.warnings.forget(link_id)
+            self._viewset.discard(link_id)
             conn = self._by_link.pop(link_id, None)
             if conn is not None:
                 self._by_conn.pop(conn, None)
@@ -295,6 +300,11 @@ class NativeFrontEnd:
                     self._reply(identity, ErrorMsg("protocol", "session already open"))
                     return
                 self._hello(identity, request, now)
+            case FormatsReq(names=names):
+                # Optional reply formats this client decodes; names we do not know are
+                # ignored (a newer client), so this never fails.
+                if VIEWSET in names:
+                    self._viewset.add(identity)
             case Ping():
                 # Client liveness (protocol/client.md "Liveness"): answered in the same turn,
                 # so a client hears back within one turn of a daemon that is alive.
@@ -483,7 +493,8 @@ class NativeFrontEnd:
 
     def _send_notices(self, conn: str, identity: int, notices: list[Notice]) -> None:
         batch: list[DeliverMessage] = []
-        views: list[ViewMsg] = []
+        views: list[DeliverMembership] = []
+        viewset = identity in self._viewset
         credit = 0
         out: list[Reply | bytes] = []  # bytes: an encoded ``msgs`` batch
         encoded = self._encoded
@@ -499,7 +510,7 @@ class NativeFrontEnd:
                 out.append(data)
                 batch.clear()
             if views:
-                out.append(views[0] if len(views) == 1 else Views(tuple(views)))
+                out.extend(_view_sets(views) if viewset else _view_records(views))
                 views.clear()
 
         for n in notices:
@@ -515,9 +526,7 @@ class NativeFrontEnd:
                 case DeliverMembership():
                     if batch:
                         cut()
-                    views.append(
-                        ViewMsg(n.group, n.kind, n.gid, n.members, n.cause, n.vs_sets, n.changed)
-                    )
+                    views.append(n)
                 case Refused(req=req, op=op, group=group, reason=reason, code=code):
                     cut()
                     out.append(RejectMsg(req, op, group, reason, code))
@@ -553,3 +562,57 @@ class NativeFrontEnd:
         link_id = self._by_conn.pop(conn, None)
         if link_id is not None:
             self._by_link.pop(link_id, None)
+
+
+def _view_records(views: list[DeliverMembership]) -> list[Reply]:
+    """A run of membership messages for a client without ``viewset``: one ``view``, or one
+    ``views`` for two or more."""
+    msgs = [ViewMsg(*v[1:]) for v in views]  # DeliverMembership is (conn, *the view fields)
+    return [msgs[0] if len(msgs) == 1 else Views(tuple(msgs))]
+
+
+def _view_sets(views: list[DeliverMembership]) -> list[Reply]:
+    """A run of membership messages as ``viewset`` records, one per stretch of two or more
+    consecutive messages that differ only in group and gid (a view change over many groups with
+    the same members is one record); the messages between such stretches (a DISCONNECT's
+    transitional and regular view of each group alternate) as ``view``/``views`` records."""
+    out: list[Reply] = []
+    singles: list[DeliverMembership] = []
+    start = 0
+    while start < len(views):
+        first = views[start]
+        kind, members, cause, vs_sets, changed = (
+            first.kind,
+            first.members,
+            first.cause,
+            first.vs_sets,
+            first.changed,
+        )
+        end = start + 1
+        while end < len(views):
+            v = views[end]
+            # The core hands out the same tuples for every group of one shape, so these
+            # comparisons are mostly identity checks.
+            if not (
+                v.members == members
+                and v.kind == kind
+                and v.cause == cause
+                and v.vs_sets == vs_sets
+                and v.changed == changed
+            ):
+                break
+            end += 1
+        if end - start == 1:
+            singles.append(first)
+        else:
+            if singles:
+                out.extend(_view_records(singles))
+                singles = []
+            run = views[start:end]
+            groups = tuple(v.group for v in run)
+            gids = tuple(v.gid for v in run)
+            out.append(ViewSet(kind, members, cause, vs_sets, changed, groups, gids))
+        start = end
+    if singles:
+        out.extend(_view_records(singles))
+    return out

@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 
 from groupcomm.wire.client import (
+    FormatsReq,
     GapMsg,
     Hello,
     JoinReq,
     Msgs,
     Reply,
     Request,
+    ViewSet,
     decode_reply,
     decode_request,
     encode,
@@ -43,7 +45,17 @@ def build(kind: str, f: dict[str, Any]) -> Request | Reply:
                 tuple(f["groups"]), f["reason"], f["after"], f["before"], f["first"], f["last"],
                 f["count"],
             )  # fmt: skip
+        case "formats":
+            return FormatsReq(tuple(f["names"]))
+        case "viewset":
+            return ViewSet(
+                f["kind"], tuple(f["members"]), f["cause"], tuple(map(tuple, f["vs_sets"])),
+                tuple(f["changed"]), tuple(f["groups"]), tuple(f["gids"]),
+            )  # fmt: skip
     raise AssertionError(f"unknown vector kind {kind}")
+
+
+REQUEST_KINDS = ("hello", "join", "formats")
 
 
 def test_there_are_vectors() -> None:
@@ -56,5 +68,5 @@ def test_vector_encodes_and_decodes_exactly(path: Path) -> None:
     message = build(vector["kind"], vector["fields"])
     data = bytes.fromhex(vector["hex"])
     assert encode(message) == data
-    decoded = decode_request(data) if vector["kind"] in ("hello", "join") else decode_reply(data)
+    decoded = decode_request(data) if vector["kind"] in REQUEST_KINDS else decode_reply(data)
     assert decoded == message

@@ -23,6 +23,7 @@ from groupcomm.wire.client import (
     CreditGrant,
     Delivered,
     ErrorMsg,
+    FormatsReq,
     Hello,
     JoinReq,
     LeaveReq,
@@ -36,6 +37,7 @@ from groupcomm.wire.client import (
     StatusReq,
     ViewMsg,
     Views,
+    ViewSet,
     Welcome,
     decode_reply,
     decode_request,
@@ -56,6 +58,8 @@ REQUESTS: list[Request] = [
     StatusReq(4),
     AdminReq(5, "partition", ("d1", "d2")),
     Bye(),
+    FormatsReq(("viewset",)),
+    FormatsReq(("viewset", "a-later-format")),
 ]
 REPLIES: list[Reply] = [
     Welcome("#alice#d1", "d1", 65536, 8 << 20),
@@ -72,6 +76,16 @@ REPLIES: list[Reply] = [
             ViewMsg("h", "self_leave", "", (), "", (), ()),
         )
     ),
+    ViewSet(
+        "regular",
+        ("#a#d1", "#b#d2"),
+        "NETWORK",
+        (("#a#d1",), ("#b#d2",)),
+        (),
+        ("g1", "g2", "g3"),
+        ("R2/g1/1", "R2/g2/1", "R2/g3/1"),
+    ),
+    ViewSet("self_leave", (), "LEAVE", (), ("#a#d1",), ("g",), ("",)),
     RejectMsg(3, "join", None, "no"),
     RejectMsg(4, "mcast", "logs.app", "denied by [[acl]] #1 (group 'logs.*'): x", "denied"),
     AccessReply(8, ("", "denied: no [[acl]] rule matches group 'x'")),
@@ -229,3 +243,30 @@ def test_batch_payloads_are_checked_one_by_one(payloads: object, problem: str) -
 def test_bad_views_batches_are_refused(obj: object) -> None:
     with pytest.raises(ClientWireError):
         decode_reply(msgpack.packb(obj))
+
+
+M = ["#a#d1"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        (["odd", M, "", [], [], ["g"], ["x"]], "viewset.kind: unknown view kind 'odd'"),
+        (["regular", M, "JOIN", [], [], [], []], "viewset.groups: expected 1.."),
+        (["regular", M, "JOIN", [], [], ["g", ""], ["x", "y"]], "viewset.groups[1]: must not"),
+        (["regular", M, "JOIN", [], [], ["g", "h"], ["x"]], "viewset.gids: expected an array of 2"),
+        (["regular", M, "JOIN", [], [], ["g"], [7]], "viewset.gids[0]: expected str, got int"),
+        (["regular", M, "JOIN", "x", [], ["g"], ["x"]], "viewset.vs_sets: expected array"),
+        (["regular", [1], "JOIN", [], [], ["g"], ["x"]], "viewset.members[0]: expected str"),
+        (["regular", M, "JOIN", [], [], ["g"]], "viewset has 6 fields, expected 7"),
+    ],
+)
+def test_bad_viewsets_are_refused_by_name(fields: list[object], problem: str) -> None:
+    with pytest.raises(ClientWireError, match=re.escape(problem)):
+        decode_reply(msgpack.packb([1, "viewset", *fields]))
+
+
+@pytest.mark.parametrize("fields", [[[]], [["viewset", ""]], [["x"] * 17], [[1]], ["viewset"], []])
+def test_bad_formats_requests_are_refused(fields: list[object]) -> None:
+    with pytest.raises(ClientWireError):
+        decode_request(msgpack.packb([1, "formats", *fields]))

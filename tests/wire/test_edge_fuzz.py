@@ -34,6 +34,7 @@ from groupcomm.wire.client import (
     CreditGrant,
     Delivered,
     ErrorMsg,
+    FormatsReq,
     Hello,
     JoinReq,
     McastBatchReq,
@@ -48,6 +49,7 @@ from groupcomm.wire.client import (
     StatusReq,
     ViewMsg,
     Views,
+    ViewSet,
     Welcome,
     decode_reply,
     decode_request,
@@ -74,6 +76,7 @@ REQUESTS: list[Request] = [
     AdminReq(5, "partition", ("d2",)),
     Bye(),
     Ping(),
+    FormatsReq(("viewset",)),
 ]
 VIEW = ViewMsg("g", "regular", "1.d1", ("#a#d1",), "JOIN", (("#a#d1",),), ("#a#d1",))
 REPLIES: list[Reply] = [
@@ -82,6 +85,7 @@ REPLIES: list[Reply] = [
     Msgs((Delivered("#a#d1", ("g",), 0x10, 0, b"x", "m1"),)),
     VIEW,
     Views((VIEW, VIEW)),
+    ViewSet("regular", ("#a#d1",), "NETWORK", (("#a#d1",),), (), ("g", "h"), ("R2/g/1", "R2/h/1")),
     RejectMsg(1, "join", "g", "no"),
     StatusReply(1, {"a": [1, {"b": None}]}),
     ErrorMsg("malformed", "x"),
@@ -135,8 +139,13 @@ _values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner),
     max_leaves=12,
 )
-_REQUEST_OPS = ["hello", "join", "leave", "mcast", "mcastb", "consumed", "status", "admin"]
-_REPLY_OPS = ["welcome", "credit", "msgs", "view", "views", "reject", "error", "closed", "pong"]
+_REQUEST_OPS = [
+    *("hello", "join", "leave", "mcast", "mcastb", "consumed", "status", "admin", "formats"),
+]
+_REPLY_OPS = [
+    *("welcome", "credit", "msgs", "view", "views", "viewset", "reject", "error", "closed"),
+    "pong",
+]
 _ops = st.sampled_from([*_REQUEST_OPS, "bye", "ping", *_REPLY_OPS])
 
 
