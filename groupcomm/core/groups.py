@@ -36,6 +36,12 @@ GroupsEntry = tuple[str, str, tuple[str, ...]]
 # A group operation of the ordered stream: (kind, conn, groups).
 GroupOp = tuple[int, str, tuple[str, ...]]
 JOIN, LEAVE, DISCONNECT = int(Kind.JOIN), int(Kind.LEAVE), int(Kind.DISCONNECT)
+# A group's NETWORK view at an install but for its name and gid (``GroupTable._shape``):
+# members, vs_sets, whether all come from one old view, the local members who get it.
+_Shape = tuple[tuple[str, ...], tuple[tuple[str, ...], ...], bool, tuple[str, ...]]
+# A group's transitional view but for its name and gid (``GroupTable.begin_transitional``):
+# whether every member moves on (then there is none), the members moving on, the local ones.
+_Moving = tuple[bool, tuple[str, ...], tuple[str, ...]]
 
 
 def trans_gid(prev_gid: str, next_gid: str) -> str:
@@ -254,8 +260,7 @@ class GroupTable:
         # Groups with the same members lose the same ones: their transitional views differ
         # only in name and gid, so the members moving on are computed once per member list
         # (not for a group with leavers in ``ops``: its losses are its own).
-        shapes: dict[tuple[tuple[str, str], ...], tuple[bool, tuple[str, ...], tuple[str, ...]]]
-        shapes = {}
+        shapes: dict[tuple[tuple[str, str], ...], _Moving] = {}
         for group in sorted(suspects):
             members = self.table[group]
             key = tuple(members.items())
@@ -341,13 +346,12 @@ class GroupTable:
                     self.last_gid.pop(group, None)
                 continue
             self.table[group] = after  # ``before`` stays the old members
-            if group in fresh:
+            key = tuple(after.items())
+            shape = None if group in fresh else shapes.get(key)
+            if shape is None:
                 shape = self._shape(group, after, vs_of_daemon, joined_in_trans)
-            else:
-                key = tuple(after.items())
-                shape = shapes.get(key) or shapes.setdefault(
-                    key, self._shape(group, after, vs_of_daemon, joined_in_trans)
-                )
+                if group not in fresh:
+                    shapes[key] = shape
             ordered, vs_sets, one_side, here = shape
             if (
                 one_side
@@ -405,10 +409,6 @@ class GroupTable:
         vs_sets = tuple(tuple(s) for _, s in sorted(sets.items()))
         one_side = len({side for side, _ in sets}) == 1
         return ordered, vs_sets, one_side, tuple(c for c in ordered if c in self.local)
-
-
-# A group's view at an install but for its name and gid (``GroupTable._shape``).
-_Shape = tuple[tuple[str, ...], tuple[tuple[str, ...], ...], bool, tuple[str, ...]]
 
 
 def _index(entries: Iterable[GroupsEntry]) -> ByConn:
