@@ -111,11 +111,11 @@ DEFAULT_TCP_ENDPOINT = "tcp://127.0.0.1:4804"
 # unreported; before waiting, whatever is unreported goes out once CONSUMED_INTERVAL_S passed.
 # Every report wakes the daemon: at 5 ms they were about a sixth of its turns at 1,000 msg/s.
 CONSUMED_BATCH = 16 * 1024
-# What a daemon older than the ``formats`` request answers it (protocol/client.md).
-_OLD_DAEMON_FORMATS = "unknown op 'formats'"
 CONSUMED_INTERVAL_S = 0.05
 BATCH_MAX_MESSAGES = 1024  # payloads per ``mcastb`` request sent by ``multicast_many``
 VERDICTS_MAX = 4096  # cached access answers per connection (then forgotten and asked again)
+# What a daemon older than the ``formats`` request answers it (protocol/client.md).
+_OLD_DAEMON_FORMATS = "unknown op 'formats'"
 
 
 class GroupcommError(Exception):
