@@ -211,3 +211,26 @@ def test_block_heal_and_a_restarted_peer() -> None:
     finally:
         for n in nodes:
             n.close()
+
+
+def test_a_peer_that_links_to_us_is_linked_back_at_once() -> None:
+    # d2 restarts while d1's next reconnect is far away: d2's link to d1 (its hello) makes d1
+    # connect back at once, so d1's frames (a Propose for the merge) reach d2 without waiting
+    # for the retry.
+    c1, c2 = configs(["d1", "d2"])
+    nodes = [Node(c1), Node(c2)]
+    try:
+        run_until(nodes, lambda: links_up(nodes))
+        nodes[1].close()
+        with capture_logs():
+            run_until(nodes[:1], lambda: nodes[0].t.stats()["links_up"] == [])
+            link = nodes[0].t._out["d2"]
+            run_until(nodes[:1], lambda: link.sock is None)  # between two connect attempts
+            link.retry_at = nodes[0].t.clock() + 60.0
+            nodes[1] = Node(c2)
+            run_until(nodes, lambda: links_up(nodes))
+        nodes[0].t.send(("d2",), status(seq=7))
+        run_until(nodes, lambda: len(nodes[1].got) == 1)
+    finally:
+        for n in nodes:
+            n.close()
