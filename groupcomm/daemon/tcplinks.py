@@ -637,12 +637,12 @@ class TcpTransport:
             self._peer_log.refused(name, their_fp, self.settings, theirs)
         out = self._out.get(name)
         if out is not None and out.sock is None:
-            # The peer is back (a restart): link to it now, not at the next retry up to
-            # RECONNECT_MAX_S away. Until our link is up our frames to it are dropped, and a
-            # merge we start on its first Status would miss it (our Propose) while it waits,
-            # then proposes without us to the peers it does hear: a split of the survivors
-            # (tests/netlan/test_lan_epgm.py, a daemon killed mid-stream and restarted).
-            self._connect(out, self.clock())
+            # The peer is back (a restart): link to it at the next tick, not at the next retry
+            # up to RECONNECT_MAX_S away. Until our link is up our frames to it are dropped,
+            # and a merge we start on its first Status would miss it (our Propose) while it
+            # waits, then proposes without us to the peers it does hear: a split of the
+            # survivors (tests/netlan/test_lan_epgm.py, a daemon killed and restarted).
+            out.retry_at = self.clock()
         return True
 
     def _close_inbound(self, conn: _Inbound) -> None:

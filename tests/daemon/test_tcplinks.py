@@ -213,10 +213,10 @@ def test_block_heal_and_a_restarted_peer() -> None:
             n.close()
 
 
-def test_a_peer_that_links_to_us_is_linked_back_at_once() -> None:
+def test_a_peer_that_links_to_us_is_linked_back_without_waiting_for_the_retry() -> None:
     # d2 restarts while d1's next reconnect is far away: d2's link to d1 (its hello) makes d1
-    # connect back at once, so d1's frames (a Propose for the merge) reach d2 without waiting
-    # for the retry.
+    # connect back at its next tick, so d1's frames (a Propose for the merge) reach d2 without
+    # waiting for the retry.
     c1, c2 = configs(["d1", "d2"])
     nodes = [Node(c1), Node(c2)]
     try:
