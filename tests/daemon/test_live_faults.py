@@ -14,6 +14,7 @@ import pytest
 
 from groupcomm.client.events import RegularView, TransitionalView
 from groupcomm.localcluster import LocalCluster
+from groupcomm.wire.client import Reply
 from sim.checkers import check_all
 from sim.checkers.liveness import check_l1
 from sim.trace import Trace
@@ -201,4 +202,63 @@ async def test_partition_and_heal(cluster: LocalCluster, trio: list[LiveClient])
     await a.conn.multicast(G, b"after heal")
     for x in trio:
         await x.wait_for(lambda x: b"after heal" in x.payloads(G), T, "message after heal")
+    await assert_traces_ok(cluster)
+
+
+MANY = [f"many{i:02d}" for i in range(40)]
+
+
+def reply_kinds(x: LiveClient) -> list[str]:
+    """The names of the reply records ``x`` gets from now on."""
+    seen: list[str] = []
+    real = x.conn._on_reply
+
+    def spy(reply: Reply) -> None:
+        seen.append(type(reply).__name__)
+        real(reply)
+
+    x.conn._on_reply = spy  # type: ignore[method-assign]
+    return seen
+
+
+async def test_partition_and_heal_over_many_groups(
+    cluster: LocalCluster, trio: list[LiveClient]
+) -> None:
+    # Issue 11: a view change over many groups reaches the clients as ``viewset`` records
+    # (protocol/client.md); every group must still get its own transitional and NETWORK view,
+    # the same at every member that moves together.
+    a, b, c = trio
+    for x in trio:
+        for g in MANY:
+            await x.conn.join(g)
+    for g in MANY:
+        await wait_all_members(trio, g, {x.name for x in trio}, T)
+    kinds = [reply_kinds(x) for x in trio]
+    ok, text = await c.conn.admin("partition", "d1", "d2")
+    assert ok, text
+    for g in MANY:
+        await wait_all_members([a, b], g, {a.name, b.name}, T)
+        await c.wait_members(g, {c.name}, T)
+    for g in MANY:
+        for x in trio:
+            transitional = x.transitionals(g)[-1]
+            view = x.views(g)[-1]
+            assert view.cause == "NETWORK" and transitional.gid.endswith(f"> {view.gid}")
+        assert a.views(g)[-1] == replace(b.views(g)[-1], index=a.views(g)[-1].index)
+    # Each daemon's 40 transitional and 40 regular views (41 with the fixture's group).
+    for seen in kinds:
+        assert seen.count("ViewSet") >= 2, seen
+
+    ok, text = await c.conn.admin("heal")
+    assert ok, text
+    cluster.mark_stable()
+    everyone = {x.name for x in trio}
+    for g in MANY:
+        await wait_all_members(trio, g, everyone, T)
+        merged = [x.views(g)[-1] for x in trio]
+        assert len({(v.gid, v.members, v.vs_sets) for v in merged}) == 1, g
+        assert {frozenset(s) for s in merged[0].vs_sets} == {
+            frozenset({a.name, b.name}),
+            frozenset({c.name}),
+        }
     await assert_traces_ok(cluster)
