@@ -29,6 +29,7 @@ from groupcomm.benchmark.workload import (
     END_SEQ,
     GROUP,
     HEADER,
+    WINDOW_END_SLACK_S,
     MemberPlan,
     add_member_arguments,
     padding,
@@ -220,6 +221,8 @@ async def run_member(plan: MemberPlan, endpoint: str) -> MemberReport:
                 await conn.drain(timeout=max(1.0, (deadline_ns - time.monotonic_ns()) / 1e9))
         except (ConnectionClosed, TimeoutError) as e:
             report.err = f"{type(e).__name__}: {e}"
+        linger_ns = w1 + int(WINDOW_END_SLACK_S * 1e9) - time.monotonic_ns()
+        await asyncio.sleep(max(0, linger_ns) / 1e9)  # the harness samples us at w1
     finally:
         with contextlib.suppress(GroupcommError, OSError, TimeoutError):
             await asyncio.wait_for(conn.close(), 5.0)

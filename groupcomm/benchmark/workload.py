@@ -41,6 +41,11 @@ FLOOD_BATCH = 100
 # 1 MiB on a flooding sender sends one message per call, and has one message in flight.
 FLOOD_BATCH_BYTES = 1 << 20
 MEMBER_GC = ("tuned", "default")  # --member-gc: what the member processes do with the GC
+# A member stays up until this long after the window's end even when it has everything: the
+# harness samples every process's CPU at the window's end, and a light run's members finish
+# within milliseconds of it, so on a busy machine a harness that woke a little late found them
+# gone and failed the run ("the members finished before the window ended", seen in CI).
+WINDOW_END_SLACK_S = 0.3
 # Large messages (>= 1 MiB): every message is a latency sample (there are few), and the default
 # drain grows with what may still be in flight when the senders stop (see ``default_drain``).
 LARGE_MESSAGE = 1 << 20

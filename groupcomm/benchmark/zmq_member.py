@@ -31,6 +31,7 @@ from groupcomm.benchmark.startsync import announce_ready, read_start, sleep_unti
 from groupcomm.benchmark.workload import (
     END_SEQ,
     HEADER,
+    WINDOW_END_SLACK_S,
     MemberPlan,
     add_member_arguments,
     padding,
@@ -179,6 +180,7 @@ class ZmqMember:
             if idle:
                 self.poller.poll(self._poll_ms(seq, start_ns, interval, sending))
         report.sender.sent, report.sender.in_window = seq, in_window
+        sleep_until(w1 + int(WINDOW_END_SLACK_S * 1e9))  # the harness samples us at w1
 
     def _poll_ms(self, seq: int, start_ns: int, interval: float, sending: bool) -> int:
         if not sending or interval == 0.0:
