@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 import pytest
 
@@ -33,7 +32,9 @@ T = 10.0
 GROUPS = [f"g{i:02d}" for i in range(30)]
 
 
-def view(group: str, kind: str = "regular", members: tuple[str, ...] = ("#a#d1", "#b#d1")) -> Any:
+def view(
+    group: str, kind: str = "regular", members: tuple[str, ...] = ("#a#d1", "#b#d1")
+) -> DeliverMembership:
     cause = {"regular": "NETWORK", "transitional": "", "self_leave": "LEAVE"}[kind]
     vs = (members,) if kind == "regular" else ()
     gid = "" if kind == "self_leave" else f"R2/{group}/1"
