@@ -559,20 +559,28 @@ def _msgs(v: object) -> Msgs:
     return Msgs(tuple(_delivered(x, i) for i, x in enumerate(v)))
 
 
-def _view(f: tuple[object, ...]) -> ViewMsg:
-    kind = _str(f[1], "kind")
+def _view_kind(v: object) -> str:
+    kind = _str(v, "kind")
     if kind not in VIEW_KINDS:
         raise _Bad("kind", f"unknown view kind {kind!r:.40}")
-    vs = f[5]
-    if type(vs) is not tuple:
-        raise _Bad("vs_sets", f"expected array, got {type(vs).__name__}")
+    return kind
+
+
+def _vs_sets(v: object) -> tuple[tuple[str, ...], ...]:
+    if type(v) is not tuple:
+        raise _Bad("vs_sets", f"expected array, got {type(v).__name__}")
+    return tuple(_strs(s, f"vs_sets[{i}]") for i, s in enumerate(v))
+
+
+def _view(f: tuple[object, ...]) -> ViewMsg:
+    kind = _view_kind(f[1])
     return ViewMsg(
         _str(f[0], "group", empty=False),
         kind,
         _str(f[2], "gid"),
         _strs(f[3], "members"),
         _str(f[4], "cause"),
-        tuple(_strs(s, f"vs_sets[{i}]") for i, s in enumerate(vs)),
+        _vs_sets(f[5]),
         _strs(f[6], "changed"),
     )
 
@@ -591,12 +599,7 @@ def _views(v: object) -> Views:
 
 
 def _viewset(f: tuple[object, ...]) -> ViewSet:
-    kind = _str(f[0], "kind")
-    if kind not in VIEW_KINDS:
-        raise _Bad("kind", f"unknown view kind {kind!r:.40}")
-    vs = f[3]
-    if type(vs) is not tuple:
-        raise _Bad("vs_sets", f"expected array, got {type(vs).__name__}")
+    kind = _view_kind(f[0])
     groups = _strs(f[5], "groups", 1)
     gids = f[6]
     if type(gids) is not tuple or len(gids) != len(groups):
@@ -608,7 +611,7 @@ def _viewset(f: tuple[object, ...]) -> ViewSet:
         kind,
         _strs(f[1], "members"),
         _str(f[2], "cause"),
-        tuple(_strs(s, f"vs_sets[{i}]") for i, s in enumerate(vs)),
+        _vs_sets(f[3]),
         _strs(f[4], "changed"),
         groups,
         cast(tuple[str, ...], gids),
