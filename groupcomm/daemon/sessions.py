@@ -249,6 +249,11 @@ class SessionLayer:
         self._invented = 0
         self._events: list[Event] = []
         self._notices: list[Notice] = []
+        # Per turn, only the sessions that did something are visited, not every session: with
+        # hundreds of consumers on a daemon (a log feed), two loops over all of them were a
+        # fixed cost of every turn (docs/performance.md, "Sessions per turn").
+        self._turned: list[Session] = []  # sessions with requests of this turn (``turn``)
+        self._parked: set[str] = set()  # sessions with parked multicasts
 
     # ------------------------------------------------------------------ queues
     def take_events(self) -> list[Event]:
@@ -259,8 +264,9 @@ class SessionLayer:
     def take_notices(self) -> list[Notice]:
         """Client notices produced since the last call, in order. Ends the driver turn."""
         out, self._notices = self._notices, []
-        for s in self.sessions.values():
+        for s in self._turned:
             s.turn.clear()
+        self._turned = []
         return out
 
     def has_events(self) -> bool:
@@ -379,7 +385,7 @@ class SessionLayer:
                 self.counters["denied"] += 1
                 self._refuse(conn, req, op, group, why, DENIED)
                 return False
-        session.turn.append((op, group, req, 0))
+        self._turn_of(session).append((op, group, req, 0))
         event = JoinRequested if op == "join" else LeaveRequested
         self._events.append(event(conn=conn, group=group))
         return True
@@ -414,6 +420,7 @@ class SessionLayer:
                     self._notices.append(Granted(conn, size))
                 return
             session.parked.append((req, groups, service, msg_type, payload))
+            self._parked.add(conn)
             session.parked_bytes += size
             self.counters["parked"] += 1
             return
@@ -449,7 +456,7 @@ class SessionLayer:
             return
         # Every payload fits the window and passes the checks: accept them all at once.
         session.in_flight += total
-        turn = session.turn
+        turn = self._turn_of(session)
         events = self._events
         for i, payload in enumerate(payloads):
             turn.append(("mcast", None, first_req + i, sizes[i]))
@@ -474,14 +481,23 @@ class SessionLayer:
 
     def release_parked(self) -> None:
         """Hand parked multicasts to the core once no local consumer lags (in order)."""
-        if self.lagging():
+        if not self._parked or self.lagging():
             return
-        for session in self.sessions.values():
+        for session in self.sessions.values():  # in the sessions' order, as they opened
             parked = session.parked
             while parked and not self.lagging():
                 req, groups, service, msg_type, payload = parked.popleft()
                 session.parked_bytes -= len(payload)
                 self._accept_multicast(session, req, groups, service, msg_type, payload)
+        sessions = self.sessions
+        self._parked = {c for c in self._parked if c in sessions and sessions[c].parked}
+
+    def _turn_of(self, session: Session) -> deque[tuple[str, str | None, int, int]]:
+        """``session.turn``, noted for clearing at the end of the turn."""
+        turn = session.turn
+        if not turn:
+            self._turned.append(session)
+        return turn
 
     def _accept_multicast(
         self,
@@ -503,7 +519,7 @@ class SessionLayer:
                 self._notices.append(Granted(conn, size))  # the client counted these bytes
             return
         session.in_flight += size
-        session.turn.append(("mcast", None, req, size))
+        self._turn_of(session).append(("mcast", None, req, size))
         self._events.append(
             MulticastRequested(
                 conn=conn, groups=groups, service=service, msg_type=msg_type, payload=payload

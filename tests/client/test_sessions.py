@@ -242,6 +242,25 @@ def test_membership_filter_idle_expiry_and_close_session() -> None:
     assert s.sessions == {}
 
 
+def test_a_turn_visits_only_the_sessions_that_acted() -> None:
+    """Each request of a turn is remembered in its session's ``turn`` (a core refusal names it)
+    and forgotten when the turn ends, for every session that acted and for none other: the
+    turn's bookkeeping does not loop over every session (hundreds on a log feed)."""
+    s = layer()
+    sessions = [s.open(f"c{i}", True, 0) for i in range(5)]
+    s.take_events()
+    s.take_notices()
+    s.multicast(sessions[1].conn, 7, ("g",), 0x10, 0, b"x", 0)
+    s.join(sessions[3].conn, 8, "g", 0)
+    s.multicast(sessions[3].conn, 9, ("g",), 0x10, 0, b"yy", 0)
+    assert list(sessions[1].turn) == [("mcast", None, 7, 1)]
+    assert list(sessions[3].turn) == [("join", "g", 8, 0), ("mcast", None, 9, 2)]
+    s.take_notices()
+    assert [list(x.turn) for x in sessions] == [[]] * 5
+    s.multicast(sessions[1].conn, 10, ("g",), 0x10, 0, b"z", 0)
+    assert list(sessions[1].turn) == [("mcast", None, 10, 1)]  # the next turn's only
+
+
 def test_local_senders_wait_while_a_local_consumer_lags() -> None:
     """Past half the slow-consumer limit, local multicasts are parked (in order, counted in the
     send window) until the consumer catches up; one that stays behind is closed."""
