@@ -193,6 +193,7 @@ def summarize(inp: RunInputs) -> dict[str, Any]:
         "dur": work.dur,
         "warm": work.warm,
         "lat_rate": work.lat_rate if work.kind == "lat" else None,
+        "stagger": work.stagger,
         "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     return record

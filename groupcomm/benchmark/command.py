@@ -86,6 +86,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="R",
         help="--kind lat: msg/s offered by the whole group (1000)",
     )
+    p.add_argument(
+        "--stagger",
+        action="store_true",
+        help="--kind lat: shift sender k's schedule by k/senders of its interval, so the "
+        "group's messages come evenly spaced (default: the peer kit's schedule, every sender's "
+        "message i due at the same instant: bursts of one message per sender)",
+    )
     which = p.add_mutually_exclusive_group()
     which.add_argument(
         "--baseline",
@@ -167,6 +174,8 @@ def usage_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with options argparse alone cannot check (None: nothing)."""
     if args.runs < 1:
         return "--runs must be at least 1"
+    if args.stagger and args.kind != "lat":
+        return "--stagger applies to --kind lat only (flooding senders have no schedule)"
     if args.batch is not None and args.kind != "tput":
         return "--batch applies to --kind tput only (paced senders send one message per call)"
     if args.keys and (args.transport != "tcp" or args.baseline):
@@ -175,6 +184,10 @@ def usage_problem(args: argparse.Namespace) -> str | None:
 
 
 def main(args: argparse.Namespace) -> int:
+    problem = usage_problem(args)
+    if problem is not None:
+        print(f"groupcomm bench: {problem}", file=sys.stderr)
+        return 2
     senders = args.daemons if args.mode == "all" else 1
     try:
         work = Workload(
@@ -189,13 +202,10 @@ def main(args: argparse.Namespace) -> int:
             lat_rate=args.lat_rate,
             batch=FLOOD_BATCH if args.batch is None else args.batch,
             member_gc=args.member_gc,
+            stagger=args.stagger,
         )
     except ValueError as e:
         print(f"groupcomm bench: {e}", file=sys.stderr)
-        return 2
-    problem = usage_problem(args)
-    if problem is not None:
-        print(f"groupcomm bench: {problem}", file=sys.stderr)
         return 2
     systems = ["zmq"] if args.baseline else ["groupcomm", "zmq"] if args.compare else ["groupcomm"]
     given = dict(args.protocol)

@@ -32,6 +32,7 @@ from groupcomm.benchmark.workload import (
     WINDOW_END_SLACK_S,
     MemberPlan,
     add_member_arguments,
+    paced_schedule,
     padding,
     plan_from_args,
 )
@@ -184,9 +185,8 @@ async def _send_phase(conn: Connection, plan: MemberPlan, start_ns: int, c: Send
     window = (start_ns + int(plan.warm * 1e9), start_ns + int(plan.dur * 1e9))
     end_ns = window[1]
     if plan.rate > 0:
-        await paced_loop(
-            conn, service, plan.id, pad, window, (start_ns, 1e9 / plan.rate, end_ns), c
-        )
+        first, interval = paced_schedule(plan, start_ns)  # shifted when staggered
+        await paced_loop(conn, service, plan.id, pad, window, (first, interval, end_ns), c)
     elif plan.batch == 1:
         await flood_loop_single(conn, service, plan.id, pad, window, end_ns, c)
     else:

@@ -114,6 +114,7 @@ def failed(spec: RunSpec, reason: str) -> dict[str, Any]:
         "member_rss_mb": {},
         "dur": work.dur,
         "lat_rate": work.lat_rate if work.kind == "lat" else None,
+        "stagger": work.stagger,
         "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

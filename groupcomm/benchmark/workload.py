@@ -81,6 +81,10 @@ class Workload:
     lat_rate: float = 1000.0
     batch: int = FLOOD_BATCH  # messages per send call of a flooding groupcomm sender
     member_gc: str = "tuned"  # the members call groupcomm.client.tune_gc ("default": they don't)
+    # --kind lat: False (the peer kit's schedule): every sender's message i is due at the same
+    # instant, so the group's messages come in bursts of one per sender; True: sender k's
+    # schedule is shifted by k / senders of its interval, so they come evenly spaced.
+    stagger: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES or self.kind not in KINDS or self.service not in SERVICES:
@@ -95,6 +99,8 @@ class Workload:
             raise ValueError("batch must be at least 1")
         if self.member_gc not in MEMBER_GC:
             raise ValueError(f"member_gc must be one of {', '.join(MEMBER_GC)}")
+        if self.stagger and self.kind != "lat":
+            raise ValueError("stagger applies to kind lat only (flooding senders have no schedule)")
 
     @property
     def window_s(self) -> float:
@@ -118,6 +124,14 @@ class Workload:
     def rate_per_sender(self) -> float:
         """Messages/s each sender offers: 0 = flood (tput), else ``lat_rate`` split evenly."""
         return 0.0 if self.kind == "tput" else self.lat_rate / self.senders
+
+    def phase(self, spec: MemberSpec) -> float:
+        """The fraction of its interval by which ``spec`` 's schedule is shifted: 0 unless
+        ``stagger``, then its place among the senders over their number."""
+        if not (self.stagger and spec.send):
+            return 0.0
+        senders = [m.id for m in self.members() if m.send]
+        return senders.index(spec.id) / len(senders)
 
     def lat_stride(self) -> int:
         return 1 if self.kind == "lat" or self.size >= LARGE_MESSAGE else TPUT_LAT_STRIDE
@@ -251,6 +265,7 @@ class MemberPlan:
     size: int
     service: str
     rate: float  # msgs/s of this sender; 0 = flood
+    phase: float  # paced: message i is due at start + (i + phase) / rate (Workload.stagger)
     dur: float
     warm: float
     drain: float
@@ -268,6 +283,13 @@ class MemberPlan:
         return argv
 
 
+def paced_schedule(plan: MemberPlan, start_ns: int) -> tuple[int, float]:
+    """A paced sender's schedule: when its message 0 is due, and the interval (ns) after
+    which each next one is (message ``i`` at ``first + i * interval``)."""
+    interval = 1e9 / plan.rate
+    return start_ns + int(plan.phase * interval), interval
+
+
 def member_plan(spec: MemberSpec, work: Workload, out: str) -> MemberPlan:
     return MemberPlan(
         id=spec.id,
@@ -278,6 +300,7 @@ def member_plan(spec: MemberSpec, work: Workload, out: str) -> MemberPlan:
         size=work.size,
         service=work.service,
         rate=work.rate_per_sender() if spec.send else 0.0,
+        phase=work.phase(spec),
         dur=work.dur,
         warm=work.warm,
         drain=work.drain,
@@ -297,6 +320,7 @@ def add_member_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--service", choices=SERVICES, default="agreed")
     parser.add_argument("--rate", type=float, default=0.0)
+    parser.add_argument("--phase", type=float, default=0.0)
     parser.add_argument("--dur", type=float, default=7.0)
     parser.add_argument("--warm", type=float, default=1.0)
     parser.add_argument("--drain", type=float, default=5.0)
@@ -316,6 +340,7 @@ def plan_from_args(ns: argparse.Namespace) -> MemberPlan:
         size=ns.size,
         service=ns.service,
         rate=ns.rate,
+        phase=min(max(ns.phase, 0.0), 1.0),
         dur=ns.dur,
         warm=ns.warm,
         drain=ns.drain,

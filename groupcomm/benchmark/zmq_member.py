@@ -34,6 +34,7 @@ from groupcomm.benchmark.workload import (
     WINDOW_END_SLACK_S,
     MemberPlan,
     add_member_arguments,
+    paced_schedule,
     padding,
     plan_from_args,
 )
@@ -146,7 +147,8 @@ class ZmqMember:
         deadline = w1 + int(plan.drain * 1e9)
         rec = report.recorder = Recorder(w0, w1, plan.lat_stride) if plan.recv else None
         sending = plan.send
-        interval = 1e9 / plan.rate if plan.rate > 0 else 0.0
+        # message 0 is due at due0 (shifted when staggered); interval 0: flood
+        due0, interval = paced_schedule(plan, start_ns) if plan.rate > 0 else (start_ns, 0.0)
         seq = in_window = 0
         progress: dict[int, int] = {}
         sleep_until(start_ns)
@@ -160,7 +162,7 @@ class ZmqMember:
                     sending = False
                 else:
                     before = seq
-                    seq = self.send_turn(seq, start_ns, interval)
+                    seq = self.send_turn(seq, due0, interval)
                     if seq != before:
                         idle = False
                         if w0 <= now < w1:
@@ -178,7 +180,7 @@ class ZmqMember:
                 report.err = "drain deadline passed"
                 break
             if idle:
-                self.poller.poll(self._poll_ms(seq, start_ns, interval, sending))
+                self.poller.poll(self._poll_ms(seq, due0, interval, sending))
         report.sender.sent, report.sender.in_window = seq, in_window
         sleep_until(w1 + int(WINDOW_END_SLACK_S * 1e9))  # the harness samples us at w1
 

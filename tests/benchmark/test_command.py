@@ -52,6 +52,13 @@ def test_epgm_needs_netns_and_batch_needs_a_flood(capsys: pytest.CaptureFixture[
     assert "batch must be at least 1" in capsys.readouterr().err
 
 
+def test_stagger_is_for_paced_senders_only(capsys: pytest.CaptureFixture[str]) -> None:
+    assert not build_parser().parse_args(["bench"]).stagger
+    assert build_parser().parse_args(["bench", "--kind", "lat", "--stagger"]).stagger
+    assert main(["bench", "--stagger"]) == 2
+    assert "--stagger applies to --kind lat only" in capsys.readouterr().err
+
+
 def test_member_gc_is_tuned_unless_asked_otherwise() -> None:
     assert build_parser().parse_args(["bench"]).member_gc == "tuned"
     assert build_parser().parse_args(["bench", "--member-gc", "default"]).member_gc == "default"

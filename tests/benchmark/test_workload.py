@@ -17,6 +17,7 @@ from groupcomm.benchmark.workload import (
     default_drain,
     format_size,
     member_plan,
+    paced_schedule,
     parse_size,
     plan_from_args,
     zmq_window,
@@ -56,6 +57,7 @@ def test_latency_rate_is_split_over_the_senders() -> None:
         {"service": "x"},
         {"lat_rate": 0},
         {"member_gc": "off"},
+        {"stagger": True},  # a flood has no schedule to shift
     ],
 )
 def test_bad_workloads_are_refused(bad: dict[str, object]) -> None:
@@ -63,12 +65,34 @@ def test_bad_workloads_are_refused(bad: dict[str, object]) -> None:
         Workload(**bad)  # type: ignore[arg-type]
 
 
+def test_stagger_spreads_the_senders_over_one_interval() -> None:
+    """By default every sender's message i is due at the same instant (the peer kit's
+    schedule: bursts); staggered, sender k's schedule is shifted by k / senders of an interval,
+    so the group's messages come evenly spaced."""
+    start = 10**12
+    for w, due in (
+        (Workload(kind="lat", lat_rate=900), [start] * 3),
+        (
+            Workload(kind="lat", lat_rate=900, stagger=True),
+            [start, start + 1_111_111, start + 2_222_222],
+        ),
+        (Workload(mode="one", kind="lat", lat_rate=300, stagger=True), [start]),
+    ):
+        plans = [member_plan(m, w, "/tmp/x.json") for m in w.members() if m.send]
+        assert [paced_schedule(p, start)[0] for p in plans] == due
+        assert {paced_schedule(p, start)[1] for p in plans} == {1e9 / w.rate_per_sender()}
+    assert [w.phase(m) for m in Workload(mode="one", kind="lat", stagger=True).members()] == [
+        0.0
+    ] * 4
+
+
 def test_member_plan_survives_its_command_line() -> None:
-    w = Workload(mode="one", kind="lat", size=1000, service="safe", dur=3, warm=0.5)
-    plan = member_plan(w.members()[0], w, "/tmp/x.json")
+    w = Workload(mode="all", kind="lat", size=1000, service="safe", dur=3, warm=0.5, stagger=True)
     parser = argparse.ArgumentParser()
     add_member_arguments(parser)
-    assert plan_from_args(parser.parse_args(plan.to_argv())) == plan
+    for spec in w.members():
+        plan = member_plan(spec, w, "/tmp/x.json")
+        assert plan_from_args(parser.parse_args(plan.to_argv())) == plan
 
 
 def test_batch_is_what_a_flooding_groupcomm_sender_uses() -> None:
