@@ -251,7 +251,7 @@ class SessionLayer:
         self._notices: list[Notice] = []
         # Per turn, only the sessions that did something are visited, not every session: with
         # hundreds of consumers on a daemon (a log feed), two loops over all of them were a
-        # fixed cost of every turn (docs/performance.md, "Sessions per turn").
+        # fixed cost of every turn (docs/performance.md, Results, "2026-12-05 (night)").
         self._turned: list[Session] = []  # sessions with requests of this turn (``turn``)
         self._parked: set[str] = set()  # sessions with parked multicasts
 
