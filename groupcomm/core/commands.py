@@ -7,17 +7,19 @@ from typing import NamedTuple
 
 from groupcomm.core.frames import Frame
 
+# The commands of every turn (SendFrame, SetTimer, Credit) and DeliverMessage are NamedTuples:
+# immutable like the rest and about half the cost of a frozen keyword-only dataclass to build,
+# which counts in a light-load turn (docs/performance.md, Results, "2026-12-05 (night)").
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SendFrame:
+
+class SendFrame(NamedTuple):
     """Fire and forget: the protocol tolerates loss, so a full queue drops and counts."""
 
     targets: tuple[str, ...]  # daemon names
     frame: Frame
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SetTimer:
+class SetTimer(NamedTuple):
     name: str
     at_ms: int
 
@@ -74,8 +76,7 @@ class CloseSession:
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Credit:
+class Credit(NamedTuple):
     """The core stamped ``payload_bytes`` more of this connection's multicasts into the ordered
     stream: the session may let its client send that much more (send-side flow control)."""
 

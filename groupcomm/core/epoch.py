@@ -169,7 +169,10 @@ class Epoch:
                 break
             if gseq + count > frame.first_gseq + MAX_AHEAD:
                 break
-            if gseq > fresh:  # the usual case: all new, one C-level update
+            if gseq > fresh and count == 1:  # light load: one message per sender and frame
+                order[gseq] = (sender, first_seq)
+                gseq += 1
+            elif gseq > fresh:  # the usual case under load: all new, one C-level update
                 seqs = range(first_seq, first_seq + count)
                 entries = zip(repeat(sender, count), seqs, strict=True)
                 order.update(zip(range(gseq, gseq + count), entries, strict=True))
@@ -306,17 +309,19 @@ class Epoch:
         if not self.dirty_senders:
             return None
         ranges: list[OrderRange] = []
+        total = 0
         for sender in sorted(self.dirty_senders):  # sorted: deterministic across processes
             done = self.seq_done[sender]
             top = self.contig[sender]
             if top > done:
                 ranges.append((sender, done + 1, top - done))
+                total += top - done
                 self.seq_done[sender] = top
         self.dirty_senders.clear()
         if not ranges:
             return None
         frame = Ordered(view=self.view, first_gseq=self.next_gseq, ranges=tuple(ranges))
-        self.next_gseq += sum(r[2] for r in ranges)
+        self.next_gseq += total
         self.on_ordered(frame)
         return frame
 

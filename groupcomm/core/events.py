@@ -13,8 +13,10 @@ class Started:
     """The daemon process started: begin heartbeats and discovery."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FrameReceived:
+class FrameReceived(NamedTuple):
+    """A frame from a peer: one per frame, so a NamedTuple (cheaper to build than a frozen
+    dataclass, immutable all the same)."""
+
     frame: Frame
 
 

@@ -98,6 +98,7 @@ class Node:
         self.others = tuple(sorted(p for p in config.peers if p != config.name))
         self.now = 0
         self.view = ViewId(0, self.me)
+        self.conf = regular_conf_id(self.view)  # the regular configuration's id, set with view
         self.members: tuple[str, ...] = (self.me,)
         self.member_peers: tuple[str, ...] = ()  # names of the other members (send targets)
         self._mid_view: ViewId | None = None  # the view the cached message-id prefixes are for
@@ -306,7 +307,7 @@ class Node:
             if ordered is not None and peers:
                 out.append(SendFrame(targets=peers, frame=ordered))
         if not epoch.held:  # a local client lags: deliver nothing more until it caught up
-            conf = regular_conf_id(self.view)
+            conf = self.conf
             # At most DELIVER_BUDGET payload bytes per pump (the rest at the next pump, which
             # DRAIN asks for): a client's backlog then overshoots the point where it makes the
             # driver hold (BacklogChanged) by at most that much, not by every sender's window. A
@@ -391,7 +392,7 @@ class Node:
         out.extend(Credit(conn=c, payload_bytes=n) for c, n in credits.items())
 
     def _note_sends(self, batch: list[Msg], first: int, out: list[Command]) -> None:
-        conf = regular_conf_id(self.view)
+        conf = self.conf
         for i, msg in enumerate(batch):
             # A large message is sent when its last fragment is (SVC-FRAG).
             if msg.kind != DATA and not (msg.kind == FRAGMENT and is_last(msg)):
@@ -503,6 +504,7 @@ class Node:
                 vs_of[member] = index
             joined_in_trans.append(joined_by(group_ops(c.transitional)))
         self.view = install.view
+        self.conf = regular_conf_id(self.view)
         self.members = install.members
         self.member_peers = tuple(token_name(m) for m in install.members if m != self.me)
         held = self.epoch.held  # a lagging local client still lags in the new view
@@ -511,7 +513,7 @@ class Node:
         self._stalled.clear()
         self.epoch.hold(held)
         self.own_delivered_seq = 0
-        conf = regular_conf_id(self.view)
+        conf = self.conf
         self.groups.set_conf(conf)
         out.append(_install_note(self.me, conf, "regular", self.members, self.view.epoch))
         out.extend(self.groups.install(install.groups, vs_of, joined_in_trans))
