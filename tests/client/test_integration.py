@@ -187,6 +187,35 @@ async def test_receive_many_returns_everything_that_arrived_in_order() -> None:
     await asyncio.wait_for(body(), T)
 
 
+async def test_two_receivers_waiting_at_once_each_get_their_own_events() -> None:
+    """Two tasks wait on one connection: a batch wakes both, one takes it, the other waits on
+    for the next (it neither fails nor returns empty-handed); a timeout ends only its own
+    wait, and the connection's end wakes every waiter."""
+
+    async def body() -> None:
+        async with mini_daemon() as d, connect(d.endpoint, "a") as a:
+            await joined(a, "g")
+            first = asyncio.create_task(a.receive_many(timeout=5))
+            second = asyncio.create_task(a.receive_many(timeout=5))
+            late = asyncio.create_task(a.receive_many(timeout=0.05))
+            await asyncio.sleep(0.01)
+            with pytest.raises(TimeoutError):
+                await late
+            await a.multicast("g", b"one")
+            done, pending = await asyncio.wait({first, second}, return_when=asyncio.FIRST_COMPLETED)
+            assert len(done) == 1 and len(pending) == 1
+            assert [e.payload for e in done.pop().result() if isinstance(e, Message)] == [b"one"]
+            await a.multicast("g", b"two")
+            rest = await pending.pop()
+            assert [e.payload for e in rest if isinstance(e, Message)] == [b"two"]
+            waiting = asyncio.create_task(a.receive_many())
+            await asyncio.sleep(0.01)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(waiting, 5)
+
+    await asyncio.wait_for(body(), T)
+
+
 async def test_malformed_bytes_get_error_and_daemon_keeps_working() -> None:
     async def body() -> None:
         async with mini_daemon() as d, connect(d.endpoint, "good") as good:
