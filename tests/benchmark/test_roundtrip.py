@@ -21,9 +21,26 @@ def test_round_trips_by_gap_on_two_daemons(capsys: pytest.CaptureFixture[str]) -
         assert 0 < q["10"] <= q["50"] <= q["90"] <= q["99"] < 5_000_000, gap
 
 
+def test_the_raw_client_round_trips_too(capsys: pytest.CaptureFixture[str]) -> None:
+    """The plain-socket client (no asyncio, no client library) gets its own messages back on
+    one daemon, and the record says which client ran."""
+    assert main(["--client", "raw", "--count", "200", "--gaps", "0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["client"] == "raw" and out["daemons"] == 1
+    q = out["us"]["0.0"]
+    assert 0 < q["10"] <= q["50"] <= q["90"] <= q["99"] < 5_000_000
+
+
 @pytest.mark.parametrize(
     "argv",
-    [["--gaps", "x"], ["--gaps", "-1"], ["--gaps", "2,2"], ["--gaps", "inf"], ["--count", "3"]],
+    [
+        ["--gaps", "x"],
+        ["--gaps", "-1"],
+        ["--gaps", "2,2"],
+        ["--gaps", "inf"],
+        ["--count", "3"],
+        ["--client", "sync"],
+    ],
 )
 def test_bad_arguments(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
