@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from groupcomm import compiled as _compiled
+
 __version__ = "0.1.0"
+
+# Before any other module of the package is imported: the daemon's hot path from its mypyc build
+# when there is a fresh one (groupcomm/compiled.py; GROUPCOMM_COMPILED=0 turns it off).
+_compiled.activate()
 
 
 def __getattr__(name: str) -> Any:

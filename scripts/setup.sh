@@ -118,3 +118,9 @@ sys.exit(0 if zmq.has("pgm") else 1)' 2>/dev/null); then
 else
     echo "setup: PGM unavailable, the epgm transport will not work: ${pgm_reason:-unknown reason}"
 fi
+
+# --- the compiled hot path ------------------------------------------------------------------------
+# mypyc builds of the modules a daemon turn runs through (groupcomm/compiled.py); rebuilt only when
+# the source changed. Without mypy or a compiler the source runs (GROUPCOMM_REQUIRE_COMPILED=1:
+# an error instead).
+"$VPY" scripts/compile.py

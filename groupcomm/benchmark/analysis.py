@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from groupcomm import compiled
 from groupcomm.benchmark.stats import (
     check_stream,
     compare_orders,
@@ -194,6 +195,8 @@ def summarize(inp: RunInputs) -> dict[str, Any]:
         "warm": work.warm,
         "lat_rate": work.lat_rate if work.kind == "lat" else None,
         "stagger": work.stagger,
+        # the daemons' build: the same checkout and environment as this process
+        "compiled": compiled.active() if inp.system == "groupcomm" else None,
         "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     return record

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from groupcomm import compiled
 from groupcomm.benchmark.analysis import RunInputs, summarize
 from groupcomm.benchmark.members import MemberError, MemberGroup
 from groupcomm.benchmark.placement import Placement, make_placement
@@ -115,6 +116,8 @@ def failed(spec: RunSpec, reason: str) -> dict[str, Any]:
         "dur": work.dur,
         "lat_rate": work.lat_rate if work.kind == "lat" else None,
         "stagger": work.stagger,
+        # the daemons' build: the same checkout and environment as this process
+        "compiled": compiled.active() if spec.system == "groupcomm" else None,
         "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

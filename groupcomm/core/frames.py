@@ -6,9 +6,9 @@ Field order of every frame is the table order in ``protocol/frames.md``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from groupcomm.core.ids import ViewId, token_name
 
@@ -35,18 +35,32 @@ def _msg_builder() -> Callable[[int, str, int, tuple[str, ...], int, bytes], Msg
 
     A frozen dataclass ``__init__`` assigns through ``object.__setattr__`` (about 0.7 us for
     ``Msg``); setting the slots directly builds an identical object in under half that time.
-    Falls back to the real constructor should ``Msg`` stop being a plain slotted dataclass."""
+    Falls back to the real constructor should ``Msg`` stop being a plain slotted dataclass, and
+    when this module is compiled (``groupcomm.compiled``): there ``Msg`` is a native class, not
+    a Python dataclass, and its constructor is the fast path."""
     names = ("kind", "conn", "service", "groups", "msg_type", "payload")
-    plain = (
-        tuple(f.name for f in dataclasses.fields(Msg)) == names
-        and Msg.__dict__.get("__slots__") == names
-        and not hasattr(Msg, "__post_init__")
-    )
+    namespace: Mapping[str, Any] = getattr(Msg, "__dict__", {})
+    try:
+        plain = (
+            tuple(f.name for f in dataclasses.fields(Msg)) == names
+            and namespace.get("__slots__") == names
+            and not hasattr(Msg, "__post_init__")
+        )
+    except TypeError:  # compiled: not a dataclass to the dataclasses module
+        plain = False
     if not plain:
-        return lambda *values: Msg(**dict(zip(names, values, strict=True)))
+
+        def construct(
+            kind: int, conn: str, service: int, groups: tuple[str, ...], msg_type: int, p: bytes
+        ) -> Msg:
+            return Msg(
+                kind=kind, conn=conn, service=service, groups=groups, msg_type=msg_type, payload=p
+            )
+
+        return construct
     new, cls = object.__new__, Msg
     s_kind, s_conn, s_service, s_groups, s_type, s_payload = (
-        Msg.__dict__[name].__set__ for name in names
+        namespace[name].__set__ for name in names
     )
 
     def build(

@@ -30,6 +30,7 @@ from typing import Any
 
 import structlog
 
+from groupcomm import compiled
 from groupcomm.config import DaemonConfig, core_config
 from groupcomm.core.commands import (
     CloseSession,
@@ -154,6 +155,9 @@ class Driver:
             },
             "driver": dict(self.counters),
             "transport": self.transport.stats(),
+            # the mypyc build of the hot path, or why this process runs the source
+            "compiled": compiled.active(),
+            "compiled_why_not": compiled.why_not(),
         }
 
     def partition(self, peers: list[str]) -> list[str]:
@@ -227,6 +231,7 @@ class Driver:
             ),
             control=self.config.me.control_endpoint,
             trace=self.config.trace or None,
+            compiled=compiled.active() or compiled.why_not(),
         )
 
     def close(self) -> None:
