@@ -61,6 +61,7 @@ MODULES: tuple[str, ...] = (
     "groupcomm.daemon.clientlinks",
     "groupcomm.daemon.driver",
     "groupcomm.daemon.frontend",
+    "groupcomm.daemon.frontends",
     "groupcomm.daemon.readiness",
     "groupcomm.daemon.sessions",
     "groupcomm.daemon.tcplinks",
