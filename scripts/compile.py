@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem is None:
         print(f"compile: compiled {len(compiled.MODULES)} modules into build/compiled")
         return 0
+    shutil.rmtree(compiled.BUILD_DIR, ignore_errors=True)  # never leave a build that fails to load
     print(f"compile: the plain source will run (slower, same behaviour): {problem}")
     return 1 if required else 0
 
