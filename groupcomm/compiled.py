@@ -14,6 +14,16 @@ otherwise). The test suite runs its own process on the source, because its mutat
 replace functions of the core, which compiled classes do not allow; the daemons it starts use
 the build (``tests/conftest.py``, ``tests/test_compiled.py``).
 
+Adding a module to ``MODULES``: mypyc compiles what ``mypy --strict`` accepts, but runs it with
+a few differences from CPython, and the in-process tests cannot see them (they run the source).
+The ones met so far: a call may not pass a keyword with the name of a positional-only parameter
+of a compiled function (``PeerLog.warn(peer, ..., /, **fields)`` with a ``peer`` field, which
+kept ``daemon/transport.py`` out); a value of the wrong type raises ``TypeError`` at a compiled
+function's boundary or typed assignment where the source would reach its own check (hence the
+codec fuzz); native classes cannot be monkeypatched, subclassed from source modules or
+introspected with ``dataclasses``. Run ``tests/test_compiled.py`` and the live tests
+(``tests/daemon``), which start compiled daemons, before adding one.
+
 Standard library only: this runs before anything else of the package is imported.
 """
 
