@@ -384,15 +384,19 @@ def load_traces(paths: Sequence[str | os.PathLike[str]]) -> Trace:
 
 def _merge(per_file: Sequence[Sequence[Event]]) -> Iterator[Event]:
     """The files' events by ``t``, each file keeping its own order. Across files, at the same
-    millisecond, a send goes first, then an event that does not receive a message whose send is
-    still waiting in some file: a delivery can never really precede its send, but clocks in ms
-    cannot tell them apart. (``(t, sends first)`` is no merge key: one daemon's file may hold a
-    delivery and then a send in the same millisecond.) A delivery whose send comes later still
-    goes first when nothing else can, so a real violation stays visible."""
+    millisecond, a send or a connection's open goes first, then an event that does not receive a
+    message whose send is still waiting in some file: a delivery can never really precede its
+    send, nor another daemon's view list a connection before it opened, but clocks in ms cannot
+    tell them apart. (A client that opens, joins and is listed in the view other daemons deliver
+    took under a millisecond on compiled daemons: with the view first, a reused private name was
+    read as its previous life, SP-VIEW-ORDER.) (``(t, sends first)`` is no merge key: one
+    daemon's file may hold a delivery and then a send in the same millisecond.) A delivery whose
+    send comes later still goes first when nothing else can, so a real violation stays
+    visible."""
     pending = {e.mid for events in per_file for e in events if isinstance(e, Send)}
 
     def rank(e: Event) -> int:
-        if isinstance(e, Send):
+        if isinstance(e, (Send, Open)):
             return 0
         mid = getattr(e, "mid", None)
         return 2 if isinstance(mid, str) and mid in pending else 1

@@ -289,3 +289,56 @@ def test_a_reused_private_name_is_a_new_connection() -> None:
     assert [e.p for e in events if isinstance(e, (Open, Close))] == ["#a#d1", "#a#d1", "#a#d1~2"]
     view = next(e for e in events if isinstance(e, GView))
     assert view.p == "#a#d1~2" and view.members == ("#a#d1~2",)
+
+
+def test_an_open_merged_before_another_daemons_view_of_the_same_millisecond(
+    tmp_path: Path,
+) -> None:
+    # A client of a restarted daemon reuses its private name; its open (on d3) and the view
+    # another daemon (d1) delivers with it fall in one millisecond. The view means the new life:
+    # merged first, it was read as the old one (a false SP-VIEW-ORDER in a live test).
+    from sim.trace import GView, Open
+
+    def install(t: int, d: str) -> dict[str, Any]:
+        conf = "R0.d1:0"
+        return {
+            "t": t,
+            "ev": "install",
+            "d": d,
+            "conf": conf,
+            "kind": "regular",
+            "members": [d],
+            "epoch": 0,
+        }
+
+    view = {
+        "t": 10,
+        "ev": "gview",
+        "p": "#a#d1",
+        "d": "d1:0",
+        "group": "g",
+        "kind": "regular",
+        "gid": "x/g/2",
+        "members": ["#a#d1", "#a#d3"],
+        "cause": "JOIN",
+        "vs_sets": [["#a#d3"]],
+        "changed": ["#a#d3"],
+    }
+    d1 = [install(0, "d1:0"), view]
+    d3 = [
+        install(0, "d3:0"),
+        {"t": 1, "ev": "open", "p": "#a#d3", "d": "d3:0"},
+        install(9, "d3:1"),
+        {"t": 10, "ev": "open", "p": "#a#d3", "d": "d3:1"},
+    ]
+    paths = []
+    for name, lines in (("d1", d1), ("d3", d3)):  # d1's file first: it wins plain ties
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+        paths.append(path)
+    events = load_traces(paths).events
+    opens = [e for e in events if isinstance(e, Open)]
+    merged_view = next(e for e in events if isinstance(e, GView))
+    assert [o.p for o in opens] == ["#a#d3", "#a#d3~2"]
+    assert opens[1].idx < merged_view.idx
+    assert merged_view.members == ("#a#d1", "#a#d3~2")
