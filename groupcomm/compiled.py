@@ -168,14 +168,12 @@ def activate() -> bool:
     if mode == "0":
         _state["why"] = f"{ENV}=0"
         return False
-    why = _check_build()
+    files, why = _fresh_build()
     if why:
         _state["why"] = why
         if mode == "1":
             raise CompiledUnavailable(f"{ENV}=1 but {why}; run: python scripts/compile.py")
         return False
-    manifest = json.loads(MANIFEST.read_text())
-    files = {name: BUILD_DIR / rel for name, rel in manifest["files"].items()}
     loaded = [name for name in files if name in sys.modules]
     if loaded:  # imported as source already: mixing the two would give two copies of a class
         _state["why"] = f"already imported from source: {', '.join(sorted(loaded)[:3])}"
@@ -190,24 +188,31 @@ def activate() -> bool:
 
 def _check_build() -> str:
     """ "" if the build in ``BUILD_DIR`` matches this source tree and interpreter, else why not."""
+    return _fresh_build()[1]
+
+
+def _fresh_build() -> tuple[dict[str, Path], str]:
+    """The build's module files by module name and "", or ``{}`` and why it cannot be used: the
+    manifest read once, for both the check and the finder."""
     try:
         manifest = json.loads(MANIFEST.read_text())
     except FileNotFoundError:
-        return "no compiled build"
+        return {}, "no compiled build"
     except (OSError, ValueError) as exc:
-        return f"unreadable {MANIFEST.name}: {exc}"
+        return {}, f"unreadable {MANIFEST.name}: {exc}"
     if not isinstance(manifest, dict) or manifest.get("version") != MANIFEST_VERSION:
-        return "a compiled build of another format"
+        return {}, "a compiled build of another format"
     if manifest.get("tag") != build_tag():
-        return f"a compiled build for {manifest.get('tag')}, not {build_tag()}"
+        return {}, f"a compiled build for {manifest.get('tag')}, not {build_tag()}"
     files = manifest.get("files")
     if not isinstance(files, dict) or not set(MODULES) <= set(files):
-        return "a compiled build of other modules"
-    for rel in files.values():
-        if not (BUILD_DIR / rel).is_file():
-            return f"compiled file missing: {rel}"
+        return {}, "a compiled build of other modules"
+    paths = {name: BUILD_DIR / rel for name, rel in files.items()}
+    for name, path in paths.items():
+        if not path.is_file():
+            return {}, f"compiled file missing: {files[name]}"
     stale = stale_sources(manifest.get("sources", {}))
     if stale:
         more = f" and {len(stale) - 1} more" if len(stale) > 1 else ""
-        return f"stale compiled build ({stale[0]}{more} changed since)"
-    return ""
+        return {}, f"stale compiled build ({stale[0]}{more} changed since)"
+    return paths, ""

@@ -40,9 +40,12 @@ def child_env(mode: str | None) -> dict[str, str]:
     return env
 
 
-def run(code: str, mode: str | None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], mode: str | None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` in the checkout, with ``GROUPCOMM_COMPILED=mode`` (None: unset)."""
     return subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, *args],
         cwd=ROOT,
         env=child_env(mode),
         capture_output=True,
@@ -61,7 +64,7 @@ WHERE = (
 
 def test_a_new_process_loads_every_listed_module_from_a_fresh_build() -> None:
     need_build()
-    done = run(WHERE, None)  # the default, auto
+    done = run(["-c", WHERE], None)  # the default, auto
     assert done.returncode == 0, done.stderr
     active, why, files = json.loads(done.stdout)
     assert active and why == ""
@@ -69,7 +72,7 @@ def test_a_new_process_loads_every_listed_module_from_a_fresh_build() -> None:
 
 
 def test_groupcomm_compiled_0_runs_the_source() -> None:
-    done = run(WHERE, "0")
+    done = run(["-c", WHERE], "0")
     assert done.returncode == 0, done.stderr
     active, why, files = json.loads(done.stdout)
     assert not active and why == "GROUPCOMM_COMPILED=0"
@@ -77,7 +80,7 @@ def test_groupcomm_compiled_0_runs_the_source() -> None:
 
 
 def test_a_bad_mode_is_refused_by_name() -> None:
-    done = run("import groupcomm", "yes")
+    done = run(["-c", "import groupcomm"], "yes")
     assert done.returncode != 0
     assert "GROUPCOMM_COMPILED='yes': expected auto, 0 or 1" in done.stderr
 
@@ -153,14 +156,7 @@ def test_the_compiled_codecs_refuse_hostile_bytes_with_their_own_error_only() ->
     fail: without the payload type check in ``peer._msg`` the compiled build raised TypeError
     for 22 of 9,300 inputs, the source for none.)"""
     need_build()
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.compiled_fuzz", "7", "400"],
-        cwd=ROOT,
-        env=child_env("1"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run(["-m", "tests.compiled_fuzz", "7", "400"], "1", timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "0 raised something else" in done.stdout
 
@@ -168,14 +164,7 @@ def test_the_compiled_codecs_refuse_hostile_bytes_with_their_own_error_only() ->
 def test_the_compiled_core_keeps_every_property_on_simulator_seeds() -> None:
     """The simulator's swarm, in processes that load the build: every checker on every seed."""
     need_build()
-    done = subprocess.run(
-        [sys.executable, "-m", "sim", "swarm", "--seeds", "0-39", "--jobs", "2"],
-        cwd=ROOT,
-        env=child_env("1"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run(["-m", "sim", "swarm", "--seeds", "0-39", "--jobs", "2"], "1", timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "40 seeds (--buggify), 0 failed" in done.stdout
 
