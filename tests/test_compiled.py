@@ -161,6 +161,45 @@ def test_the_compiled_codecs_refuse_hostile_bytes_with_their_own_error_only() ->
     assert "0 raised something else" in done.stdout
 
 
+IMMUTABLE = (
+    "from groupcomm import compiled\n"
+    "from groupcomm.core import events, frames, ids\n"
+    "from groupcomm.daemon import sessions\n"
+    "from groupcomm.wire import client\n"
+    "assert compiled.active()\n"
+    "v = ids.ViewId(epoch=1, coord='d1')\n"
+    "m = frames.new_msg(0, '#c#d1', 16, ('g',), 0, b'p')\n"
+    "records = [\n"
+    "    (m, 'payload'),\n"
+    "    (frames.Status(view=v, sender='d1', max_epoch=1, proposal=None, sent_seq=0,\n"
+    "                   ordered_upto=0, ord_known=0, aru=0, stable=0), 'aru'),\n"
+    "    (frames.Data(view=v, sender='d1', first_seq=1, msgs=(m,)), 'msgs'),\n"
+    "    (frames.Ordered(view=v, first_gseq=1, ranges=()), 'first_gseq'),\n"
+    "    (events.TimerFired(name='tick'), 'name'),\n"
+    "    (client.McastReq(1, ('g',), 16, 0, b'p'), 'payload'),\n"
+    "    (client.CreditGrant(5), 'nbytes'),\n"
+    "    (sessions.Granted('#c#d1', 5), 'nbytes'),\n"
+    "]\n"
+    "for record, name in records:\n"
+    "    try:\n"
+    "        setattr(record, name, 0)\n"
+    "    except AttributeError:\n"
+    "        continue\n"
+    "    raise SystemExit(f'{type(record).__name__}.{name} could be assigned')\n"
+    "print('immutable', len(records))\n"
+)
+
+
+def test_the_compiled_per_turn_records_are_immutable() -> None:
+    """``Msg``, ``Status`` and the other per-turn records are not ``frozen=True`` (their
+    written ``__init__`` compiles natively, ``core/frames.py``): their ``Final`` fields must
+    make them read-only in the build, as ``frozen`` did."""
+    need_build()
+    done = run(["-c", IMMUTABLE], "1")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "immutable 8" in done.stdout
+
+
 def test_the_compiled_core_keeps_every_property_on_simulator_seeds() -> None:
     """The simulator's swarm, in processes that load the build: every checker on every seed."""
     need_build()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from groupcomm.core.frames import Frame
 
@@ -20,9 +20,15 @@ class FrameReceived(NamedTuple):
     frame: Frame
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, init=False, unsafe_hash=True)
 class TimerFired:
-    name: str
+    # A written __init__ and Final fields instead of frozen=True: compiled natively
+    # (groupcomm/core/frames.py's docstring says why).
+
+    name: Final[str]
+
+    def __init__(self, *, name: str) -> None:
+        self.name = name
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

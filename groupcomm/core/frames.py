@@ -1,14 +1,22 @@
 """Peer frames exchanged by daemons. Pure data; encoding lives in ``groupcomm.wire``.
 
 Field order of every frame is the table order in ``protocol/frames.md``.
+
+Every frame is immutable. The ones built on every turn (``Msg``, ``Status``, ``Data``,
+``Ordered``) are not ``frozen=True`` dataclasses but have a written ``__init__`` and ``Final``
+fields: a frozen dataclass's ``__init__`` is generated Python that assigns through
+``object.__setattr__``, which the compiled build (``groupcomm.compiled``) cannot compile. There
+it cost 1.25-2.2 us per ``Msg``, about a quarter of a daemon's CPU in a 100-byte flood; the
+written one compiles to a native constructor (0.07 us). ``Final`` keeps the immutability: mypy
+rejects any assignment, and the compiled build makes the attributes read-only
+(``tests/test_compiled.py``). The same pattern serves the other per-turn records of the
+compiled modules (``TimerFired``, ``McastReq``, ``CreditGrant``, ``Granted``, ``Heard``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from groupcomm.core.ids import ViewId, token_name
 
@@ -18,70 +26,46 @@ OrderRange = tuple[str, int, int]
 GlobalRange = tuple[int, str, int, int]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, init=False, unsafe_hash=True)
 class Msg:
-    """One application message or group operation as it travels between daemons."""
+    """One application message or group operation as it travels between daemons (a written
+    ``__init__``: see the module's docstring)."""
 
-    kind: int  # service.Kind
-    conn: str  # private name of the sending connection ("#c1#d1")
-    service: int  # service.Service value, possibly | SELF_DISCARD
-    groups: tuple[str, ...]
-    msg_type: int
-    payload: bytes
+    kind: Final[int]  # service.Kind
+    conn: Final[str]  # private name of the sending connection ("#c1#d1")
+    service: Final[int]  # service.Service value, possibly | SELF_DISCARD
+    groups: Final[tuple[str, ...]]
+    msg_type: Final[int]
+    payload: Final[bytes]
+
+    def __init__(
+        self,
+        *,
+        kind: int,
+        conn: str,
+        service: int,
+        groups: tuple[str, ...],
+        msg_type: int,
+        payload: bytes,
+    ) -> None:
+        self.kind = kind
+        self.conn = conn
+        self.service = service
+        self.groups = groups
+        self.msg_type = msg_type
+        self.payload = payload
 
 
-def _msg_builder() -> Callable[[int, str, int, tuple[str, ...], int, bytes], Msg]:
-    """A positional ``Msg`` constructor for the hot paths (peer frame decoding, multicasts).
-
-    A frozen dataclass ``__init__`` assigns through ``object.__setattr__`` (about 0.7 us for
-    ``Msg``); setting the slots directly builds an identical object in under half that time.
-    Falls back to the real constructor should ``Msg`` stop being a plain slotted dataclass, and
-    when this module is compiled (``groupcomm.compiled``): there ``Msg`` is a native class, not
-    a Python dataclass, and its constructor is the fast path."""
-    names = ("kind", "conn", "service", "groups", "msg_type", "payload")
-    namespace: Mapping[str, Any] = getattr(Msg, "__dict__", {})
-    try:
-        plain = (
-            tuple(f.name for f in dataclasses.fields(Msg)) == names
-            and namespace.get("__slots__") == names
-            and not hasattr(Msg, "__post_init__")
-        )
-    except TypeError:  # compiled: not a dataclass to the dataclasses module
-        plain = False
-    if not plain:
-
-        def construct(
-            kind: int, conn: str, service: int, groups: tuple[str, ...], msg_type: int, p: bytes
-        ) -> Msg:
-            return Msg(
-                kind=kind, conn=conn, service=service, groups=groups, msg_type=msg_type, payload=p
-            )
-
-        return construct
-    new, cls = object.__new__, Msg
-    s_kind, s_conn, s_service, s_groups, s_type, s_payload = (
-        namespace[name].__set__ for name in names
+def new_msg(
+    kind: int, conn: str, service: int, groups: tuple[str, ...], msg_type: int, payload: bytes
+) -> Msg:
+    """A positional ``Msg`` constructor for the hot paths (peer frame decoding, multicasts)."""
+    return Msg(
+        kind=kind, conn=conn, service=service, groups=groups, msg_type=msg_type, payload=payload
     )
 
-    def build(
-        kind: int, conn: str, service: int, groups: tuple[str, ...], msg_type: int, p: bytes
-    ) -> Msg:
-        m: Msg = new(cls)
-        s_kind(m, kind)
-        s_conn(m, conn)
-        s_service(m, service)
-        s_groups(m, groups)
-        s_type(m, msg_type)
-        s_payload(m, p)
-        return m
 
-    return build
-
-
-new_msg: Final = _msg_builder()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, init=False, unsafe_hash=True)
 class Status:
     """Heartbeat and acknowledgement: to every configured peer, or only to the coordinator from
     a member of a star view (protocol/membership.md section 2).
@@ -90,35 +74,73 @@ class Status:
     stability input (``ord_known``, ``aru``, ``stable``). SAFE delivery waits until every member
     reports ``stable`` past the message, so every member knows it is stable (EVS-7.1)."""
 
-    view: ViewId
-    sender: str
-    max_epoch: int
-    proposal: ViewId | None  # the view-change proposal this daemon accepted, if any
-    sent_seq: int  # highest own data seq sent in ``view``
-    ordered_upto: int  # highest gseq assigned (meaningful from the sequencer)
-    ord_known: int  # contiguous prefix of ordering metadata held
-    aru: int  # contiguous prefix of ordering metadata *and* payloads held
-    stable: int  # min aru over the view's members, as known by the sender
+    view: Final[ViewId]
+    sender: Final[str]
+    max_epoch: Final[int]
+    proposal: Final[ViewId | None]  # the view-change proposal this daemon accepted, if any
+    sent_seq: Final[int]  # highest own data seq sent in ``view``
+    ordered_upto: Final[int]  # highest gseq assigned (meaningful from the sequencer)
+    ord_known: Final[int]  # contiguous prefix of ordering metadata held
+    aru: Final[int]  # contiguous prefix of ordering metadata *and* payloads held
+    stable: Final[int]  # min aru over the view's members, as known by the sender
     # Relays of the coordinator of a star view (ordering.md section 4), 0 from anyone else:
-    acked: int = 0  # every message through this gseq was acknowledged by its sender (rule 2)
-    safe: int = 0  # min stable over the view's members (the safe point), as known by the sender
+    acked: Final[int]  # every message through this gseq was acknowledged by its sender (rule 2)
+    safe: Final[int]  # min stable over the view's members (the safe point), as known by the sender
+
+    def __init__(
+        self,
+        *,
+        view: ViewId,
+        sender: str,
+        max_epoch: int,
+        proposal: ViewId | None,
+        sent_seq: int,
+        ordered_upto: int,
+        ord_known: int,
+        aru: int,
+        stable: int,
+        acked: int = 0,
+        safe: int = 0,
+    ) -> None:
+        self.view = view
+        self.sender = sender
+        self.max_epoch = max_epoch
+        self.proposal = proposal
+        self.sent_seq = sent_seq
+        self.ordered_upto = ordered_upto
+        self.ord_known = ord_known
+        self.aru = aru
+        self.stable = stable
+        self.acked = acked
+        self.safe = safe
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, init=False, unsafe_hash=True)
 class Data:
-    view: ViewId
-    sender: str
-    first_seq: int
-    msgs: tuple[Msg, ...]
+    view: Final[ViewId]
+    sender: Final[str]
+    first_seq: Final[int]
+    msgs: Final[tuple[Msg, ...]]
+
+    def __init__(self, *, view: ViewId, sender: str, first_seq: int, msgs: tuple[Msg, ...]) -> None:
+        self.view = view
+        self.sender = sender
+        self.first_seq = first_seq
+        self.msgs = msgs
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, init=False, unsafe_hash=True)
 class Ordered:
     """The sequencer's decision: the next gseqs, starting at ``first_gseq``, go to these runs."""
 
-    view: ViewId
-    first_gseq: int
-    ranges: tuple[OrderRange, ...]
+    view: Final[ViewId]
+    first_gseq: Final[int]
+    ranges: Final[tuple[OrderRange, ...]]
+
+    def __init__(self, *, view: ViewId, first_gseq: int, ranges: tuple[OrderRange, ...]) -> None:
+        self.view = view
+        self.first_gseq = first_gseq
+        self.ranges = ranges
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -75,12 +75,20 @@ def _plausible(frame: Flush) -> bool:
     return total <= MAX_REPORTED and frame.delivered_upto <= max(top, 0) + MAX_REPORTED
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Heard:
+    # A written __init__: compiled natively (groupcomm/core/frames.py's docstring says why).
+
     at_ms: int
     token: str
     view: ViewId
     proposal: ViewId | None
+
+    def __init__(self, at_ms: int, token: str, view: ViewId, proposal: ViewId | None) -> None:
+        self.at_ms = at_ms
+        self.token = token
+        self.view = view
+        self.proposal = proposal
 
 
 class Membership:

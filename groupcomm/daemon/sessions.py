@@ -45,7 +45,7 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 from groupcomm.accessconfig import AccessConfig
 from groupcomm.core.commands import (
@@ -112,12 +112,18 @@ class NullLog:
 # ------------------------------------------------------------------------------- notices
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Granted:
     """Send window returned: the client may have ``nbytes`` more in flight."""
 
-    conn: str
-    nbytes: int
+    # A written __init__ and Final fields instead of frozen=True: compiled natively
+    # (groupcomm/core/frames.py's docstring says why).
+    conn: Final[str]
+    nbytes: Final[int]
+
+    def __init__(self, conn: str, nbytes: int) -> None:
+        self.conn = conn
+        self.nbytes = nbytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,13 +64,25 @@ class LeaveReq:
     group: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class McastReq:
-    req: int
-    groups: tuple[str, ...]
-    service: int
-    msg_type: int
-    payload: bytes
+    # A written __init__ and Final fields instead of frozen=True: compiled natively
+    # (groupcomm/core/frames.py's docstring says why).
+
+    req: Final[int]
+    groups: Final[tuple[str, ...]]
+    service: Final[int]
+    msg_type: Final[int]
+    payload: Final[bytes]
+
+    def __init__(
+        self, req: int, groups: tuple[str, ...], service: int, msg_type: int, payload: bytes
+    ) -> None:
+        self.req = req
+        self.groups = groups
+        self.service = service
+        self.msg_type = msg_type
+        self.payload = payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +172,15 @@ class Welcome:
     max_message_bytes: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class CreditGrant:
-    nbytes: int
+    # A written __init__ and Final fields instead of frozen=True: compiled natively
+    # (groupcomm/core/frames.py's docstring says why).
+
+    nbytes: Final[int]
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
 
 
 # One entry of a ``msgs`` batch, in wire order. Decoding hands out the validated array itself

@@ -31,6 +31,8 @@ FRAME_CLASSES: dict[str, type[Any]] = {cls.__name__: cls for cls in FRAME_TAGS}
 def from_json(hint: Any, value: Any) -> Any:
     """Build the Python value of a field annotated ``hint`` from its JSON representation."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Final:  # the per-turn frames' fields (core/frames.py)
+        return from_json(args[0], value)
     if hint is bytes:
         assert isinstance(value, str)
         return bytes.fromhex(value)

@@ -438,23 +438,20 @@ def test_encode_rejects_oversize_frames() -> None:
         encode_frame(DATA, max_frame_size=100)
 
 
-def test_msg_builder_falls_back_to_the_constructor(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_new_msg_builds_the_msg_the_keyword_constructor_builds() -> None:
     from groupcomm.core import frames
 
-    @dataclasses.dataclass(frozen=True)
-    class Unslotted:  # same fields, but not a slotted dataclass: the fast path must not apply
-        kind: int
-        conn: str
-        service: int
-        groups: tuple[str, ...]
-        msg_type: int
-        payload: bytes
-
-    monkeypatch.setattr(frames, "Msg", Unslotted)
-    built: object = frames._msg_builder()(0, "#c", 16, ("g",), 1, b"p")
-    assert built == Unslotted(0, "#c", 16, ("g",), 1, b"p")
-    fast = frames.new_msg(0, "#c", 16, ("g",), 1, b"p")
-    assert fast == msg(b"p", conn="#c", service=16, groups=("g",), msg_type=1)
+    built = frames.new_msg(0, "#c", 16, ("g",), 1, b"p")
+    assert built == msg(b"p", conn="#c", service=16, groups=("g",), msg_type=1)
+    assert hash(built) == hash(msg(b"p", conn="#c", service=16, groups=("g",), msg_type=1))
+    assert [f.name for f in dataclasses.fields(built)] == [
+        "kind",
+        "conn",
+        "service",
+        "groups",
+        "msg_type",
+        "payload",
+    ]
 
 
 # ----------------------------------------------------------------------------- the fast path

@@ -56,6 +56,8 @@ def strategy_for(hint: Any) -> st.SearchStrategy[Any]:
     if hint in _SCALARS:
         return _SCALARS[hint]
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Final:  # the per-turn frames' fields (core/frames.py)
+        return strategy_for(args[0])
     if origin is types.UnionType:
         return st.one_of([st.none() if a is type(None) else strategy_for(a) for a in args])
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
