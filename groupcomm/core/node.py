@@ -389,7 +389,7 @@ class Node:
                 credits[msg.conn] = credits.get(msg.conn, 0) + len(msg.payload)
             elif msg.kind == FRAGMENT:
                 credits[msg.conn] = credits.get(msg.conn, 0) + chunk_len(msg)
-        out.extend(Credit(conn=c, payload_bytes=n) for c, n in credits.items())
+        out.extend(_new_tuple(Credit, item) for item in credits.items())  # (conn, payload_bytes)
 
     def _note_sends(self, batch: list[Msg], first: int, out: list[Command]) -> None:
         conf = self.conf

@@ -250,7 +250,10 @@ class Driver:
         ready = bool(self.readiness.ready) or bool(self.readiness.zmq_ready())
         events: list[Event] = []
         if ready:
-            events.extend(FrameReceived(frame=f) for f in self.transport.receive(self.batch))
+            # tuple.__new__: the NamedTuple's own __new__ is Python, interpreted even in the
+            # compiled build, and this runs once per received frame.
+            new = tuple.__new__
+            events.extend(new(FrameReceived, (f,)) for f in self.transport.receive(self.batch))
         if self.frontend is not None:
             if ready or self.frontend.pending():
                 client = self.frontend.take_events(monotonic_ms(), self.batch)

@@ -526,11 +526,7 @@ class SessionLayer:
             return
         session.in_flight += size
         self._turn_of(session).append(("mcast", None, req, size))
-        self._events.append(
-            MulticastRequested(
-                conn=conn, groups=groups, service=service, msg_type=msg_type, payload=payload
-            )
-        )
+        self._events.append(_new_request((conn, groups, service, msg_type, payload)))
 
     def consumed(self, conn: str, nbytes: int, now_ms: int) -> None:
         session = self._live(conn, now_ms)

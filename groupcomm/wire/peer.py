@@ -15,7 +15,7 @@ thread (the daemon's event loop) at a time.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeGuard, TypeVar
 
 import msgpack
 
@@ -367,6 +367,12 @@ def _array_problem(v: object, arity: int | None = None) -> str:
     return f"expected {expected}, got array of {len(v)}"
 
 
+def _is_uint(v: object) -> TypeGuard[int]:
+    """A native call in the compiled build; ``min``/``max`` over a frame's fields were generic
+    calls that built a tuple, once per ``Status``."""
+    return type(v) is int and 0 <= v <= MAX_UINT
+
+
 def _uint(v: object) -> int:
     if type(v) is int and 0 <= v <= MAX_UINT:
         return v
@@ -527,16 +533,14 @@ def _fast_status(f: tuple[object, ...]) -> Status | None:
         or (prop is None and proposal is not None)
         or type(sender) is not str
         or not 0 < len(sender) <= MAX_NAME_CHARS
-        or type(max_epoch) is not int
-        or type(sent) is not int
-        or type(upto) is not int
-        or type(ord_known) is not int
-        or type(aru) is not int
-        or type(stable) is not int
-        or type(acked) is not int
-        or type(safe) is not int
-        or min(max_epoch, sent, upto, ord_known, aru, stable, acked, safe) < 0
-        or max(max_epoch, sent, upto, ord_known, aru, stable, acked, safe) > MAX_UINT
+        or not _is_uint(max_epoch)
+        or not _is_uint(sent)
+        or not _is_uint(upto)
+        or not _is_uint(ord_known)
+        or not _is_uint(aru)
+        or not _is_uint(stable)
+        or not _is_uint(acked)
+        or not _is_uint(safe)
     ):
         return None
     return Status(
