@@ -21,8 +21,11 @@ of a compiled function (``PeerLog.warn(peer, ..., /, **fields)`` with a ``peer``
 kept ``daemon/transport.py`` out); a value of the wrong type raises ``TypeError`` at a compiled
 function's boundary or typed assignment where the source would reach its own check (hence the
 codec fuzz); native classes cannot be monkeypatched, subclassed from source modules or
-introspected with ``dataclasses``. Run ``tests/test_compiled.py`` and the live tests
-(``tests/daemon``), which start compiled daemons, before adding one.
+introspected with ``dataclasses``. And what ``@dataclass`` or ``NamedTuple`` generate at import
+(``__init__``, ``__new__``, ``__eq__``) stays interpreted: a record built on every turn needs a
+written ``__init__`` (``core/frames.py``, docstring) or ``tuple.__new__``. Run
+``tests/test_compiled.py`` and the live tests (``tests/daemon``), which start compiled daemons,
+before adding one.
 
 Standard library only: this runs before anything else of the package is imported.
 """

@@ -170,6 +170,7 @@ IMMUTABLE = (
     "v = ids.ViewId(epoch=1, coord='d1')\n"
     "m = frames.new_msg(0, '#c#d1', 16, ('g',), 0, b'p')\n"
     "records = [\n"
+    "    (v, 'epoch'),\n"
     "    (m, 'payload'),\n"
     "    (frames.Status(view=v, sender='d1', max_epoch=1, proposal=None, sent_seq=0,\n"
     "                   ordered_upto=0, ord_known=0, aru=0, stable=0), 'aru'),\n"
@@ -191,13 +192,13 @@ IMMUTABLE = (
 
 
 def test_the_compiled_per_turn_records_are_immutable() -> None:
-    """``Msg``, ``Status`` and the other per-turn records are not ``frozen=True`` (their
-    written ``__init__`` compiles natively, ``core/frames.py``): their ``Final`` fields must
-    make them read-only in the build, as ``frozen`` did."""
+    """``ViewId``, ``Msg``, ``Status`` and the other per-turn records are not ``frozen=True``
+    (their written ``__init__`` compiles natively, ``core/frames.py``): their ``Final`` fields
+    must make them read-only in the build, as ``frozen`` did."""
     need_build()
     done = run(["-c", IMMUTABLE], "1")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "immutable 8" in done.stdout
+    assert "immutable 9" in done.stdout
 
 
 def test_the_compiled_core_keeps_every_property_on_simulator_seeds() -> None:

@@ -7,7 +7,7 @@ new incarnation, hence a new process in the EVS sense (it never inherits the old
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 MAX_NAME_LEN = 64
 
@@ -24,12 +24,49 @@ def token_incarnation(token: str) -> int:
     return int(token.rsplit(":", 1)[1])
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(slots=True, init=False, eq=False)
 class ViewId:
-    """Regular daemon view id. Ordered by epoch first (EVS-2.3 local monotonicity)."""
+    """Regular daemon view id. Ordered by epoch first (EVS-2.3 local monotonicity).
 
-    epoch: int
-    coord: str
+    Immutable, equal, hashed and ordered as ``(epoch, coord)``, like the frozen ordered dataclass
+    it was, but with written methods: what ``@dataclass`` generates stays interpreted in the
+    compiled build (``groupcomm.compiled``), where a view comparison, made on every received
+    frame, took 0.87 us instead of 0.01 (``core/frames.py``'s docstring)."""
+
+    epoch: Final[int]
+    coord: Final[str]
+
+    def __init__(self, epoch: int, coord: str) -> None:
+        self.epoch = epoch
+        self.coord = coord
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not ViewId:
+            return NotImplemented
+        return self.epoch == other.epoch and self.coord == other.coord
+
+    def __hash__(self) -> int:
+        return hash((self.epoch, self.coord))
+
+    def __lt__(self, other: ViewId) -> bool:
+        if type(other) is not ViewId:
+            return NotImplemented
+        return (self.epoch, self.coord) < (other.epoch, other.coord)
+
+    def __le__(self, other: ViewId) -> bool:
+        if type(other) is not ViewId:
+            return NotImplemented
+        return (self.epoch, self.coord) <= (other.epoch, other.coord)
+
+    def __gt__(self, other: ViewId) -> bool:
+        if type(other) is not ViewId:
+            return NotImplemented
+        return (self.epoch, self.coord) > (other.epoch, other.coord)
+
+    def __ge__(self, other: ViewId) -> bool:
+        if type(other) is not ViewId:
+            return NotImplemented
+        return (self.epoch, self.coord) >= (other.epoch, other.coord)
 
     def __str__(self) -> str:
         return f"{self.epoch}.{self.coord}"
