@@ -118,6 +118,7 @@ class Granted:
 
     # A written __init__ and Final fields instead of frozen=True: compiled natively
     # (groupcomm/core/frames.py's docstring says why).
+
     conn: Final[str]
     nbytes: Final[int]
 

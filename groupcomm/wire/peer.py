@@ -374,7 +374,7 @@ def _is_uint(v: object) -> TypeGuard[int]:
 
 
 def _uint(v: object) -> int:
-    if type(v) is int and 0 <= v <= MAX_UINT:
+    if _is_uint(v):
         return v
     raise _Invalid(_uint_problem(v))
 
