@@ -179,9 +179,16 @@ def test_an_eavesdropper_on_the_path_sees_only_ciphertext(tmp_path: Path, keyed:
     c1 = replace(c1, peers=(c1.me, replace(c1.peer("d2"), data_port=tap.port)))
     if not keyed:
         c1, c2 = _open(c1), _open(c2)
-    nodes = [Node(c1), Node(c2)]
+    # d2 listens before d1 dials: d1's link is up as soon as the tap accepts it, and a tap that
+    # then finds no d2 to forward to closes it, with the Data below already written into it.
+    n2 = Node(c2)
+    nodes = [Node(c1), n2]
     try:
-        run_until(nodes, lambda: "d2" in nodes[0].t.stats()["links_up"], timeout=20)
+        run_until(
+            nodes,
+            lambda: "d2" in nodes[0].t.stats()["links_up"] and n2.t.peer["d1"].hellos > 0,
+            timeout=20,
+        )
         view = ViewId(1, "d1:1")
         data = Data(view=view, sender="d1:1", first_seq=1, msgs=(msg(secret.decode()),))
         nodes[0].t.send(("d2",), data)
