@@ -10,7 +10,11 @@ Delivery rule in the regular view (see protocol/ordering.md):
   * a message at gseq g is delivered only once its sender has acknowledged ordering metadata
     through g. This is what lets a view change deliver a partition's own unordered messages
     without contradicting an order another partition already delivered (EVS-6.1, EVS-3);
-  * SAFE additionally waits until every member holds everything through g (EVS-7.1).
+  * SAFE additionally waits until every member holds everything through g (EVS-7.1);
+  * UNRELIABLE, RELIABLE and FIFO messages marked ``early`` by their sender are delivered on
+    receipt in sender order, once the order through their anchor is delivered; a group
+    operation then waits until no early message anchored before it can still arrive
+    (ordering.md section 8.1).
 """
 
 from __future__ import annotations
@@ -19,11 +23,24 @@ from collections import deque
 from collections.abc import Iterator
 from itertools import repeat
 
-from groupcomm.core.frames import Data, GlobalRange, Msg, Nak, Ordered, OrderRange, Status
+from groupcomm.core.frames import (
+    Data,
+    GlobalRange,
+    Msg,
+    Nak,
+    Ordered,
+    OrderRange,
+    Status,
+    with_early,
+)
 from groupcomm.core.ids import ViewId
-from groupcomm.core.service import Service
+from groupcomm.core.service import Kind, Service
 
 SAFE = int(Service.SAFE)
+FIFO = int(Service.FIFO)  # this level and the ones below it may be delivered early
+DATA = int(Kind.DATA)
+FRAGMENT = int(Kind.FRAGMENT)
+MAX_REPORTS = 256  # (ord_known, sent_seq) pairs kept per member for the hold of group operations
 MAX_AHEAD = 1 << 20  # bound on gseq/seq jumps accepted from a peer (hostile-input guard)
 MAX_NAK_RUN = 4096  # longest run asked for in one NAK entry
 SERVICE_BITS = 0x3F
@@ -108,6 +125,23 @@ class Epoch:
         # Coordinator of a star view: SAFE messages its stable reports covered whose safe point
         # it has not published yet (``Status.safe``); the members deliver them on it.
         self.safe_unpublished: deque[int] = deque()
+        # Early delivery (ordering.md section 8.1). Not in a star view: its members do not hear
+        # every member's Status, which the hold of group operations needs.
+        self.early_ok = not self.star
+        # Highest seq of each sender delivered, by either path; all lower ones are delivered too
+        # (SVC-FIFO: both paths deliver a sender's messages in seq order).
+        self.delivered_seq: dict[str, int] = dict.fromkeys(members, 0)
+        # Our last message that waits for the total order, and our highest message whose gseq
+        # we know: ours are marked early only while every earlier total-order one is known, so
+        # that its anchor lies at or after them (SVC-FIFO across levels).
+        self.own_total_seq = 0
+        self.own_known_seq = 0
+        # Per member, the (ord_known, sent_seq) of each Status that raised its ord_known: the
+        # first with ord_known >= j tells which of its messages were sent before it knew j.
+        self.reports: dict[str, deque[tuple[int, int]]] = {m: deque() for m in members}
+        # The delivered gseq at which an early message blocked on its anchor becomes deliverable
+        # (the smallest such), or -1: deliverable() goes back to the early pass there.
+        self._early_wake = -1
 
     # ----------------------------------------------------------------- sending
     def in_flight(self) -> int:
@@ -117,8 +151,17 @@ class Epoch:
         """Assign our next seqs to ``msgs`` and keep them until stable (for repair)."""
         first = self.next_seq
         own = self.recv[self.me]
+        early_ok = self.early_ok
         for i, msg in enumerate(msgs):
-            own[first + i] = msg
+            seq = first + i
+            if early_ok and msg.kind == DATA and msg.service & SERVICE_BITS <= FIFO:
+                if self.own_total_seq <= self.own_known_seq:
+                    msg = msgs[i] = with_early(msg, self.ord_known + 1)
+                else:
+                    self.own_total_seq = seq
+            else:
+                self.own_total_seq = seq
+            own[seq] = msg
             self.own_unstable_bytes += len(msg.payload)
         self.next_seq = first + len(msgs)
         self.contig[self.me] = self.next_seq - 1
@@ -195,6 +238,11 @@ class Epoch:
             return
         if frame.ord_known > self.ack_ord[sender]:
             self.ack_ord[sender] = frame.ord_known
+            if self.early_ok:
+                reports = self.reports[sender]
+                if len(reports) >= MAX_REPORTS:
+                    reports.popleft()  # a later report answers for it: more waiting, still safe
+                reports.append((frame.ord_known, frame.sent_seq))
         grew = False  # something our stable() is computed from
         if frame.aru > self.ack_aru[sender]:
             grew = self._raise_aru(sender, frame.aru)
@@ -250,11 +298,18 @@ class Epoch:
         known = self.ord_known
         order = self.order
         me = self.me
+        own = self.recv[me]
+        early_ok = self.early_ok
         while known + 1 in order:
             known += 1
-            if order[known][0] == me:
-                self.status_urgent = True
-                self.ord_ack_due = True
+            sender, seq = order[known]
+            if sender == me:
+                self.own_known_seq = seq
+                msg = own.get(seq)
+                # The others deliver it only after this ack (rule 2), unless it is early.
+                if msg is None or not msg.early or not early_ok:
+                    self.status_urgent = True
+                    self.ord_ack_due = True
         if known != self.ord_known:
             self.ord_known = known
             self.ack_ord[self.me] = known
@@ -276,6 +331,8 @@ class Epoch:
             aru += 1
             if msg.service & SERVICE_BITS == SAFE and self._track_safe:
                 safe_pending.append(aru)
+            elif msg.kind != DATA and msg.kind != FRAGMENT and self.early_ok:
+                self.status_urgent = True  # the others' hold of this group operation waits for it
         if aru != self.aru:
             self.aru = aru
             self._acknowledge()
@@ -380,26 +437,108 @@ class Epoch:
         self.acked = g
 
     def deliverable(self) -> Iterator[tuple[int, str, int, Msg]]:
-        """Yield (gseq, sender, seq, msg) in order while the regular-view rules allow."""
+        """Yield (n, sender, seq, msg) in delivery order while the regular-view rules allow:
+        ``n`` is the gseq, or 0 for a message delivered early (it has no ordinal there,
+        protocol/retention.md section 1)."""
+        early_ok = self.early_ok
+        while True:
+            if early_ok:
+                yield from self._early()
+            before = self.delivered
+            for item in self._ordered():
+                yield item
+                if early_ok and 0 <= self._early_wake <= self.delivered:
+                    break  # an early message's anchor is delivered now: it goes first
+            if self.delivered == before or not early_ok:
+                return
+
+    def _early(self) -> Iterator[tuple[int, str, int, Msg]]:
+        """Early messages whose anchor is delivered, each sender's in seq order (section 8.1)."""
+        recv = self.recv
+        delivered_seq = self.delivered_seq
+        wake = -1
+        for sender in self.members:
+            store = recv[sender]
+            seq = delivered_seq[sender] + 1
+            msg = store.get(seq)
+            while msg is not None and msg.early:
+                if msg.early > self.delivered + 1:  # its anchor, early - 1, is not delivered yet
+                    if wake < 0 or msg.early - 1 < wake:
+                        wake = msg.early - 1
+                    break
+                delivered_seq[sender] = seq
+                yield 0, sender, seq, msg
+                seq += 1
+                msg = store.get(seq)
+        self._early_wake = wake
+
+    def _ordered(self) -> Iterator[tuple[int, str, int, Msg]]:
+        """The total order from ``delivered + 1`` while rules 1-3 of section 8 allow."""
         order = self.order
         recv = self.recv
         ack_ord = self.ack_ord
         acked = self.coord_acked  # the star coordinator's relay of rule 2 (0 otherwise)
+        early_ok = self.early_ok
+        delivered_seq = self.delivered_seq
         stable = -1
         g = self.delivered
         while g < self.ord_known:
             sender, seq = order[g + 1]
+            if seq <= delivered_seq[sender]:  # delivered early
+                g += 1
+                self.delivered = g
+                continue
             msg = recv[sender].get(seq)
-            if msg is None or (ack_ord[sender] <= g and acked <= g):
+            if msg is None:
+                return
+            if early_ok and msg.early:
+                # At its place: its anchor lies before it (a correct sender's always does).
+                g += 1
+                self.delivered = g
+                delivered_seq[sender] = seq
+                yield 0, sender, seq, msg
+                continue
+            if ack_ord[sender] <= g and acked <= g:
                 return
             if msg.service & SERVICE_BITS == SAFE:
                 if stable < 0:
                     stable = self.safe_point()
                 if stable <= g:  # our part of SAFE's path: safe_report_due
                     return
+            elif early_ok and msg.kind != DATA and msg.kind != FRAGMENT and self._op_held(g + 1):
+                return
             g += 1
             self.delivered = g
+            delivered_seq[sender] = seq
             yield g, sender, seq, msg
+
+    def _op_held(self, j: int) -> bool:
+        """Whether the group operation at gseq ``j`` must wait: some member may still have an
+        early message anchored before ``j`` that we have not delivered (section 8.1). Every
+        member's messages sent before it knew ``j`` are those up to the ``sent_seq`` of its
+        first Status with ``ord_known >= j``; sent later, they are anchored at ``j`` or after."""
+        delivered_seq = self.delivered_seq
+        for member in self.members:
+            if member == self.me:
+                bound = self.next_seq - 1
+            elif self.ack_ord[member] < j:
+                return True
+            else:
+                bound = self.seen_seq[member]  # when no report is left for j: more, still safe
+                for known, sent in self.reports[member]:
+                    if known >= j:
+                        bound = sent
+                        break
+            seq = delivered_seq[member] + 1
+            if seq <= bound:
+                # The first undelivered one is all that needs a look: anchors never decrease
+                # along a sender's messages, and one waiting for the total order has its gseq
+                # at or after j (all before j are delivered), so later early ones are anchored
+                # at or after it.
+                msg = self.recv[member].get(seq)
+                if msg is None or 0 < msg.early <= j:
+                    return True
+        return False
 
     def peek(self) -> Msg | None:
         """The message ``deliverable`` looks at next, if it is here (whether it may be delivered
@@ -412,6 +551,11 @@ class Epoch:
 
         "Every member holds it" may come from any member's report of ``stable``: a receiver that
         cannot hear one member's acks must not keep everything until that member is suspected."""
+        if self.early_ok:
+            delivered = self.delivered
+            for reports in self.reports.values():
+                while reports and reports[0][0] <= delivered:  # no group op left for them
+                    reports.popleft()
         limit = min(max(self.stable(), self._top_stable), self.delivered)
         if self.gc_upto >= limit:
             return
@@ -588,6 +732,13 @@ class Epoch:
         senders whose acks that member had never heard (EVS-7.1; membership.md section 9)."""
         floor = self.ack_stable[self.me]
         return tuple(sorted((m, a if a > floor else floor) for m, a in self.ack_ord.items()))
+
+    def delivered_report(self) -> tuple[tuple[str, int], ...]:
+        """For the Flush: the highest seq of each sender we delivered (early deliveries make
+        that more than the prefix ``delivered``); nothing in a star view, which has none."""
+        if not self.early_ok:
+            return ()
+        return tuple(sorted((s, n) for s, n in self.delivered_seq.items() if n))
 
     def retained(self) -> tuple[tuple[str, int, Msg], ...]:
         out: list[tuple[str, int, Msg]] = []

@@ -37,6 +37,10 @@ class Msg:
     groups: Final[tuple[str, ...]]
     msg_type: Final[int]
     payload: Final[bytes]
+    # Early delivery (protocol/ordering.md section 8.1): 0 for a message that waits for the
+    # total order; else 1 + its sender's ord_known when it stamped it (the anchor + 1): it may
+    # be delivered on receipt, in sender order, once the receiver delivered the order that far.
+    early: Final[int]
 
     def __init__(
         self,
@@ -47,6 +51,7 @@ class Msg:
         groups: tuple[str, ...],
         msg_type: int,
         payload: bytes,
+        early: int = 0,
     ) -> None:
         self.kind = kind
         self.conn = conn
@@ -54,14 +59,40 @@ class Msg:
         self.groups = groups
         self.msg_type = msg_type
         self.payload = payload
+        self.early = early
 
 
 def new_msg(
-    kind: int, conn: str, service: int, groups: tuple[str, ...], msg_type: int, payload: bytes
+    kind: int,
+    conn: str,
+    service: int,
+    groups: tuple[str, ...],
+    msg_type: int,
+    payload: bytes,
+    early: int = 0,
 ) -> Msg:
     """A positional ``Msg`` constructor for the hot paths (peer frame decoding, multicasts)."""
     return Msg(
-        kind=kind, conn=conn, service=service, groups=groups, msg_type=msg_type, payload=payload
+        kind=kind,
+        conn=conn,
+        service=service,
+        groups=groups,
+        msg_type=msg_type,
+        payload=payload,
+        early=early,
+    )
+
+
+def with_early(msg: Msg, early: int) -> Msg:
+    """``msg`` marked for early delivery with anchor ``early - 1`` (``Epoch.stamp``)."""
+    return Msg(
+        kind=msg.kind,
+        conn=msg.conn,
+        service=msg.service,
+        groups=msg.groups,
+        msg_type=msg.msg_type,
+        payload=msg.payload,
+        early=early,
     )
 
 
@@ -173,6 +204,9 @@ class Flush:
     msgs: tuple[tuple[str, int, Msg], ...]  # (sender, seq, msg) of retained messages
     acks: tuple[tuple[str, int], ...]  # (member, ord_known) as known by the reporter
     local_groups: tuple[tuple[str, tuple[str, ...]], ...]  # (conn, joined groups), final
+    # (sender, seq): the highest seq of each sender the reporter delivered in the old regular
+    # view, all lower ones included (early deliveries: protocol/ordering.md section 8.1)
+    delivered_seqs: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -182,7 +216,9 @@ class Cleanup:
     old_view: ViewId
     trans_members: tuple[str, ...]
     regular_upto: int  # deliver up to this gseq in the old regular view
-    regular: tuple[tuple[int, str, int, Msg], ...]  # (gseq, sender, seq, msg)
+    # (gseq, sender, seq, msg); gseq 0: a message delivered early by a survivor, delivered by
+    # each daemon that has not delivered that seq of that sender yet (ordering.md section 8.1)
+    regular: tuple[tuple[int, str, int, Msg], ...]
     transitional: tuple[tuple[str, int, Msg], ...]  # delivered in the transitional view
 
 

@@ -464,6 +464,7 @@ class Membership:
             msgs=epoch.retained(),
             acks=epoch.ack_report(),
             local_groups=host.final_local_groups(),
+            delivered_seqs=epoch.delivered_report(),
         )
 
     def on_flush(self, now: int, frame: Flush, out: list[Command]) -> None:

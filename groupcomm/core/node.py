@@ -527,8 +527,13 @@ class Node:
         old_view = self.view
         conf = regular_conf_id(old_view)
         epoch = self.epoch
+        delivered_seq = epoch.delivered_seq
         for gseq, sender, seq, msg in cleanup.regular:
-            if gseq > epoch.delivered:
+            if gseq == 0:  # delivered early by a survivor (ordering.md section 8.1)
+                if seq > delivered_seq.get(sender, 0):
+                    delivered_seq[sender] = seq
+                    self.deliver(sender, old_view, seq, msg, conf, out, 0)
+            elif gseq > epoch.delivered:
                 epoch.delivered = gseq
                 self.deliver(sender, old_view, seq, msg, conf, out, gseq)
         tconf = transitional_conf_id(install.view, old_view)

@@ -54,14 +54,12 @@ def decide_cleanup(old_view: ViewId, reports: list[Flush]) -> Cleanup:
             msgs.setdefault((sender, seq), msg)
         for member, ord_known in report.acks:
             acks[member] = max(acks.get(member, 0), ord_known)
-    regular: list[tuple[int, str, int, Msg]] = []
-    for g in range(low + 1, high + 1):
-        sender, seq = order[g]
-        regular.append((g, sender, seq, msgs[(sender, seq)]))
+    early = _delivered_early(reports, msgs)
+    regular = _regular(order, msgs, early, low, high)
     known = high
     while known + 1 in order:
         known += 1
-    transitional = _transitional(order, msgs, acks, set(trans), high, known)
+    transitional = _transitional(order, msgs, acks, set(trans), high, known, early)
     return Cleanup(
         old_view=old_view,
         trans_members=trans,
@@ -71,6 +69,46 @@ def decide_cleanup(old_view: ViewId, reports: list[Flush]) -> Cleanup:
     )
 
 
+def _delivered_early(
+    reports: list[Flush], msgs: dict[tuple[str, int], Msg]
+) -> set[tuple[str, int]]:
+    """The early messages some survivor delivered in the old regular view (ordering.md section
+    8.1): every one is held by a survivor that has not delivered it yet, if there is one (a
+    message is freed only once delivered and held by every member)."""
+    done: dict[str, int] = {}
+    for report in reports:
+        for sender, seq in report.delivered_seqs:
+            if seq > done.get(sender, 0):
+                done[sender] = seq
+    return {key for key, msg in msgs.items() if msg.early and key[1] <= done.get(key[0], 0)}
+
+
+def _regular(
+    order: dict[int, tuple[str, int]],
+    msgs: dict[tuple[str, int], Msg],
+    early: set[tuple[str, int]],
+    low: int,
+    high: int,
+) -> list[tuple[int, str, int, Msg]]:
+    """The order through ``high``, with every early message some survivor delivered placed
+    right after its anchor (gseq 0): after the group operations its sender had known, before
+    any later one, before its own gseq and before its sender's later messages, just as every
+    daemon that delivered it did (the hold of group operations, section 8.1)."""
+    by_anchor = sorted(early, key=lambda key: (msgs[key].early, key))  # anchor, then sender order
+    out: list[tuple[int, str, int, Msg]] = []
+    i = 0
+    for g in range(low + 1, high + 1):
+        while i < len(by_anchor) and msgs[by_anchor[i]].early <= g:  # anchor + 1 <= g
+            sender, seq = by_anchor[i]
+            out.append((0, sender, seq, msgs[(sender, seq)]))
+            i += 1
+        key = order[g]
+        if key not in early:
+            out.append((g, key[0], key[1], msgs[key]))
+    out.extend((0, sender, seq, msgs[(sender, seq)]) for sender, seq in by_anchor[i:])
+    return out
+
+
 def _transitional(
     order: dict[int, tuple[str, int]],
     msgs: dict[tuple[str, int], Msg],
@@ -78,12 +116,15 @@ def _transitional(
     trans: set[str],
     high: int,
     known: int,
+    early: set[tuple[str, int]],
 ) -> list[tuple[str, int, Msg]]:
     out: list[tuple[str, int, Msg]] = []
     cut = False  # set at the first ordered message not delivered in place
     in_place: set[tuple[str, int]] = set()
     for g in range(high + 1, known + 1):
         key = order[g]
+        if key in early:
+            continue  # delivered in the regular part
         msg = msgs.get(key)
         sender = key[0]
         # In place only with the sender's ordering ack. For a survivor that ack comes from its
@@ -101,7 +142,9 @@ def _transitional(
     # view in (sender, seq) order: no other partition can deliver them (EVS-3, EVS-6.1).
     covered = {order[g] for g in order if g <= high}
     tail = sorted(
-        key for key in msgs if key[0] in trans and key not in in_place and key not in covered
+        key
+        for key in msgs
+        if key[0] in trans and key not in in_place and key not in covered and key not in early
     )
     out.extend((sender, seq, msgs[(sender, seq)]) for sender, seq in tail)
     return out

@@ -82,14 +82,19 @@ class GroupLog:
     and a parallel deque of delivery times: recording a message is two appends, no object of
     its own and no index entry (it is on the delivery path of every retained message). Lookups
     happen once per replay: a position by ``(conf, n)`` is a bisection inside its configuration's
-    run (a configuration's messages are consecutive here, their ``n`` increasing), by ``mid``
-    a scan of the runs of the configurations its view's epoch names."""
+    run (a configuration's messages are consecutive here, their ``n`` increasing except for
+    messages delivered early, whose ``n`` is 0: the bisection runs on ``ordinals``, each entry's
+    ``n`` or the one before it), by ``mid`` a scan of the runs of the configurations its view's
+    epoch names."""
 
     def __init__(self, group: str, rule: RetainRule) -> None:
         self.group = group
         self.rule = rule
         self.msgs: deque[DeliverMessage] = deque()
         self.times: deque[int] = deque()  # wall-clock ms of delivery, parallel to ``msgs``
+        # ``n``, or for an early message (n = 0, protocol/ordering.md section 8.1) the ordinal
+        # of the entry before it in its configuration: non-decreasing within a configuration
+        self.ordinals: deque[int] = deque()
         self.marks: dict[int, str] = {}  # index -> RESTART (rare)
         self.first_index = 1  # index of msgs[0] (or of the next entry when empty)
         self.bytes = 0
@@ -124,8 +129,12 @@ class GroupLog:
     def append(self, ts_ms: int, message: DeliverMessage, mark: str = "") -> int:
         """Keep one message; returns its index."""
         index = self.first_index + len(self.msgs)
+        ordinal = message.n
+        if not ordinal and self.msgs and self.msgs[-1].conf == message.conf:
+            ordinal = self.ordinals[-1]
         self.msgs.append(message)
         self.times.append(ts_ms)
+        self.ordinals.append(ordinal)
         self.bytes += len(message.payload)
         if message.conf not in self.confs:
             self.confs[message.conf] = index
@@ -164,6 +173,7 @@ class GroupLog:
         index = self.first_index
         d = self.msgs.popleft()
         self.times.popleft()
+        self.ordinals.popleft()
         self.bytes -= len(d.payload)
         self.first_index += 1
         self.marks.pop(index, None)
@@ -194,12 +204,12 @@ class GroupLog:
         return first, end
 
     def _locate_position(self, pos: Position) -> Located:
-        if pos.conf in self.confs:
+        if pos.conf in self.confs and pos.n:
             first, end = self._run(pos.conf)
             base = self.first_index
-            i = bisect.bisect_right(self.msgs, pos.n, first - base, end - base, key=lambda d: d.n)
-            index = base + i
-            found = i > first - base and self.msgs[i - 1].n == pos.n
+            i = bisect.bisect_left(self.ordinals, pos.n, first - base, end - base)
+            found = i < end - base and self.msgs[i].n == pos.n
+            index = base + i + 1 if found else base + i
             if not found:
                 # Not that message here: a message this daemon got in the transitional
                 # configuration instead (EVS-1.4): found by its mid below.

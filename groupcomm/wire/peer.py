@@ -37,7 +37,7 @@ from groupcomm.core.ids import ViewId
 from groupcomm.core.service import MAX_GROUPS_PER_MESSAGE, SELF_DISCARD, Kind, Service
 from groupcomm.wire.errors import WireError
 
-PROTOCOL_VERSION: Final = 2
+PROTOCOL_VERSION: Final = 3
 DEFAULT_MAX_FRAME_SIZE: Final = 16 * 1024 * 1024
 DEFAULT_MAX_PAYLOAD: Final = 1024 * 1024
 MAX_UINT: Final = 2**63 - 1  # every integer field lies in 0..MAX_UINT
@@ -66,6 +66,9 @@ FRAME_TAGS: Final[Mapping[type[Frame], int]] = {
 
 _KINDS: Final = frozenset(int(k) for k in Kind)
 _SERVICES: Final = frozenset(int(s) | flag for s in Service for flag in (0, SELF_DISCARD))
+_DATA: Final = int(Kind.DATA)
+_FIFO: Final = int(Service.FIFO)
+_LEVEL_BITS: Final = 0x3F
 
 # Everything msgpack.unpackb raises on hostile input (ExtraData, FormatError, StackError and
 # UnicodeDecodeError are ValueErrors; OutOfData is an UnpackException).
@@ -113,7 +116,7 @@ def _v(view: ViewId) -> tuple[int, str]:
 
 
 def _m(m: Msg) -> tuple[object, ...]:
-    return (m.kind, m.conn, m.service, m.groups, m.msg_type, m.payload)
+    return (m.kind, m.conn, m.service, m.groups, m.msg_type, m.payload, m.early)
 
 
 def _enc_status(f: Status) -> tuple[object, ...]:
@@ -138,7 +141,7 @@ def _enc_status(f: Status) -> tuple[object, ...]:
 def _enc_data(f: Data) -> tuple[object, ...]:
     v = f.view
     # Hot path: Msg tuples are built inline rather than through _m().
-    msgs = [(m.kind, m.conn, m.service, m.groups, m.msg_type, m.payload) for m in f.msgs]
+    msgs = [(m.kind, m.conn, m.service, m.groups, m.msg_type, m.payload, m.early) for m in f.msgs]
     return (PROTOCOL_VERSION, TAG_DATA, (v.epoch, v.coord), f.sender, f.first_seq, msgs)
 
 
@@ -167,6 +170,7 @@ def _enc_flush(f: Flush) -> tuple[object, ...]:
         [(sender, seq, _m(m)) for sender, seq, m in f.msgs],
         f.acks,
         f.local_groups,
+        f.delivered_seqs,
     )
 
 
@@ -440,9 +444,9 @@ def _array(item: Check) -> Check:
 
 def _msg(v: object) -> Msg:
     """Hot path: inline checks, no exceptions and no helper calls unless the value is bad."""
-    if type(v) is not tuple or len(v) != 6:
-        raise _Invalid(_array_problem(v, 6))
-    kind, conn, service, groups, msg_type, payload = v
+    if type(v) is not tuple or len(v) != 7:
+        raise _Invalid(_array_problem(v, 7))
+    kind, conn, service, groups, msg_type, payload, early = v
     if type(kind) is not int or kind not in _KINDS:
         problem = _uint_problem(kind) if type(kind) is not int else f"unknown kind {kind}"
         raise _Invalid(problem, "kind")
@@ -467,7 +471,12 @@ def _msg(v: object) -> Msg:
         raise _Invalid(_uint_problem(msg_type), "msg_type")
     if type(payload) is not bytes:
         raise _Invalid(f"expected bin, got {_tname(payload)}", "payload")
-    return new_msg(kind, conn, service, groups, msg_type, payload)
+    if type(early) is not int or not 0 <= early <= MAX_UINT:
+        raise _Invalid(_uint_problem(early), "early")
+    if early and (kind != _DATA or service & _LEVEL_BITS > _FIFO):
+        # Only data of the levels below CAUSAL is delivered early (ordering.md section 8.1).
+        raise _Invalid("only DATA of UNRELIABLE, RELIABLE or FIFO is marked early", "early")
+    return new_msg(kind, conn, service, groups, msg_type, payload, early)
 
 
 _view = _struct(ViewId, ("epoch", _uint), ("coord", _name))
@@ -672,6 +681,7 @@ _SCHEMAS: Final[dict[int, _Schema]] = dict(
             ("msgs", _seq_msgs),
             ("acks", _array(_record(("member", _name), ("ord_known", _uint)))),
             ("local_groups", _array(_record(("conn", _name), ("groups", _names)))),
+            ("delivered_seqs", _array(_record(("sender", _name), ("seq", _uint)))),
         ),
         _schema(
             TAG_INSTALL,

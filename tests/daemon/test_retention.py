@@ -91,6 +91,28 @@ def test_replay_after_a_position_is_exact_and_stops_at_the_join() -> None:
     assert all(isinstance(m, DeliverMessage) and m.conn == "#c#d1" for m in got)
 
 
+def test_positions_among_early_messages() -> None:
+    """Messages delivered early (n = 0, protocol/ordering.md section 8.1) sit between ordered
+    ones: a position resumes right after the message it names, either kind, and none of the
+    early ones after it is skipped (the bisection is on ordinals, not on n). Fails with a
+    bisection on n: the run's ns are not sorted."""
+    r = retention(RetainRule("logs*", max_bytes=10_000))
+    early: list[DeliverMessage] = []
+    for n in range(1, 7):
+        r.record(record("R1.d1", n))
+        m = DeliverMessage(RECORD, "#p#d2", ("logs",), 0x04, 0, b"e", f"d2:1|1.d1|{n}", "R1.d1", 0)
+        early.append(m)
+        r.record(m)
+    log = r.logs["logs"]
+    for index in range(1, 13):
+        entry = log.get(index)
+        assert entry is not None
+        start = log.locate(entry.position())
+        assert (start.start, start.gap) == (index + 1, ""), (index, entry.position(), start)
+    gone = "R1.d1#0#d2:1|1.d1|99"  # an early message not here: reported, never guessed
+    assert log.locate(gone).gap == "unknown position"
+
+
 def test_replay_by_mid_when_the_configuration_differs() -> None:
     """EVS-1.4: another daemon delivered it in the transitional configuration; the mid finds
     it anyway."""

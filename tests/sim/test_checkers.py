@@ -187,6 +187,25 @@ def one_message_two_positions(ev: list[Ev]) -> None:
     other["n"] = 1000
 
 
+def early_at_one_daemon_only(ev: list[Ev]) -> None:
+    """A RELIABLE message delivered early (n = 0) at one daemon, at its ordinal at another."""
+    dels = _numbered(ev)
+    m12 = [e for e in dels if e["mid"] == "m12"]
+    ordinal = m12[0]["n"]
+    for e in m12:
+        e["n"] = 0
+    assert check_all(to_trace(ev)) == []  # early at every daemon of the configuration: clean
+    m12[1]["n"] = ordinal
+
+
+def agreed_without_ordinal(ev: list[Ev]) -> None:
+    """An AGREED message delivered without an ordinal, alike at every daemon: only levels up to
+    FIFO are delivered early (protocol/ordering.md section 8.1)."""
+    for e in _numbered(ev):
+        if e["mid"] == "m14":
+            e["n"] = 0
+
+
 def dup_deliver(ev: list[Ev]) -> None:
     again = {"ev": "deliver", "d": D2, "mid": "m12", "svc": "RELIABLE", "conf": R4}
     _insert_after(ev, again, ev="deliver", d=D2, mid="m12")
@@ -517,6 +536,8 @@ CASES = [
     _case("GV-SAFE-transitional", {"GV-SAFE", "GV-VS"}, safe_trans_member_misses),
     _case("RET-POS-two-messages", {"RET-POS"}, two_messages_one_position),
     _case("RET-POS-two-ordinals", {"RET-POS"}, one_message_two_positions),
+    _case("RET-POS-early-at-one-daemon", {"RET-POS"}, early_at_one_daemon_only),
+    _case("RET-POS-agreed-without-ordinal", {"RET-POS"}, agreed_without_ordinal),
     _case("L1", {"L1"}, l1_unknown_live),
     _case("L2", {"L2"}, l2_lost),
     _case("L3", {"L3"}, _churn),

@@ -177,7 +177,7 @@ def test_tags_are_distinct_small_ints() -> None:
 
 def test_msg_layout_and_bin_payload() -> None:
     wire = raw(Data(view=VIEW, sender=A, first_seq=1, msgs=(SAFE,)))
-    assert wire[5] == [[0, "#c1#alpha", 0x60, ["a", "b"], 9, SAFE.payload]]
+    assert wire[5] == [[0, "#c1#alpha", 0x60, ["a", "b"], 9, SAFE.payload, 0]]
     assert isinstance(wire[5][0][5], bytes)  # bin, not str
 
 
@@ -205,7 +205,7 @@ def test_limits_at_the_boundary_are_accepted() -> None:
 # ------------------------------------------------------------------------ envelope errors
 
 
-@pytest.mark.parametrize("version", [0, 1, 3, 255, True, "2", None, 2.0])
+@pytest.mark.parametrize("version", [0, 1, 2, 4, 255, True, "3", None, 3.0])
 def test_wrong_version(version: object) -> None:
     wire = raw(LEAVE)
     wire[0] = version
@@ -389,13 +389,26 @@ def test_invalid_utf8() -> None:
         decode_frame(bad)
 
 
+def test_only_data_below_causal_is_marked_early() -> None:
+    """protocol/frames.md ``Msg.early``: a mark on anything else is refused, never obeyed."""
+    for kind, service, ok in ((0, 0x04, True), (0, 0x02 | 0x40, True), (0, 0x08, False),
+                              (0, 0x10, False), (1, 0x02, False), (4, 0x04, False)):  # fmt: skip
+        wire = raw(DATA)
+        wire[5] = [[kind, "#c", service, ["g"], 0, b"", 5]]
+        if ok:
+            decoded = decode_frame(pack(wire))
+            assert isinstance(decoded, Data) and decoded.msgs[0].early == 5
+        else:
+            reject(wire, r"Data\.msgs\[0\]\.early: only DATA of UNRELIABLE, RELIABLE or FIFO")
+
+
 def test_wrong_container_types() -> None:
     wire = raw(DATA)
     wire[2] = {"epoch": 5, "coord": A}
     reject(wire, r"Data\.view: expected array of 2, got map|max_map_len")
     wire = raw(DATA)
-    wire[5] = [[0, "#c", 16, ["g"], 0, b""]][0]
-    reject(wire, r"Data\.msgs\[0\]: expected array of 6, got int")
+    wire[5] = [[0, "#c", 16, ["g"], 0, b"", 0]][0]
+    reject(wire, r"Data\.msgs\[0\]: expected array of 7, got int")
     wire = raw(SAMPLES[8])
     wire[10] = [["#c1#charlie", "chat"]]
     reject(wire, r"Flush\.local_groups\[0\]\.groups: expected array, got str")
@@ -444,6 +457,9 @@ def test_new_msg_builds_the_msg_the_keyword_constructor_builds() -> None:
     built = frames.new_msg(0, "#c", 16, ("g",), 1, b"p")
     assert built == msg(b"p", conn="#c", service=16, groups=("g",), msg_type=1)
     assert hash(built) == hash(msg(b"p", conn="#c", service=16, groups=("g",), msg_type=1))
+    marked = frames.with_early(built, 8)
+    assert marked.early == 8 and marked != built
+    assert frames.new_msg(0, "#c", 16, ("g",), 1, b"p", 8) == marked
     assert [f.name for f in dataclasses.fields(built)] == [
         "kind",
         "conn",
@@ -451,6 +467,7 @@ def test_new_msg_builds_the_msg_the_keyword_constructor_builds() -> None:
         "groups",
         "msg_type",
         "payload",
+        "early",
     ]
 
 
