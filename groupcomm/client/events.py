@@ -14,8 +14,9 @@ from groupcomm.core.service import SELF_DISCARD, SERVICE_MASK, Service
 class Message(NamedTuple):
     """A delivered multicast. ``sender`` is the sending connection's private name, ``groups``
     the destination groups as sent, ``mid`` a cluster-unique message id, ``conf`` and ``n`` the
-    configuration it was delivered in and its ordinal there: with ``mid`` its ``position``
-    (protocol/retention.md section 1), which ``Connection.join(group, since=...)`` takes back.
+    configuration it was delivered in and its ordinal there (0 for a message delivered early,
+    which has none): with ``mid`` its ``position`` (protocol/retention.md section 1), which
+    ``Connection.join(group, since=...)`` takes back.
 
     Immutable like the other events; a NamedTuple rather than a frozen dataclass because one is
     built per delivered message and that is about 2.5x cheaper."""
