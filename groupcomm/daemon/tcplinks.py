@@ -51,7 +51,12 @@ from groupcomm.daemon.transport import (
     fingerprint_hash,
 )
 from groupcomm.wire.errors import WireError
-from groupcomm.wire.peer import DEFAULT_MAX_FRAME_SIZE, decode_frame, encode_frame
+from groupcomm.wire.peer import (
+    DEFAULT_MAX_FRAME_SIZE,
+    PROTOCOL_VERSION,
+    decode_frame,
+    encode_frame,
+)
 from groupcomm.wire.stream import RecordReader, record_header
 
 DESCRIPTION = "tcp-links"
@@ -159,6 +164,8 @@ class TcpTransport:
         self._security = LinkSecurity(config) if config.security.enabled else None
         settings: dict[str, int | str] = dict(config.protocol.fingerprint())
         settings["data_plane"] = DESCRIPTION
+        # Daemons of another frame layout are refused by name, not met with undecodable frames.
+        settings["frame_version"] = PROTOCOL_VERSION
         self.settings: dict[str, Any] = settings
         self.fp = fingerprint_hash(tuple(sorted(settings.items())))
         hello = KIND_HELLO + json.dumps({"name": self.name, "settings": settings}).encode()

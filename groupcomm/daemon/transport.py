@@ -45,7 +45,12 @@ from groupcomm.daemon.ratelimit import Warnings
 from groupcomm.daemon.readiness import Readiness
 from groupcomm.daemon.zmqrecv import recv_parts
 from groupcomm.wire.errors import WireError
-from groupcomm.wire.peer import DEFAULT_MAX_FRAME_SIZE, decode_frame, encode_frame
+from groupcomm.wire.peer import (
+    DEFAULT_MAX_FRAME_SIZE,
+    PROTOCOL_VERSION,
+    decode_frame,
+    encode_frame,
+)
 
 KIND_FRAME = b"F"
 KIND_HELLO = b"H"
@@ -233,6 +238,8 @@ class ZmqTransport:
         self._fanout_all = self.fanout.carries_control
         settings: dict[str, int | str] = dict(config.protocol.fingerprint())
         settings["data_plane"] = self.fanout.description
+        # Daemons of another frame layout are refused by name, not met with undecodable frames.
+        settings["frame_version"] = PROTOCOL_VERSION
         self.settings: dict[str, Any] = settings
         self.fp = fingerprint_hash(tuple(sorted(settings.items())))
         self._hello = [KIND_HELLO, self._name_b, json.dumps(self.settings).encode()]

@@ -47,7 +47,7 @@ from groupcomm.wire.client import (
     StatusReq,
     encode,
 )
-from groupcomm.wire.peer import MAX_UINT, encode_frame
+from groupcomm.wire.peer import MAX_UINT, PROTOCOL_VERSION, encode_frame
 from groupcomm.wire.stream import parse_endpoint, record
 from tests.daemon.live import (
     NAMES,
@@ -212,7 +212,11 @@ async def good_roundtrip(cluster: LocalCluster, step: str) -> None:
 def test_hostile_frames_on_the_peer_port(cluster: LocalCluster) -> None:
     tokens, views = live_tokens(cluster)
     d1 = load_config(cluster.workdir / "d1.toml")
-    settings_: dict[str, Any] = {**dict(d1.protocol.fingerprint()), "data_plane": "tcp-links"}
+    settings_: dict[str, Any] = {
+        **dict(d1.protocol.fingerprint()),
+        "data_plane": "tcp-links",
+        "frame_version": PROTOCOL_VERSION,
+    }
     hello = record(b"H" + json.dumps({"name": "d4", "settings": settings_}).encode())
     targets = [load_config(cluster.workdir / f"{n}.toml").me.data_port for n in NAMES]
 

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from groupcomm.config import DaemonConfig
 from groupcomm.core.frames import Frame, Status
 from groupcomm.daemon.readiness import Readiness
-from groupcomm.daemon.tcplinks import MAX_INBOUND_PER_PEER, TcpTransport
+from groupcomm.daemon.tcplinks import KIND_HELLO, MAX_INBOUND_PER_PEER, TcpTransport
 from groupcomm.wire.peer import encode_frame
 from groupcomm.wire.stream import record
 from tests.daemon.test_transport import configs, status
@@ -182,6 +182,27 @@ def test_a_peer_with_other_settings_is_refused_by_name() -> None:
         assert nodes[0].got == []
         refusals = [e for e in logs if e["event"] == "peer_refused"]
         assert refusals and "suspect_timeout_ms" in refusals[0]["differ"]
+    finally:
+        for n in nodes:
+            n.close()
+
+
+def test_a_daemon_of_another_frame_version_is_refused_by_name() -> None:
+    """A daemon of an older release (frame layout 2) says so in its hello: refused and logged
+    with the difference, not met with frames that do not decode (protocol/frames.md "Links")."""
+    c1, c2 = configs(["d1", "d2"])
+    nodes = [Node(c1), Node(c2)]
+    nodes[1].t.settings["frame_version"] = 2
+    hello = json.dumps({"name": "d2", "settings": nodes[1].t.settings}).encode()
+    nodes[1].t._hello = record(KIND_HELLO + hello)
+    try:
+        with capture_logs() as logs:
+            run_until(nodes, lambda: nodes[0].t.peer["d2"].hellos >= 1)
+            nodes[1].t.send(("d1",), status("d2:1", seq=1))
+            run_until(nodes, lambda: nodes[0].t.counters["frames_refused"] >= 1)
+        assert nodes[0].got == []
+        refusals = [e for e in logs if e["event"] == "peer_refused"]
+        assert refusals and "frame_version 3 here, 2 there" in refusals[0]["differ"]
     finally:
         for n in nodes:
             n.close()
