@@ -34,12 +34,9 @@ from groupcomm.core.frames import (
     with_early,
 )
 from groupcomm.core.ids import ViewId
-from groupcomm.core.service import Kind, Service
+from groupcomm.core.service import Service, is_group_op, may_be_early
 
 SAFE = int(Service.SAFE)
-FIFO = int(Service.FIFO)  # this level and the ones below it may be delivered early
-DATA = int(Kind.DATA)
-FRAGMENT = int(Kind.FRAGMENT)
 MAX_REPORTS = 256  # (ord_known, sent_seq) pairs kept per member for the hold of group operations
 MAX_AHEAD = 1 << 20  # bound on gseq/seq jumps accepted from a peer (hostile-input guard)
 MAX_NAK_RUN = 4096  # longest run asked for in one NAK entry
@@ -154,7 +151,7 @@ class Epoch:
         early_ok = self.early_ok
         for i, msg in enumerate(msgs):
             seq = first + i
-            if early_ok and msg.kind == DATA and msg.service & SERVICE_BITS <= FIFO:
+            if early_ok and may_be_early(msg.kind, msg.service):
                 if self.own_total_seq <= self.own_known_seq:
                     msg = msgs[i] = with_early(msg, self.ord_known + 1)
                 else:
@@ -240,6 +237,8 @@ class Epoch:
             self.ack_ord[sender] = frame.ord_known
             if self.early_ok:
                 reports = self.reports[sender]
+                while reports and reports[0][0] <= self.delivered:  # no group op left for them
+                    reports.popleft()
                 if len(reports) >= MAX_REPORTS:
                     reports.popleft()  # a later report answers for it: more waiting, still safe
                 reports.append((frame.ord_known, frame.sent_seq))
@@ -331,7 +330,7 @@ class Epoch:
             aru += 1
             if msg.service & SERVICE_BITS == SAFE and self._track_safe:
                 safe_pending.append(aru)
-            elif msg.kind != DATA and msg.kind != FRAGMENT and self.early_ok:
+            elif self.early_ok and is_group_op(msg.kind):
                 self.status_urgent = True  # the others' hold of this group operation waits for it
         if aru != self.aru:
             self.aru = aru
@@ -505,7 +504,7 @@ class Epoch:
                     stable = self.safe_point()
                 if stable <= g:  # our part of SAFE's path: safe_report_due
                     return
-            elif early_ok and msg.kind != DATA and msg.kind != FRAGMENT and self._op_held(g + 1):
+            elif early_ok and is_group_op(msg.kind) and self._op_held(g + 1):
                 return
             g += 1
             self.delivered = g
@@ -551,11 +550,6 @@ class Epoch:
 
         "Every member holds it" may come from any member's report of ``stable``: a receiver that
         cannot hear one member's acks must not keep everything until that member is suspected."""
-        if self.early_ok:
-            delivered = self.delivered
-            for reports in self.reports.values():
-                while reports and reports[0][0] <= delivered:  # no group op left for them
-                    reports.popleft()
         limit = min(max(self.stable(), self._top_stable), self.delivered)
         if self.gc_upto >= limit:
             return

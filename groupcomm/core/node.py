@@ -71,7 +71,7 @@ from groupcomm.core.ids import (
     transitional_conf_id,
 )
 from groupcomm.core.membership import OPERATIONAL, Membership
-from groupcomm.core.service import SELF_DISCARD, Kind
+from groupcomm.core.service import SELF_DISCARD, Kind, is_group_op
 from groupcomm.core.tracing import SERVICE_NAMES
 
 TICK = "tick"
@@ -549,11 +549,7 @@ class Node:
 
 def group_ops(entries: Iterable[tuple[str, int, Msg]]) -> list[GroupOp]:
     """The group operations among a cleanup's transitional entries, in delivery order."""
-    return [
-        (m.kind, m.conn, m.groups)
-        for _, _, m in entries
-        if m.kind != Kind.DATA and m.kind != Kind.FRAGMENT
-    ]
+    return [(m.kind, m.conn, m.groups) for _, _, m in entries if is_group_op(m.kind)]
 
 
 def _install_note(me: str, conf: str, kind: str, members: tuple[str, ...], epoch: int) -> Note:

@@ -33,6 +33,23 @@ class Kind(IntEnum):
     FRAGMENT = 4
 
 
+_DATA = int(Kind.DATA)  # plain ints: comparing an int with an IntEnum member costs more
+_FRAGMENT = int(Kind.FRAGMENT)
+_FIFO = int(Service.FIFO)
+
+
+def is_group_op(kind: int) -> bool:
+    """A join, leave or disconnect: an entry of the ordered stream that changes the groups."""
+    return kind != _DATA and kind != _FRAGMENT
+
+
+def may_be_early(kind: int, service: int) -> bool:
+    """Whether a message may be delivered on receipt, before its place in the total order: data
+    of the levels below CAUSAL (protocol/ordering.md section 8.1). The sender marks only these
+    (``Epoch.stamp``) and the codec refuses a mark on anything else (``wire.peer``)."""
+    return kind == _DATA and service & SERVICE_MASK <= _FIFO
+
+
 class Cause(IntEnum):
     JOIN = 0x100
     LEAVE = 0x200

@@ -34,7 +34,13 @@ from groupcomm.core.frames import (
     new_msg,
 )
 from groupcomm.core.ids import ViewId
-from groupcomm.core.service import MAX_GROUPS_PER_MESSAGE, SELF_DISCARD, Kind, Service
+from groupcomm.core.service import (
+    MAX_GROUPS_PER_MESSAGE,
+    SELF_DISCARD,
+    Kind,
+    Service,
+    may_be_early,
+)
 from groupcomm.wire.errors import WireError
 
 PROTOCOL_VERSION: Final = 3
@@ -66,9 +72,6 @@ FRAME_TAGS: Final[Mapping[type[Frame], int]] = {
 
 _KINDS: Final = frozenset(int(k) for k in Kind)
 _SERVICES: Final = frozenset(int(s) | flag for s in Service for flag in (0, SELF_DISCARD))
-_DATA: Final = int(Kind.DATA)
-_FIFO: Final = int(Service.FIFO)
-_LEVEL_BITS: Final = 0x3F
 
 # Everything msgpack.unpackb raises on hostile input (ExtraData, FormatError, StackError and
 # UnicodeDecodeError are ValueErrors; OutOfData is an UnpackException).
@@ -473,8 +476,7 @@ def _msg(v: object) -> Msg:
         raise _Invalid(f"expected bin, got {_tname(payload)}", "payload")
     if type(early) is not int or not 0 <= early <= MAX_UINT:
         raise _Invalid(_uint_problem(early), "early")
-    if early and (kind != _DATA or service & _LEVEL_BITS > _FIFO):
-        # Only data of the levels below CAUSAL is delivered early (ordering.md section 8.1).
+    if early and not may_be_early(kind, service):
         raise _Invalid("only DATA of UNRELIABLE, RELIABLE or FIFO is marked early", "early")
     return new_msg(kind, conn, service, groups, msg_type, payload, early)
 
