@@ -558,7 +558,9 @@ class Epoch:
         me = self.me
         for g in range(self.gc_upto + 1, limit + 1):
             sender, seq = order.pop(g)
-            msg = recv[sender].pop(seq)
+            msg = recv[sender].pop(seq, None)
+            if msg is None:
+                continue  # a message a faulty coordinator ordered twice: freed at its first gseq
             if sender == me:
                 self.own_unstable_bytes -= len(msg.payload)
                 self.own_stable += 1

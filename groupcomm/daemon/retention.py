@@ -225,7 +225,10 @@ class GroupLog:
         epoch = conf_epoch(pos.conf)
         if not self.msgs:
             return Located(self.next_index, "")
-        if epoch < conf_epoch(self.msgs[0].conf) and self.evicted:
+        if epoch <= conf_epoch(self.msgs[0].conf) and self.evicted:
+            # Older than what is left, or in the oldest configuration here: the message was
+            # evicted with what came before the oldest retained (an early message, n = 0, has
+            # no ordinal to place it by; its configuration's rest is still here).
             return Located(self.first_index, "not retained")
         for conf, first in sorted(self.confs.items(), key=lambda c: c[1]):
             if conf_epoch(conf) > epoch:

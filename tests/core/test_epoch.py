@@ -212,3 +212,17 @@ def test_alone_in_its_view_a_daemon_keeps_no_safe_reports() -> None:
         assert [m.payload for _, _, _, m in alone.deliverable()] == [f"s{i}".encode()]
         alone.collect_garbage()
     assert alone.aru == 50 and not alone.safe_pending and not alone.safe_report_due()
+
+
+def test_one_message_ordered_twice_is_delivered_and_freed_once() -> None:
+    """A buggy or hostile coordinator orders one message at two gseqs (protocol/ordering.md
+    section 10: the daemon keeps running): it is delivered once, and freeing both entries
+    does not fail on the second (it raised KeyError out of the pump)."""
+    _, member = _pair()
+    member.stamp([msg("b1")])
+    member.on_ordered(Ordered(view=VIEW, first_gseq=1, ranges=(("b:0", 1, 1), ("b:0", 1, 1))))
+    assert [m.payload for _, _, _, m in member.deliverable()] == [b"b1"]
+    assert member.delivered == 2
+    member.on_status(_status("a:0", 2, 2, 2))
+    member.collect_garbage()
+    assert member.recv["b:0"] == {} and member.gc_upto == 2

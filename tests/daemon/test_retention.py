@@ -113,6 +113,28 @@ def test_positions_among_early_messages() -> None:
     assert log.locate(gone).gap == "unknown position"
 
 
+def test_an_evicted_early_position_replays_the_rest_of_its_configuration() -> None:
+    """RET-GAP: an early message (n = 0) evicted from the log is found neither by mid nor by
+    ordinal; its configuration's retained rest is replayed after a "not retained" gap, not
+    skipped as an unknown position (the configuration is in this daemon's history)."""
+    r = Retention((RetainRule("logs", max_bytes=30),), Clock())
+    early = "d2:1|5.d1|1"
+    r.record(DeliverMessage(RECORD, "#p#d2", ("logs",), 0x04, 0, b"e" * 10, early, "R5.d1", 0))
+    for conf, n in (("R5.d1", 7), ("R5.d1", 8), ("R6.d1", 2)):
+        r.record(record(conf, n))
+    log = r.logs["logs"]
+    assert [e.n for e in log.entries] == [7, 8, 2]  # the early message was evicted
+    start = log.locate(f"R5.d1#0#{early}")
+    assert (start.start, start.gap) == (log.first_index, "not retained")
+    got = replay_all(ReplayCursor("#c#d1", log, start.start, start.gap, f"R5.d1#0#{early}"))
+    assert isinstance(got[0], Gap) and got[0].reason == "not retained"
+    assert [(m.conf, m.n) for m in got[1:] if isinstance(m, DeliverMessage)] == [
+        ("R5.d1", 7),
+        ("R5.d1", 8),
+        ("R6.d1", 2),
+    ]
+
+
 def test_replay_by_mid_when_the_configuration_differs() -> None:
     """EVS-1.4: another daemon delivered it in the transitional configuration; the mid finds
     it anyway."""
