@@ -163,7 +163,8 @@ def size_arg(text: str) -> int:
 
 def protocol_setting(text: str) -> tuple[str, int]:
     key, sep, value = text.partition("=")
-    if not sep or key not in PROTOCOL_KEYS or not value.isdigit() or int(value) <= 0:
+    digits = value.isascii() and value.isdigit()  # int() takes "²" too, then fails
+    if not sep or key not in PROTOCOL_KEYS or not digits or int(value) <= 0:
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected KEY=POSITIVE_INT with KEY one of {', '.join(PROTOCOL_KEYS)}"
         )

@@ -103,6 +103,7 @@ def position_text(conf: str, n: int, mid: str) -> str:
 def parse_position(text: str) -> Position:
     """``position_text`` read back; ValueError naming what is wrong."""
     parts = text.split("#")
-    if len(parts) != 3 or not parts[0] or not parts[2] or not parts[1].isdigit():
+    digits = parts[1].isascii() and parts[1].isdigit() if len(parts) == 3 else False
+    if not digits or not parts[0] or not parts[2]:
         raise ValueError(f"not a position (expected '<conf>#<n>#<mid>'): {text[:200]!r}")
     return Position(parts[0], int(parts[1]), parts[2])

@@ -282,8 +282,10 @@ class StreamLinks(Generic[T]):
                     self._write(link_id)
                 if mask & READ and len(out) < limit:
                     self._read(link_id, out)
-                elif mask & ~(READ | WRITE) and self._links[link_id].paused:
-                    self.drop(link_id)  # hung up while paused: level-triggered, it would spin
+                elif mask & ~(READ | WRITE):
+                    link = self._links.get(link_id)  # gone if the write above dropped it
+                    if link is not None and link.paused:
+                        self.drop(link_id)  # hung up while paused: level-triggered, it would spin
             elif fd in self._listeners:
                 self._accept(self._listeners[fd])
         return out

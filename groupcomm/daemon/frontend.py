@@ -118,6 +118,12 @@ def _plain(value: object, depth: int = 0) -> object:
 
 _mid_of: Callable[[DeliverMessage], str] = operator.attrgetter("mid")
 REQUEST_MARGIN = 64 * 1024  # framing of a request around its payloads (1,024 per batch)
+# ``status`` and ``access`` requests answered per turn, per link and in all: each builds a reply
+# from daemon state (a status lists every session), and one 256 KiB read holds 18,000 of them,
+# answered before hello: without a bound, one stranger's write held the daemon for seconds,
+# long enough for its peers to suspect it. The rest of a turn's are dropped (counted).
+QUERIES_PER_LINK_TURN = 8
+QUERIES_PER_TURN = 64
 
 
 class NativeFrontEnd:
@@ -165,7 +171,12 @@ class NativeFrontEnd:
             access=self.access,
             retention=retention,
         )
-        self.counters: dict[str, int] = {"requests": 0, "malformed": 0, "send_failed": 0}
+        self.counters: dict[str, int] = {
+            "requests": 0,
+            "malformed": 0,
+            "send_failed": 0,
+            "queries_dropped": 0,  # status/access requests beyond the per-turn bounds
+        }
         self._clock = clock
         # A client may send nothing but garbage: one line per link per minute, with a count.
         self.warnings = Warnings(log, time.monotonic)
@@ -174,6 +185,7 @@ class NativeFrontEnd:
         self._by_conn: dict[str, int] = {}
         self._admin: list[tuple[str, list[str]]] = []
         self._direct: list[tuple[int, Reply]] = []  # replies to links without a session
+        self._queries: dict[int, int] = {}  # status/access requests answered this turn by link
         self._encoded: dict[tuple[str, ...], bytes] = {}  # this turn's msgs batches by mids
         self._moved: dict[int, int] = {}  # link -> bytes moved, for the sessions behind
         self._provider: object = None
@@ -218,6 +230,7 @@ class NativeFrontEnd:
     def read(self, now_ms: int, limit: int) -> None:
         # ``limit`` bounds the records read per turn; one ``mcastb`` holds up to thousands of
         # multicasts, and the session layer hands the core what the records make.
+        self._queries.clear()
         for link_id, data in self.links.receive(limit):
             self._on_message(link_id, data, now_ms)
         for link_id in self.links.take_closed():
@@ -314,7 +327,8 @@ class NativeFrontEnd:
             case StatusReq(req=req):
                 if conn is not None:
                     layer.touch(conn, now)
-                self._reply(identity, StatusReply(req, self._status(identity)))
+                if self._query_allowed(identity):
+                    self._reply(identity, StatusReply(req, self._status(identity)))
             case AdminReq(req=req, command=command, args=args):
                 if conn is not None:
                     layer.touch(conn, now)
@@ -322,6 +336,8 @@ class NativeFrontEnd:
             case AccessReq(req=req, op=op, groups=groups):
                 if conn is not None:
                     layer.touch(conn, now)
+                if not self._query_allowed(identity):
+                    return
                 who = self._identity(identity)
                 if who is None:
                     denials = tuple(self._anonymous_refused() for _ in groups)
@@ -432,6 +448,17 @@ class NativeFrontEnd:
             self.log.warning("admin_request", command=command, args=list(args), identity=name)
             self._admin.append((command, list(args)))
             self._reply(link_id, AdminReply(req, True, "queued"))
+
+    def _query_allowed(self, link_id: int) -> bool:
+        """Whether a status or access request may be answered this turn (``QUERIES_PER_*``)."""
+        queries = self._queries
+        done = queries.get(link_id, 0)
+        if done >= QUERIES_PER_LINK_TURN or sum(queries.values()) >= QUERIES_PER_TURN:
+            self.counters["queries_dropped"] += 1
+            self.warnings.warning((link_id, "query"), "client_query_flood", link=link_id)
+            return False
+        queries[link_id] = done + 1
+        return True
 
     def _refused(
         self, link_id: int, who: str, why: str, now: int, event: str = "session_refused"

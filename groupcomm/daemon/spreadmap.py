@@ -61,8 +61,8 @@ def group_id(gid: str) -> sp.GroupId:
     conf, _, rest = gid.partition("/")
     epoch_text = conf[1:].partition(".")[0]
     counter = rest.rpartition("/")[2]
-    epoch = int(epoch_text) if epoch_text.isdigit() else 0
-    index = int(counter) if counter.isdigit() else 0
+    epoch = int(epoch_text) if epoch_text.isascii() and epoch_text.isdigit() else 0
+    index = int(counter) if counter.isascii() and counter.isdigit() else 0
     return (_int32(zlib.crc32(conf.encode("utf-8", "surrogatepass"))), epoch & INT32, index & INT32)
 
 

@@ -609,7 +609,7 @@ class TcpTransport:
             if not isinstance(name, str) or not isinstance(theirs, dict):
                 raise ValueError("bad hello")
             their_fp = fingerprint_hash(tuple(sorted((str(k), v) for k, v in theirs.items())))
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):  # RecursionError: [[[[... JSON
             self.counters["inbound_refused"] += 1
             self._bad("?", "malformed hello", "")
             self._close_inbound(conn)

@@ -57,6 +57,7 @@ KIND_HELLO = b"H"
 HELLO_INTERVAL_S = 1.0
 HELLO_RETRY_S = 0.05
 LOG_INTERVAL_S = 60.0
+MAX_REFUSED_REMEMBERED = 1024  # (peer, settings) pairs whose refusal was logged
 DEALER_HWM = 2_000
 ROUTER_HWM = 20_000
 MAX_HELLO_BYTES = 4096
@@ -138,9 +139,14 @@ class PeerLog:
     ) -> None:
         if (name, their_fp) in self._refused:
             return
-        self._refused.add((name, their_fp))
         diff = settings_diff(mine, theirs)
-        self.log.error("peer_refused", peer=name, msg=f"refusing {name}: {diff}", differ=diff)
+        if len(self._refused) < MAX_REFUSED_REMEMBERED:
+            self._refused.add((name, their_fp))
+            self.log.error("peer_refused", peer=name, msg=f"refusing {name}: {diff}", differ=diff)
+        else:  # hellos with ever new settings (a stranger): bounded memory, rate-limited lines
+            self._warnings.warning(
+                (name, "refused"), "peer_refused", peer=name, msg=f"refusing {name}: {diff}"
+            )
 
 
 class Blocklist:
@@ -462,7 +468,7 @@ class ZmqTransport:
             if not isinstance(theirs, dict):
                 raise ValueError("bad hello")
             their_fp = fingerprint_hash(tuple(sorted((str(k), v) for k, v in theirs.items())))
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):  # RecursionError: deeply nested JSON
             stats.bad += 1
             self.counters["frames_bad"] += 1
             self._warn(name, "bad", "malformed hello", peer=name)

@@ -32,7 +32,8 @@ def parse_endpoint(endpoint: str) -> tuple[str, Any]:
         prefix = f"{scheme}://"
         if endpoint.startswith(prefix):
             host, sep, port = endpoint[len(prefix) :].rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            digits = port.isascii() and port.isdigit()  # "²".isdigit() is True too
+            if not sep or not host or not digits or not 0 < int(port) < 65536:
                 raise ValueError(f"{endpoint!r}: expected {prefix}HOST:PORT")
             return scheme, (host.strip("[]"), int(port))
     raise ValueError(

@@ -53,6 +53,39 @@ def test_records_both_ways_and_a_closed_link_is_reported(tmp_path: Path) -> None
         readiness.close()
 
 
+def test_a_link_dropped_by_its_write_while_others_fill_the_turn(tmp_path: Path) -> None:
+    """A link whose pending write fails (the client reset it) is dropped in ``_write``; when
+    the turn's record limit is already reached, its hang-up flags were then read from the
+    dropped link (KeyError out of ``receive``, stopping the daemon)."""
+    path = str(tmp_path / "c.sock")
+    links = ClientLinks([f"ipc://{path}"], max_record=1000, out_limit=64 << 20)
+    readiness = Readiness()
+    links.attach(readiness)
+    try:
+        busy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        busy.connect(path)
+        victim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        victim.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        victim.connect(path)
+        pump(links, readiness, 5)
+        first, second = sorted(links._links)
+        assert links.send(second, b"x" * (8 << 20))  # far more than the socket takes
+        links.flush()
+        busy.sendall(record(b"p") * 400)  # more records than the turn's limit, first in line
+        time.sleep(0.05)
+        victim.close()  # unread data: the daemon's next write fails (EPIPE)
+        time.sleep(0.05)
+        readiness.wait(100)
+        got = links.receive(256)
+        assert len(got) == 400 and all(link == first for link, _ in got)
+        pump(links, readiness, 5)
+        assert second in links.take_closed()
+    finally:
+        busy.close()
+        links.close()
+        readiness.close()
+
+
 class _Exhausted:
     """A listener whose accept fails as with no descriptors left."""
 

@@ -135,6 +135,21 @@ def test_an_evicted_early_position_replays_the_rest_of_its_configuration() -> No
     ]
 
 
+def test_positions_with_other_unicode_digits_are_refused_or_unknown() -> None:
+    """``"²".isdigit()`` is True and ``int("²")`` raises: a join's ``since`` made of such
+    characters once raised ValueError out of the session layer at the join view, stopping the
+    daemon. Now parse_position refuses it, or locate finds nothing (an unknown position)."""
+    with pytest.raises(ValueError):
+        parse_position("R1.d1#\u00b2#d1:1|1.d1|2")
+    r = retention()
+    for n in (1, 2):
+        r.record(record("R1.d1", n))
+    log = r.logs["logs"]
+    for since in ("R\u00b2#1#x", "R1.a#5#a|\u00b2|1", "T\u00b2.d1<\u00b2.d1#1#a|\u00b2.d1|1"):
+        assert log.locate(since).gap == "unknown position", since
+    assert conf_epoch("R\u00b2.d1") == -1
+
+
 def test_replay_by_mid_when_the_configuration_differs() -> None:
     """EVS-1.4: another daemon delivered it in the transitional configuration; the mid finds
     it anyway."""

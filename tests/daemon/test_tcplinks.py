@@ -117,7 +117,12 @@ def test_strangers_are_refused_and_the_links_keep_working() -> None:
             s = connect_raw(d1.cfg)
             s.sendall(b"\xff\xff\xff\xff")
             assert closed_by_peer(s, nodes)
-        assert d1.t.counters["inbound_refused"] >= 3
+            # a hello nested deeper than json.loads recurses (RecursionError, not ValueError:
+            # it escaped the receive loop and stopped the daemon), within the hello's size limit
+            s = connect_raw(d1.cfg)
+            s.sendall(record(b"H" + b"[" * 3000))
+            assert closed_by_peer(s, nodes)
+        assert d1.t.counters["inbound_refused"] >= 4
         assert d1.t.counters["frames_received"] == 0
         nodes[1].t.send(("d1",), status("d2:1", seq=7))
         run_until(nodes, lambda: any(isinstance(f, Status) and f.sent_seq == 7 for f in d1.got))
