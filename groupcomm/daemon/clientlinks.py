@@ -371,6 +371,10 @@ class StreamLinks(Generic[T]):
             )
             self.drop(link_id)
 
+    def opened_before(self, when: float) -> list[int]:
+        """The open links accepted before ``when`` (this object's clock)."""
+        return [i for i, link in self._links.items() if link.opened < when and not link.closing]
+
     def drop(self, link_id: int) -> None:
         """Close a link (its unsent output is discarded)."""
         link = self._links.pop(link_id, None)

@@ -124,6 +124,10 @@ REQUEST_MARGIN = 64 * 1024  # framing of a request around its payloads (1,024 pe
 # long enough for its peers to suspect it. The rest of a turn's are dropped (counted).
 QUERIES_PER_LINK_TURN = 8
 QUERIES_PER_TURN = 64
+# A connection without a session is closed this long after it was accepted: each holds a
+# descriptor, up to one request's bytes of input and its unread replies, and a stranger can
+# open them by the thousand (a status or admin tool needs well under a second).
+HELLO_WAIT_S = 30.0
 
 
 class NativeFrontEnd:
@@ -176,6 +180,7 @@ class NativeFrontEnd:
             "malformed": 0,
             "send_failed": 0,
             "queries_dropped": 0,  # status/access requests beyond the per-turn bounds
+            "hello_timeouts": 0,  # connections closed for opening no session in HELLO_WAIT_S
         }
         self._clock = clock
         # A client may send nothing but garbage: one line per link per minute, with a count.
@@ -268,6 +273,13 @@ class NativeFrontEnd:
 
     def expire_links(self) -> None:
         self.links.expire()
+        for link_id in self.links.opened_before(self.links.clock() - HELLO_WAIT_S):
+            if link_id not in self._by_link:
+                self.counters["hello_timeouts"] += 1
+                self.warnings.warning(
+                    (link_id, "hello"), "client_hello_timeout", link=link_id, after_s=HELLO_WAIT_S
+                )
+                self.links.drop(link_id)
 
     def owns(self, conn: str) -> bool:
         return conn in self._by_conn

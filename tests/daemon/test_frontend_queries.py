@@ -1,17 +1,19 @@
-"""A stranger's flood of status and access requests is answered only up to the per-turn bounds
-(``frontend.QUERIES_PER_LINK_TURN`` / ``QUERIES_PER_TURN``): one 256 KiB write holds 18,000
-of them, each building a reply from the daemon's state, before any hello."""
+"""What a stranger can make the native front-end do before hello: a flood of status and access
+requests is answered only up to the per-turn bounds (``frontend.QUERIES_PER_LINK_TURN`` /
+``QUERIES_PER_TURN``; one 256 KiB write holds 18,000 of them, each building a reply from the
+daemon's state), and a connection that opens no session is closed after ``HELLO_WAIT_S``."""
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
 
-from groupcomm.daemon.frontend import QUERIES_PER_LINK_TURN, NativeFrontEnd
+from groupcomm.daemon.frontend import HELLO_WAIT_S, QUERIES_PER_LINK_TURN, NativeFrontEnd
 from groupcomm.daemon.readiness import Readiness
 from groupcomm.wire.client import (
     AccessReply,
     AccessReq,
+    Hello,
     Reply,
     StatusReply,
     StatusReq,
@@ -55,5 +57,41 @@ def test_status_and_access_requests_beyond_the_turns_bound_are_dropped(tmp_path:
         assert isinstance(reply, AccessReply) and reply.req == 7
     finally:
         client.close()
+        fe.close()
+        readiness.close()
+
+
+def test_a_connection_that_opens_no_session_is_closed_after_the_hello_wait(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "d.sock")
+    fe = NativeFrontEnd([f"ipc://{path}"], "d1", 1 << 20, 1 << 20, ListLog())
+    now = [1000.0]
+    fe.links.clock = lambda: now[0]
+    readiness = Readiness()
+    fe.attach(readiness)
+    idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    member = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        idle.connect(path)
+        member.connect(path)
+        member.sendall(record(encode_request(Hello("m", True))))
+        for _ in range(5):
+            readiness.wait(10)
+            fe.read(0, 256)
+            fe.flush_output()
+        assert len(fe._by_link) == 1
+        now[0] += HELLO_WAIT_S - 1
+        fe.expire_links()
+        assert fe.counters["hello_timeouts"] == 0
+        now[0] += 2
+        fe.expire_links()
+        assert fe.counters["hello_timeouts"] == 1
+        idle.settimeout(2)
+        assert idle.recv(10) == b""  # closed by the daemon
+        assert len(fe._by_link) == 1  # the session's connection stays
+    finally:
+        idle.close()
+        member.close()
         fe.close()
         readiness.close()
