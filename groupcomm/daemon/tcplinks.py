@@ -125,7 +125,10 @@ class _Inbound:
 
     def __init__(self, sock: socket.socket, opened: float, tls: TlsChannel | None) -> None:
         self.sock = sock
-        self.reader = RecordReader(MAX_HELLO_BYTES + 1)
+        # The hello is at most MAX_HELLO_BYTES; the frames behind it in the same read (the
+        # sender's queue goes out right after its hello) are read at full size once it is
+        # valid (a stranger's link is closed at its hello, before a second read).
+        self.reader = RecordReader(DEFAULT_MAX_FRAME_SIZE + 1, first_max=MAX_HELLO_BYTES + 1)
         self.name: str | None = None  # set by a valid hello
         self.refused = False  # its settings differ from ours
         self.opened = opened
@@ -638,7 +641,6 @@ class TcpTransport:
             if other is not conn and other.name == name:
                 self._close_inbound(other)
         conn.name = name
-        conn.reader.max_record = DEFAULT_MAX_FRAME_SIZE + 1
         conn.refused = their_fp != self.fp
         if conn.refused:
             self._peer_log.refused(name, their_fp, self.settings, theirs)

@@ -61,12 +61,15 @@ class RecordReader:
     Keeps at most one incomplete record (bounded by ``max_record`` + ``HEADER``) between calls.
     """
 
-    __slots__ = ("_buf", "_need", "max_record")
+    __slots__ = ("_buf", "_need", "first_max", "max_record")
 
-    def __init__(self, max_record: int) -> None:
-        if not 0 < max_record <= MAX_RECORD:
-            raise ValueError(f"max_record must be 1..{MAX_RECORD}")
+    def __init__(self, max_record: int, first_max: int = 0) -> None:
+        if not 0 < max_record <= MAX_RECORD or not 0 <= first_max <= max_record:
+            raise ValueError(f"max_record must be 1..{MAX_RECORD}, first_max 0..max_record")
         self.max_record = max_record
+        # The first record's own limit (0: max_record): a peer link's hello is small, and the
+        # frames its sender queued follow it in the same write, so the same read.
+        self.first_max = first_max
         self._buf = bytearray()
         self._need = 0  # bytes the buffer must hold before the next record is complete
 
@@ -97,8 +100,9 @@ class RecordReader:
         if len(buf) < HEADER:
             return HEADER
         size: int = _LEN.unpack_from(buf, 0)[0]
-        if size > self.max_record:  # refuse before buffering any of it
-            raise RecordTooLarge(f"record of {size} bytes exceeds the limit of {self.max_record}")
+        limit = self.first_max or self.max_record
+        if size > limit:  # refuse before buffering any of it
+            raise RecordTooLarge(f"record of {size} bytes exceeds the limit of {limit}")
         return HEADER + size
 
     def _split(self, data: bytes | bytearray | memoryview) -> tuple[list[bytes], int]:
@@ -106,7 +110,7 @@ class RecordReader:
         out: list[bytes] = []
         pos = 0
         end = len(data)
-        limit = self.max_record
+        limit = self.first_max or self.max_record
         unpack = _LEN.unpack_from
         while end - pos >= HEADER:
             (size,) = unpack(data, pos)
@@ -117,4 +121,7 @@ class RecordReader:
                 break
             out.append(bytes(data[pos + HEADER : stop]))
             pos = stop
+            if self.first_max:  # the first record is taken: the rest may be larger
+                self.first_max = 0
+                limit = self.max_record
         return out, pos

@@ -12,11 +12,13 @@ from collections.abc import Callable
 from structlog.testing import capture_logs
 
 from groupcomm.config import DaemonConfig
-from groupcomm.core.frames import Frame, Status
+from groupcomm.core.frames import Data, Frame, Status
+from groupcomm.core.ids import ViewId
 from groupcomm.daemon.readiness import Readiness
 from groupcomm.daemon.tcplinks import KIND_HELLO, MAX_INBOUND_PER_PEER, TcpTransport
 from groupcomm.wire.peer import encode_frame
 from groupcomm.wire.stream import record
+from tests.core.helpers import msg
 from tests.daemon.test_transport import configs, status
 
 
@@ -170,6 +172,26 @@ def test_a_frame_claiming_another_daemon_is_refused_and_counted() -> None:
         assert [f.sent_seq for f in d1.got if isinstance(f, Status)] == [6]
         assert d1.t.counters["frames_forged"] == 1 and d1.t.peer["d2"].forged == 1
         assert any(e["event"] == "peer_forged" and e["origin"] == "d3" for e in logs)
+    finally:
+        for n in nodes:
+            n.close()
+
+
+def test_a_large_frame_queued_before_the_link_came_up_follows_the_hello() -> None:
+    """A dialer's first frames follow its hello into the socket; a receiver that reads later
+    (a long turn) gets them in one read: a frame beyond the hello's 4 KiB limit there closed the
+    link."""
+    nodes = [Node(c) for c in configs(["d1", "d2"])]
+    try:
+        # d2's link to d1 comes up (the kernel completes the connect) while d1 reads nothing
+        run_until([nodes[1]], lambda: "d1" in nodes[1].t.stats()["links_up"])
+        big = Data(view=ViewId(0, "d2:1"), sender="d2:1", first_seq=1, msgs=(msg("x" * 20_000),))
+        nodes[1].t.send(("d1",), big)
+        for _ in range(5):
+            nodes[1].pump()
+        run_until(nodes, lambda: any(isinstance(f, Data) for f in nodes[0].got))
+        assert nodes[0].t.counters["inbound_refused"] == 0
+        assert nodes[0].got[0] == big
     finally:
         for n in nodes:
             n.close()

@@ -47,6 +47,26 @@ def test_oversized_length_is_refused_at_once() -> None:
         reader.feed(b"\xff\xff\xff")
 
 
+@pytest.mark.parametrize("split", [None, 1, 3, 50, 4100])
+def test_the_first_record_has_its_own_limit(split: int | None) -> None:
+    """A peer link's hello (at most a few KiB) and the larger frames queued behind it arrive
+    in one read: only the first record is held to ``first_max``."""
+    hello, frame = b"h" * 40, b"f" * 20_000
+    data = record(hello) + record(frame)
+    reader = RecordReader(100_000, first_max=100)
+    if split is None:
+        assert reader.feed(data) == [hello, frame]
+    else:
+        assert reader.feed(data[:split]) + reader.feed(data[split:]) == [hello, frame]
+    assert reader.feed(record(frame)) == [frame]
+    with pytest.raises(RecordTooLarge):
+        RecordReader(100_000, first_max=100).feed(record(b"x" * 101))
+    reader = RecordReader(100_000, first_max=100)
+    reader.feed(record(b"x" * 101)[: 4 - 1])  # the first header in pieces: refused at once
+    with pytest.raises(RecordTooLarge):
+        reader.feed(b"\x65")
+
+
 @pytest.mark.parametrize(
     ("endpoint", "parsed"),
     [
