@@ -504,7 +504,7 @@ class Membership:
         me = self.me
         host = self.host
         cleanup = next((c for c in install.cleanups if me in c.trans_members), None)
-        if cleanup is None or cleanup.old_view != host.view:
+        if cleanup is None or cleanup.old_view != host.view or not _groups_within_cleanups(install):
             out.append(Note(event="install_rejected", fields={"d": me, "view": str(install.view)}))
             return
         host.install_view(install, cleanup, out)
@@ -521,3 +521,12 @@ class Membership:
         self.proposing = None
         self.mismatch_since.clear()
         out.append(SendFrame(targets=self.others, frame=host.status()))
+
+
+def _groups_within_cleanups(install: Install) -> bool:
+    """Whether every daemon the Install's group table names comes from one of its cleanups:
+    the table is applied after the old view is delivered, so a wrong one (a faulty
+    coordinator) must be refused before anything changes, not fail halfway (protocol/ordering.md
+    section 10)."""
+    within = {member for cleanup in install.cleanups for member in cleanup.trans_members}
+    return all(daemon in within for daemon, _, _ in install.groups)

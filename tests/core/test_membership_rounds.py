@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from groupcomm.core.commands import Command, Note, SendFrame, SetTimer
 from groupcomm.core.config import CoreConfig
 from groupcomm.core.events import Event, FrameReceived, ShutdownRequested, Started, TimerFired
-from groupcomm.core.frames import Propose
+from groupcomm.core.frames import Install, Propose
 from groupcomm.core.ids import make_token
 from groupcomm.core.node import Node
 from sim.options import random_options
@@ -210,3 +211,30 @@ def test_seed_7310294_keeps_the_l3_bound() -> None:
     # The simulated run that found it (protocol/membership.md, section 10, finding 5).
     result = run(random_options(7310294))
     assert [v for v in result.violations if v.startswith("L")] == []
+
+
+def test_an_install_naming_a_daemon_outside_its_cleanups_is_refused_whole() -> None:
+    """A faulty coordinator's Install whose group table names a daemon of no cleanup: applying
+    it raised KeyError in the group table after the view had switched (a half-installed view,
+    the round never finished). Now it is refused before anything changes."""
+    names = ["d1", "d2"]
+    net = _cluster(names)
+    net.run_until(1000)
+    before = net.nodes["d2"].view
+
+    def corrupt(target: str, cmd: Command) -> bool:
+        frame = cmd.frame if isinstance(cmd, SendFrame) else None
+        if target == "d2" and isinstance(frame, Install):
+            bad = replace(frame, groups=(*frame.groups, ("dx:0", "#c#dx", ("g",))))
+            net.at(net.now + LATENCY_MS, net._arrival(target, FrameReceived(frame=bad)))
+            return True
+        return False
+
+    net.drop = corrupt
+    net.crash("d1")
+    net.at(1003, lambda: net.start("d1", 1))
+    net.run_until(2000)
+    notes = [n for _, n in net.notes if n.fields.get("d") == "d2:0"]
+    assert any(n.event == "install_rejected" for n in notes)
+    assert not any(n.event == "frame_error" for n in notes)  # it failed halfway before
+    assert net.nodes["d2"].view != before  # d2 went on to a view of its own, whole
