@@ -35,6 +35,7 @@ from groupcomm.benchmark.workload import (
     parse_size,
 )
 from groupcomm.config import PROTOCOL_KEYS
+from groupcomm.core.ids import decimal
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -163,8 +164,7 @@ def size_arg(text: str) -> int:
 
 def protocol_setting(text: str) -> tuple[str, int]:
     key, sep, value = text.partition("=")
-    digits = value.isascii() and value.isdigit()  # int() takes "²" too, then fails
-    if not sep or key not in PROTOCOL_KEYS or not digits or int(value) <= 0:
+    if not sep or key not in PROTOCOL_KEYS or not decimal(value) or int(value) <= 0:
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected KEY=POSITIVE_INT with KEY one of {', '.join(PROTOCOL_KEYS)}"
         )

@@ -94,6 +94,12 @@ class Position(NamedTuple):
     mid: str
 
 
+def decimal(text: str) -> bool:
+    """Whether ``text`` is a non-negative decimal integer that ``int`` reads: ASCII digits
+    only (``"²".isdigit()`` is True too, and ``int("²")`` raises: input from a network)."""
+    return text.isascii() and text.isdigit()
+
+
 def position_text(conf: str, n: int, mid: str) -> str:
     """A position as clients store it: ``"<conf>#<n>#<mid>"`` (no part contains ``#``: daemon
     names may not)."""
@@ -103,7 +109,6 @@ def position_text(conf: str, n: int, mid: str) -> str:
 def parse_position(text: str) -> Position:
     """``position_text`` read back; ValueError naming what is wrong."""
     parts = text.split("#")
-    digits = parts[1].isascii() and parts[1].isdigit() if len(parts) == 3 else False
-    if not digits or not parts[0] or not parts[2]:
+    if len(parts) != 3 or not parts[0] or not parts[2] or not decimal(parts[1]):
         raise ValueError(f"not a position (expected '<conf>#<n>#<mid>'): {text[:200]!r}")
     return Position(parts[0], int(parts[1]), parts[2])

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import NamedTuple, Protocol
 
 from groupcomm.core.commands import RECORD, DeliverMessage
-from groupcomm.core.ids import Position, parse_position, position_text
+from groupcomm.core.ids import Position, decimal, parse_position, position_text
 from groupcomm.retainconfig import RetainRule
 
 RESTART = "restart"  # an Entry's mark: this daemon was down before this entry (section 2)
@@ -51,7 +51,7 @@ def conf_epoch(conf: str) -> int:
     ``e``; ``T<new><<old>`` delivers the old view's messages, so it is the old view's epoch."""
     view = conf.rpartition("<")[2] if conf.startswith("T") else conf[1:]
     text = view.lstrip("TR").partition(".")[0]
-    return int(text) if text.isascii() and text.isdigit() else -1  # "²".isdigit() too
+    return int(text) if decimal(text) else -1
 
 
 class Located(NamedTuple):
@@ -240,7 +240,7 @@ class GroupLog:
         configuration or in a transitional one from it, so only their runs are read."""
         view = mid.split("|")[1] if mid.count("|") == 2 else ""
         epoch_text = view.partition(".")[0]
-        epoch = int(epoch_text) if epoch_text.isascii() and epoch_text.isdigit() else -1
+        epoch = int(epoch_text) if decimal(epoch_text) else -1
         base = self.first_index
         for conf in list(self.confs):
             if conf_epoch(conf) != epoch:

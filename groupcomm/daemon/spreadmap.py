@@ -12,6 +12,7 @@ from __future__ import annotations
 import zlib
 
 from groupcomm.core.commands import DeliverMembership, DeliverMessage
+from groupcomm.core.ids import decimal
 from groupcomm.wire import spread as sp
 
 ALIAS_KEEP = 22  # characters of a long name kept in its alias: 22 + "~" + 8 hex = 31
@@ -61,8 +62,8 @@ def group_id(gid: str) -> sp.GroupId:
     conf, _, rest = gid.partition("/")
     epoch_text = conf[1:].partition(".")[0]
     counter = rest.rpartition("/")[2]
-    epoch = int(epoch_text) if epoch_text.isascii() and epoch_text.isdigit() else 0
-    index = int(counter) if counter.isascii() and counter.isdigit() else 0
+    epoch = int(epoch_text) if decimal(epoch_text) else 0
+    index = int(counter) if decimal(counter) else 0
     return (_int32(zlib.crc32(conf.encode("utf-8", "surrogatepass"))), epoch & INT32, index & INT32)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from groupcomm.core.ids import decimal
 from groupcomm.wire.errors import WireError
 
 _LEN = struct.Struct(">I")
@@ -32,8 +33,7 @@ def parse_endpoint(endpoint: str) -> tuple[str, Any]:
         prefix = f"{scheme}://"
         if endpoint.startswith(prefix):
             host, sep, port = endpoint[len(prefix) :].rpartition(":")
-            digits = port.isascii() and port.isdigit()  # "²".isdigit() is True too
-            if not sep or not host or not digits or not 0 < int(port) < 65536:
+            if not sep or not host or not decimal(port) or not 0 < int(port) < 65536:
                 raise ValueError(f"{endpoint!r}: expected {prefix}HOST:PORT")
             return scheme, (host.strip("[]"), int(port))
     raise ValueError(
