@@ -177,6 +177,7 @@ class StreamLinks(Generic[T]):
         tls: ClientTls | None = None,
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
+        unix_mode: int | None = None,
     ) -> None:
         self.reader = reader
         self.tls = tls
@@ -218,6 +219,8 @@ class StreamLinks(Generic[T]):
                 self._listeners[sock.fileno()] = sock
                 if kind == "unix":
                     self._paths.append(address)
+                    if unix_mode is not None:
+                        os.chmod(address, unix_mode)
                 elif kind == "tls":
                     self._tls_listeners.add(sock.fileno())
         except Exception:

@@ -49,6 +49,7 @@ from groupcomm.wire import spread as sp
 
 TOUCH_EVERY_MS = 1000
 ALIASES_MAX = 65536  # long names remembered so a Spread client can address them (bounded)
+_OPERATIONS = sp.JOIN_MESS | sp.LEAVE_MESS | sp.KILL_MESS  # not multicasts: no window
 
 
 @dataclass
@@ -109,6 +110,9 @@ class SpreadFrontEnd:
             fd_reserve=fd_reserve,
             refusal=sp.encode_reject(sp.REJECT_QUOTA),
             logger="groupcomm.spread",
+            # As Spread's daemon (session.c): any local user may connect; the [[acl]] rules
+            # and [clients] identities still apply, by the connecting process's uid.
+            unix_mode=0o666,
         )
 
     # ----------------------------------------------------------------- ProtocolPart
@@ -289,11 +293,20 @@ class SpreadFrontEnd:
         if why:
             self._kill(peer, why)
             return
+        # A session's messages, joins, leaves and its disconnect take effect in the order sent
+        # (Spread's Sess_read queues them so): behind held multicasts, they wait too.
+        if peer.held or (not msg.type & _OPERATIONS and not self._fits(peer, len(msg.body))):
+            self._hold(peer, msg)
+        else:
+            self._apply(peer, msg, now)
+
+    def _apply(self, peer: _Peer, msg: sp.ClientMessage, now: int) -> None:
         kind = msg.type & ~sp.SELF_DISCARD
         if kind & sp.KILL_MESS:
             self.layer.close(peer.conn, "disconnected", notify=False)
             self._forget(peer)
             self.links.drop(peer.link)
+            self._dead.add(peer.link)  # what follows in the same read is not a new client
         elif kind & (sp.JOIN_MESS | sp.LEAVE_MESS):
             req = self._request(peer, msg)
             group = self._resolve(msg.groups[0])
@@ -301,8 +314,6 @@ class SpreadFrontEnd:
                 self.layer.join(peer.conn, req, group, now)
             else:
                 self.layer.leave(peer.conn, req, group, now)
-        elif peer.held or not self._fits(peer, len(msg.body)):
-            self._hold(peer, msg)
         else:
             self._multicast(peer, msg, now)
 
@@ -319,15 +330,21 @@ class SpreadFrontEnd:
         self.links.pause(peer.link, True)  # the rest waits in the socket: TCP slows the client
 
     def _release(self, peer: _Peer, now: int) -> None:
-        while peer.held and self._fits(peer, len(peer.held[0].body)):
-            self._multicast(peer, peer.held.popleft(), now)
+        while peer.held and (
+            peer.held[0].type & _OPERATIONS or self._fits(peer, len(peer.held[0].body))
+        ):
+            self._apply(peer, peer.held.popleft(), now)
+            if peer.link not in self._peers:
+                return  # its disconnect was next: the link is gone
         if not peer.held:
             self.links.pause(peer.link, False)
 
     def _multicast(self, peer: _Peer, msg: sp.ClientMessage, now: int) -> None:
-        if not msg.groups:
-            return  # Spread delivers a message to no group to nobody
-        groups = tuple(self._resolve(g) for g in msg.groups)
+        # As Spread's G_analize_groups: each destination once, empty names skipped; a message
+        # to no group reaches nobody.
+        groups = tuple(dict.fromkeys(self._resolve(g) for g in msg.groups if g))
+        if not groups:
+            return
         service = msg.type & (sp.SERVICE_BITS | sp.SELF_DISCARD)
         req = self._request(peer, msg)
         self.layer.multicast(peer.conn, req, groups, service, msg.mess_type, msg.body, now)
@@ -348,19 +365,23 @@ class SpreadFrontEnd:
         self.warnings.warning(
             peer.link, "spread_request_refused", conn=peer.conn, op=n.op, reason=n.reason[:200]
         )
-        if msg is None:
-            return []
+        if msg is None or msg.type & sp.SELF_DISCARD:
+            return []  # Spread's reject goes to the sender only, whom SELF_DISCARD excludes
         # As Spread 5.0.1 (daemon/message.c Message_add_oldtype_to_reject): the sender's own
-        # private group is added to the groups, in place of the last one if there are 100.
+        # private group is added to the groups, in place of the last one if there are 100; a
+        # refused join reports CAUSED_BY_JOIN, not JOIN_MESS (session.c).
         groups = (*msg.groups[: sp.MAX_GROUPS_PER_MESSAGE - 1], peer.alias)
+        old_type = msg.type
+        if old_type & sp.JOIN_MESS:
+            old_type = (old_type & ~sp.JOIN_MESS) | sp.CAUSED_BY_JOIN
         return [
             sp.encode_message(
-                sp.REJECT_MESS | (msg.type & sp.SELF_DISCARD),
+                sp.REJECT_MESS,
                 peer.alias,
                 groups,
                 msg.body,
                 hint=sp.hint_for(msg.mess_type),
-                old_type=msg.type,
+                old_type=old_type,
             )
         ]
 
@@ -411,7 +432,7 @@ class SpreadFrontEnd:
     def _remember(self, *names: str) -> None:
         """Remember the full name behind an alias a Spread client may see (and address)."""
         for name in names:
-            if len(name) > sp.MAX_GROUP_NAME or not name.isascii():
+            if len(name) > sp.MAX_NAME_LEN or not name.isascii():  # as ``spread_name``
                 alias = spread_name(name)
                 if alias != name:
                     if len(self._aliases) >= ALIASES_MAX:

@@ -185,11 +185,11 @@ def connect_name_problem(name: bytes) -> int:
 
 def message_problem(msg: ClientMessage, private_name: str, max_body: int) -> str:
     """Why the daemon kills the session for ``msg``, or "" (``session.c`` validation)."""
+    # Only the service and operation bits count (session.c counts bits 0-5 and 16-18); any
+    # other bit is ignored, as there, and never delivered (the service is masked).
     kind = msg.type & ~SELF_DISCARD
     levels = kind & SERVICE_BITS
     ops = [op for op in _ONE_OP if kind & op]
-    if kind & ~(SERVICE_BITS | JOIN_MESS | LEAVE_MESS | KILL_MESS):
-        return f"unknown type bits {msg.type:#x}"
     if (1 if levels else 0) + len(ops) != 1 or (levels and levels & (levels - 1)):
         return f"type {msg.type:#x} must set exactly one service or JOIN, LEAVE, KILL"
     if msg.sender != private_name:

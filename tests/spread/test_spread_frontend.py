@@ -1,0 +1,115 @@
+"""The Spread front-end's request handling against Spread 5.0.1's daemon (session.c, groups.c),
+without sockets: what reaches the session layer, in which order, and what comes back."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from groupcomm.core.events import LeaveRequested, MulticastRequested, SessionClosed
+from groupcomm.daemon.sessions import Refused, SessionLayer
+from groupcomm.daemon.spreadfrontend import SpreadFrontEnd, _Peer
+from groupcomm.daemon.spreadmap import spread_name
+from groupcomm.wire import spread as sp
+from tests.client.harness import ListLog
+
+
+def frontend(tmp_path: Path, send_window: int = 1 << 20) -> tuple[SpreadFrontEnd, _Peer]:
+    layer = SessionLayer("d1", send_window=send_window, slow_consumer_bytes=1 << 22)
+    fe = SpreadFrontEnd([f"ipc://{tmp_path}/4803"], layer, ListLog())
+    peer = _Peer(1)
+    peer.conn = layer.open("me", True, 0, name_checked=True).conn
+    peer.alias = "#me#d1"
+    fe._peers[1] = peer
+    fe._by_conn[peer.conn] = peer
+    layer.take_events()
+    return fe, peer
+
+
+def message(mtype: int, groups: tuple[str, ...], body: bytes = b"") -> sp.ClientMessage:
+    return sp.ClientMessage(mtype, "#me#d1", groups, 0, b"\0\0\0\0", body, True)
+
+
+def test_joins_leaves_and_the_disconnect_keep_their_place_behind_held_multicasts(
+    tmp_path: Path,
+) -> None:
+    """session.c queues a session's messages in order: a leave or a disconnect sent after
+    multicasts that wait for the send window must not overtake them (the leave went first: the
+    sender never got its own messages)."""
+    fe, peer = frontend(tmp_path, send_window=100)
+    try:
+        fe._on_message(peer, message(sp.AGREED_MESS, ("G",), b"a" * 80), 0)  # in flight
+        fe._on_message(peer, message(sp.AGREED_MESS, ("G",), b"b" * 80), 0)  # held
+        fe._on_message(peer, message(sp.LEAVE_MESS, ("G",)), 0)
+        fe._on_message(peer, message(sp.KILL_MESS, ()), 0)
+        first = fe.layer.take_events()
+        assert [type(e) for e in first] == [MulticastRequested]
+        session = fe.layer.sessions[peer.conn]
+        session.in_flight = 0  # the core credited the first
+        fe._release(peer, 0)
+        rest = fe.layer.take_events()
+        assert [type(e) for e in rest] == [MulticastRequested, LeaveRequested, SessionClosed]
+        assert rest[0].payload == b"b" * 80  # type: ignore[union-attr]
+    finally:
+        fe.close()
+
+
+def test_each_destination_once_and_empty_names_skipped(tmp_path: Path) -> None:
+    """G_analize_groups: a repeated or empty destination is not refused."""
+    fe, peer = frontend(tmp_path)
+    try:
+        fe._on_message(peer, message(sp.AGREED_MESS, ("G", "H", "G", "")), 0)
+        (event,) = fe.layer.take_events()
+        assert isinstance(event, MulticastRequested) and event.groups == ("G", "H")
+        assert not [n for n in fe.layer.take_notices() if isinstance(n, Refused)]
+        fe._on_message(peer, message(sp.AGREED_MESS, ("",)), 0)
+        assert fe.layer.take_events() == []  # to no group: to nobody
+    finally:
+        fe.close()
+
+
+def test_rejects_as_spread_sends_them(tmp_path: Path) -> None:
+    """A refused join reports CAUSED_BY_JOIN as its old type; a refused SELF_DISCARD message
+    is not sent back (the reject's only recipient is its sender, whom it excludes)."""
+    fe, peer = frontend(tmp_path)
+    try:
+        fe._on_message(peer, message(sp.JOIN_MESS, ("bad name",)), 0)
+        fe._on_message(peer, message(sp.AGREED_MESS | sp.SELF_DISCARD, ("bad name",)), 0)
+        refused = [n for n in fe.layer.take_notices() if isinstance(n, Refused)]
+        assert len(refused) == 2
+        (reject,) = fe._refused(peer, refused[0])
+        old_type = int.from_bytes(reject[sp.HEADER_LEN : sp.HEADER_LEN + 4], "little")
+        assert old_type & ~sp.ENDIAN_MARKER == sp.CAUSED_BY_JOIN
+        assert fe._refused(peer, refused[1]) == []
+    finally:
+        fe.close()
+
+
+def test_a_name_of_exactly_32_bytes_is_addressable_by_its_alias(tmp_path: Path) -> None:
+    """``spread_name`` aliases every name over 31 bytes; the front-end must remember those of
+    32 bytes too, or a client replying to such a sender reaches nobody."""
+    fe, _ = frontend(tmp_path)
+    try:
+        name = "#abcdefghij#" + "d" * 20
+        assert len(name) == 32
+        fe._remember(name)
+        alias = spread_name(name)
+        assert alias != name and fe._resolve(alias) == name
+    finally:
+        fe.close()
+
+
+def test_the_unix_socket_takes_any_local_user_as_spreads(tmp_path: Path) -> None:
+    fe, _ = frontend(tmp_path)
+    try:
+        mode = stat.S_IMODE(os.stat(tmp_path / "4803").st_mode)
+        assert mode == 0o666
+    finally:
+        fe.close()
+
+
+def test_other_type_bits_are_ignored() -> None:
+    """session.c counts only the service and operation bits: others are ignored, not fatal."""
+    msg = message(sp.AGREED_MESS | sp.REG_MEMB_MESS, ("G",))
+    assert sp.message_problem(msg, "#me#d1", sp.MAX_MESSAGE_BODY_LEN) == ""
