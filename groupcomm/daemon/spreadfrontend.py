@@ -183,7 +183,7 @@ class SpreadFrontEnd:
         if peer is None:
             return
         out: list[bytes] = []
-        for n in notices:
+        for i, n in enumerate(notices):
             if type(n) is DeliverMessage:
                 out.append(data_message(n))
                 self._remember(n.sender, *n.groups)
@@ -192,7 +192,10 @@ class SpreadFrontEnd:
             match n:
                 case DeliverMembership():
                     self._remember(n.group, *n.members)
-                    message = membership_message(n)
+                    after = notices[i + 1] if i + 1 < len(notices) else None
+                    message = membership_message(
+                        n, after if isinstance(after, DeliverMembership) else None
+                    )
                     if message is not None:
                         out.append(message)
                 case Granted():

@@ -85,27 +85,41 @@ def data_message(d: DeliverMessage) -> bytes:
     )
 
 
-def lightweight_transitional(v: DeliverMembership) -> bool:
+def lightweight_transitional(v: DeliverMembership, after: DeliverMembership | None = None) -> bool:
     """Whether ``v`` is the transitional view groupcomm puts before a ``LEAVE`` or
-    ``DISCONNECT`` view inside one daemon view (``<conf>/G/n > <conf>/G/n+1``). Spread 5.0.1
-    sends no transitional message there (``groups.c``: a leave or disconnect in a group with
-    no partitioned daemon gets the lightweight regular message alone), so a Spread client gets
-    none; a transitional view of a daemon view change (the next gid is in another
-    configuration) is Spread's ``TRANSITION_MESS``."""
+    ``DISCONNECT`` view inside one daemon view (``after``: the view delivered next to the same
+    session, when known). Spread 5.0.1 sends no transitional message there (``groups.c``: a
+    leave or disconnect in a group with no partitioned daemon gets the lightweight regular
+    message alone), so a Spread client gets none; a transitional view of a daemon view change
+    is Spread's ``TRANSITION_MESS``. Told apart by the next view: a LEAVE or DISCONNECT with
+    the transitional's next gid; or, without it, by both gids being in one daemon view (not
+    enough alone: a group that got no view at the last daemon view change still has its last
+    gid from the one before)."""
     if v.kind != "transitional":
         return False
     prev, _, nxt = v.gid.partition(" > ")
+    if (
+        after is not None
+        and after.kind == "regular"
+        and after.group == v.group
+        and after.gid == nxt
+        and after.cause in ("LEAVE", "DISCONNECT")
+    ):
+        return True
     return bool(prev) and prev.partition("/")[0] == nxt.partition("/")[0]
 
 
-def membership_message(v: DeliverMembership) -> bytes | None:
+def membership_message(
+    v: DeliverMembership, after: DeliverMembership | None = None
+) -> bytes | None:
     """A group view as Spread's membership message for the session ``v.conn``: the group name
     in the sender field, the members as the groups, the group id and vs-sets in the body.
-    ``None`` for a view Spread has no message for (``lightweight_transitional``)."""
+    ``None`` for a view Spread has no message for (``lightweight_transitional``; ``after``: the
+    view delivered next to the same session, when known)."""
     group = spread_name(v.group)
     if v.kind == "self_leave":
         return sp.encode_message(sp.CAUSED_BY_LEAVE, group, (), b"")
-    if lightweight_transitional(v):
+    if lightweight_transitional(v, after):
         return None
     if v.kind == "transitional":
         body = sp.group_id_bytes(transitional_group_id(v.gid))

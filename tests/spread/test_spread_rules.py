@@ -134,6 +134,13 @@ def test_no_transitional_message_before_a_leave_or_disconnect() -> None:
     assert message[48:] == sp.group_id_bytes(group_id("R7.d1:1/G/3"))
     regular = membership_message(_view("regular", "R7.d1:1/G/4", "LEAVE"))
     assert regular is not None and regular[0:2] == bytes((0x80, 0x12))
+    # The first leave after a daemon view change that gave the group no view: its last gid is
+    # from the configuration before, as at a view change; the LEAVE view after it tells.
+    first = _view("transitional", "R7.d1:1/G/3 > R8.d1:1/G/1")
+    leave = _view("regular", "R8.d1:1/G/1", "LEAVE")
+    assert lightweight_transitional(first, leave) and membership_message(first, leave) is None
+    network = _view("regular", "R8.d1:1/G/1", "NETWORK")
+    assert not lightweight_transitional(first, network)
 
 
 def test_spread_config() -> None:
