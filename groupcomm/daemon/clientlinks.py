@@ -55,6 +55,10 @@ from groupcomm.wire.stream import RecordReader, parse_endpoint, record_header
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 READ_CHUNK = 256 << 10
+# A front-end closes a connection that opened no session this long after it was accepted: each
+# holds a descriptor, up to one request's bytes of input and its unread replies, and a stranger
+# can open them by the thousand (a status or admin tool needs well under a second).
+HELLO_WAIT_S = 30.0
 ACCEPTS_PER_TURN = 64
 FINISH_MAX = 64 << 10  # ``finish`` waits for at most this much output to drain
 ACCEPT_PAUSE_S = 1.0  # after accept() fails (no descriptors left): stop watching, then retry

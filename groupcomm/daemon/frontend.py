@@ -35,7 +35,7 @@ from groupcomm.core.commands import DeliverMembership, DeliverMessage
 from groupcomm.core.events import Event
 from groupcomm.daemon import frontends
 from groupcomm.daemon.access import Access, AuthError, Identity, Throttle
-from groupcomm.daemon.clientlinks import ClientLinks
+from groupcomm.daemon.clientlinks import HELLO_WAIT_S, ClientLinks
 from groupcomm.daemon.clienttls import ClientTls
 from groupcomm.daemon.fdlimit import reserve_for
 from groupcomm.daemon.frontend_api import SessionCommand
@@ -124,10 +124,6 @@ REQUEST_MARGIN = 64 * 1024  # framing of a request around its payloads (1,024 pe
 # long enough for its peers to suspect it. The rest of a turn's are dropped (counted).
 QUERIES_PER_LINK_TURN = 8
 QUERIES_PER_TURN = 64
-# A connection without a session is closed this long after it was accepted: each holds a
-# descriptor, up to one request's bytes of input and its unread replies, and a stranger can
-# open them by the thousand (a status or admin tool needs well under a second).
-HELLO_WAIT_S = 30.0
 
 
 class NativeFrontEnd:

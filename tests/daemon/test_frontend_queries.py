@@ -8,7 +8,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from groupcomm.daemon.frontend import HELLO_WAIT_S, QUERIES_PER_LINK_TURN, NativeFrontEnd
+from groupcomm.daemon.clientlinks import HELLO_WAIT_S
+from groupcomm.daemon.frontend import QUERIES_PER_LINK_TURN, NativeFrontEnd
 from groupcomm.daemon.readiness import Readiness
 from groupcomm.wire.client import (
     AccessReply,

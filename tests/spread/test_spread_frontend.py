@@ -4,10 +4,13 @@ without sockets: what reaches the session layer, in which order, and what comes 
 from __future__ import annotations
 
 import os
+import socket
 import stat
 from pathlib import Path
 
 from groupcomm.core.events import LeaveRequested, MulticastRequested, SessionClosed
+from groupcomm.daemon.clientlinks import HELLO_WAIT_S
+from groupcomm.daemon.readiness import Readiness
 from groupcomm.daemon.sessions import Refused, SessionLayer
 from groupcomm.daemon.spreadfrontend import SpreadFrontEnd, _Peer
 from groupcomm.daemon.spreadmap import spread_name
@@ -113,3 +116,27 @@ def test_other_type_bits_are_ignored() -> None:
     """session.c counts only the service and operation bits: others are ignored, not fatal."""
     msg = message(sp.AGREED_MESS | sp.REG_MEMB_MESS, ("G",))
     assert sp.message_problem(msg, "#me#d1", sp.MAX_MESSAGE_BODY_LEN) == ""
+
+
+def test_a_connection_that_never_connects_is_closed_after_the_hello_wait(tmp_path: Path) -> None:
+    layer = SessionLayer("d1", send_window=1 << 20, slow_consumer_bytes=1 << 22)
+    fe = SpreadFrontEnd([f"ipc://{tmp_path}/4803"], layer, ListLog())
+    now = [1000.0]
+    fe.links.clock = lambda: now[0]
+    readiness = Readiness()
+    fe.attach(readiness)
+    idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        idle.connect(str(tmp_path / "4803"))
+        for _ in range(5):
+            readiness.wait(10)
+            fe.read(0, 256)
+        now[0] += HELLO_WAIT_S + 1
+        fe.expire_links()
+        assert fe.counters["connect_timeouts"] == 1
+        idle.settimeout(2)
+        assert idle.recv(10) == b""  # closed by the daemon
+    finally:
+        idle.close()
+        fe.close()
+        readiness.close()
