@@ -19,7 +19,8 @@ Rules kept here, once for every front-end:
   ``slow_consumer_bytes`` the session is closed (``SessionClosed`` is fed to the core, so the
   groups see a DISCONNECT view) and the client is told ``Ended("slow consumer")``.
 - lagging sessions (more than half of ``slow_consumer_bytes`` behind) hold back every sender
-  (``lagging``) while they make progress. ``check_lagging(now_ms)`` (every turn while one lags)
+  (``lagging``) while they make progress: local multicasts are parked, and a join or leave
+  sent after parked multicasts waits behind them (a client's requests keep their order). ``check_lagging(now_ms)`` (every turn while one lags)
   stops counting one that has consumed nothing for ``slow_consumer_ms`` (it may be a session
   that never reads: holding the cluster for it would stall every sender until it is closed;
   deliveries go on and the byte limit closes it, or a ``consumed`` report makes it count
@@ -99,6 +100,9 @@ LAGGING_MS = 5_000  # a consumer more than half the slow-consumer limit behind f
 # ... and one that consumes nothing at all for this long while behind (a session that never
 # reads): with one opened every 3 s a 5 s hold cut cluster throughput to a third (issue 13).
 SLOW_CONSUMER_MS = 250
+# The service of a parked entry that is a join or a leave (``Session.parked``).
+PARKED_JOIN = -1
+PARKED_LEAVE = -2
 
 
 class NullLog:
@@ -181,6 +185,8 @@ class Session:
     turn: deque[tuple[str, str | None, int, int]] = field(default_factory=deque)
     # Multicasts held back while a local consumer lags (req, groups, service, msg_type,
     # payload), in order; their bytes count against the send window like accepted ones.
+    # A join or leave behind them waits too, in its place: (req, (group,), PARKED_JOIN or
+    # PARKED_LEAVE, 0, b"").
     parked: deque[tuple[int, tuple[str, ...], int, int, bytes]] = field(default_factory=deque)
     parked_bytes: int = 0
     counters: dict[str, int] = field(default_factory=dict)
@@ -392,10 +398,19 @@ class SessionLayer:
                 self.counters["denied"] += 1
                 self._refuse(conn, req, op, group, why, DENIED)
                 return False
+        if session.parked:
+            # Behind its parked multicasts (a client's requests take effect in the order sent:
+            # a leave must not overtake the messages before it).
+            marker = PARKED_JOIN if op == "join" else PARKED_LEAVE
+            session.parked.append((req, (group,), marker, 0, b""))
+            return True
+        self._hand_op(session, op, group, req)
+        return True
+
+    def _hand_op(self, session: Session, op: str, group: str, req: int) -> None:
         self._turn_of(session).append((op, group, req, 0))
         event = JoinRequested if op == "join" else LeaveRequested
-        self._events.append(event(conn=conn, group=group))
-        return True
+        self._events.append(event(conn=session.conn, group=group))
 
     def multicast(
         self,
@@ -494,6 +509,10 @@ class SessionLayer:
             parked = session.parked
             while parked and not self.lagging():
                 req, groups, service, msg_type, payload = parked.popleft()
+                if service < 0:  # a join or leave parked in its place
+                    op = "join" if service == PARKED_JOIN else "leave"
+                    self._hand_op(session, op, groups[0], req)
+                    continue
                 session.parked_bytes -= len(payload)
                 self._accept_multicast(session, req, groups, service, msg_type, payload)
         sessions = self.sessions

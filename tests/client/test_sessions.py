@@ -16,6 +16,7 @@ from groupcomm.core.commands import (
 from groupcomm.core.events import (
     Event,
     JoinRequested,
+    LeaveRequested,
     MulticastRequested,
     SessionClosed,
     SessionOpened,
@@ -295,6 +296,37 @@ def test_local_senders_wait_while_a_local_consumer_lags() -> None:
     assert slow not in s.sessions and Ended(slow, SLOW_CONSUMER) in s.take_notices()
     s.release_parked()
     assert [e.payload for e in s.take_events() if isinstance(e, MulticastRequested)] == [b"w"]
+
+
+def test_a_join_or_leave_waits_behind_parked_multicasts() -> None:
+    """A client's requests take effect in the order sent: a leave after multicasts parked for a
+    lagging local consumer is parked behind them (it went to the core first: the sender left
+    before its own messages were sent)."""
+    s = layer(send_window=2000, idle_timeout_ms=100_000)
+    slow = s.open("slow", True, 0).conn
+    sender = s.open("sender", True, 0).conn
+    core = FakeCore([slow])
+    core.handle(s.take_events())
+    for cmd in core.handle([]):
+        s.apply(cmd)
+    for _ in range(6):  # 3000 > 2500 behind
+        s.apply(remote_message(slow, b"x" * 500))
+    s.take_notices()
+    s.multicast(sender, 1, ("g",), 0x10, 0, b"y", 10)
+    s.leave(sender, 2, "g", 10)
+    s.join(sender, 3, "h", 10)
+    assert s.take_events() == []
+    s.consumed(slow, 1000, 20)
+    s.release_parked()
+    events = s.take_events()
+    assert [type(e) for e in events] == [MulticastRequested, LeaveRequested, JoinRequested]
+    assert [(op, req) for op, _, req, _ in s.sessions[sender].turn] == [
+        ("mcast", 1),
+        ("leave", 2),
+        ("join", 3),
+    ]
+    s.leave(sender, 4, "h", 30)  # nothing parked any more: straight to the core
+    assert [type(e) for e in s.take_events()] == [LeaveRequested]
 
 
 def test_a_consumer_that_consumes_nothing_stops_holding_the_senders() -> None:
