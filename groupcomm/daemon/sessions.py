@@ -20,15 +20,16 @@ Rules kept here, once for every front-end:
   groups see a DISCONNECT view) and the client is told ``Ended("slow consumer")``.
 - lagging sessions (more than half of ``slow_consumer_bytes`` behind) hold back every sender
   (``lagging``) while they make progress: local multicasts are parked, and a join or leave
-  sent after parked multicasts waits behind them (a client's requests keep their order). ``check_lagging(now_ms)`` (every turn while one lags)
-  stops counting one that has consumed nothing for ``slow_consumer_ms`` (it may be a session
-  that never reads: holding the cluster for it would stall every sender until it is closed;
-  deliveries go on and the byte limit closes it, or a ``consumed`` report makes it count
-  again), and closes one behind for ``lagging_ms`` in all. So a session that never reads
-  stalls the cluster for ``slow_consumer_ms`` at most. A front-end that sees the client move
-  bytes on its socket meanwhile says so (``reading``): a client reading a large message
-  reports it consumed only once it is whole, one sending a large request reports behind it,
-  and neither is one that never reads.
+  sent after parked multicasts waits behind them (a client's requests keep their order).
+  ``check_lagging(now_ms)`` (every turn while one lags) stops counting one that has consumed
+  nothing for ``slow_consumer_ms`` (it may be a session that never reads: holding the cluster
+  for it would stall every sender until it is closed; deliveries go on and the byte limit
+  closes it, or a ``consumed`` report makes it count again), and closes one behind for
+  ``lagging_ms`` in all. So a session that never reads stalls the cluster for
+  ``slow_consumer_ms`` at most. A front-end that sees the client move bytes on its socket
+  meanwhile says so (``reading``): a client reading a large message reports it consumed only
+  once it is whole, one sending a large request reports behind it, and neither is one that
+  never reads.
 - vanished clients: ``expire(now_ms)`` closes sessions silent for ``idle_timeout_ms``.
 - access (``groupcomm.daemon.access``): each session has the ``Identity`` its front-end
   established; ``open`` refuses a session past ``max_sessions`` or
