@@ -289,10 +289,9 @@ class StreamLinks(Generic[T]):
                     self._write(link_id)
                 if mask & READ and len(out) < limit:
                     self._read(link_id, out)
-                elif mask & ~(READ | WRITE):
-                    link = self._links.get(link_id)  # gone if the write above dropped it
-                    if link is not None and link.paused:
-                        self.drop(link_id)  # hung up while paused: level-triggered, it would spin
+                # A hang-up reads as READ (Readiness.wait): a paused link that hung up is read to
+                # its end in the next turns (what its client sent before still counts), not
+                # dropped here with its unread bytes.
             elif fd in self._listeners:
                 self._accept(self._listeners[fd])
         return out

@@ -66,6 +66,7 @@ class _Peer:
     owed: int = 0  # payload bytes queued for the client, not yet reported consumed
     counted: int = 0  # bytes written to its socket when ``owed`` was last reduced
     sent: dict[int, sp.ClientMessage] = field(default_factory=dict)  # this turn, by request
+    hung_up: bool = False  # its connection closed while multicasts were held (``_gone``)
 
 
 def _monotonic_ms() -> int:
@@ -196,6 +197,9 @@ class SpreadFrontEnd:
         peer = self._by_conn.get(conn)
         if peer is None:
             return
+        if peer.hung_up:
+            self._deliver_nowhere(peer, notices)
+            return
         out: list[bytes] = []
         for i, n in enumerate(notices):
             if type(n) is DeliverMessage:
@@ -224,6 +228,21 @@ class SpreadFrontEnd:
                     self._forget(peer)
                     return
         self._send(peer, out)
+
+    def _deliver_nowhere(self, peer: _Peer, notices: list[Notice]) -> None:
+        """A hung-up session's notices while its held multicasts drain: its credit releases
+        them; its deliveries are dropped and reported consumed, so it holds no sender back."""
+        dropped = 0
+        for n in notices:
+            if type(n) is DeliverMessage:
+                dropped += len(n.payload)
+            elif isinstance(n, Granted):
+                self._resume.add(peer.link)
+            elif isinstance(n, Ended):
+                self._forget(peer)
+                return
+        if dropped:
+            self.layer.consumed(peer.conn, dropped, self._clock())
 
     def flush_output(self) -> None:
         for link_id in self._turn_sent:
@@ -419,6 +438,15 @@ class SpreadFrontEnd:
         self.warnings.forget(link_id)
         peer = self._peers.get(link_id)
         if peer is None:
+            return
+        if peer.held and peer.conn in self.layer.sessions:
+            # What it sent before the connection closed still goes, in order, and then the
+            # session ends (Spread delivers everything sent before a disconnect); its own
+            # deliveries meanwhile have nowhere to go and count as consumed.
+            peer.hung_up = True
+            self._draining.discard(link_id)
+            if not peer.held[-1].type & sp.KILL_MESS:
+                peer.held.append(sp.ClientMessage(sp.KILL_MESS, peer.alias, (), 0, b"", b"", True))
             return
         if peer.conn and peer.conn in self.layer.sessions:
             self.layer.close(peer.conn, reason, notify=False)

@@ -8,7 +8,9 @@ import socket
 import stat
 from pathlib import Path
 
-from groupcomm.core.events import LeaveRequested, MulticastRequested, SessionClosed
+from groupcomm.core.commands import Credit
+from groupcomm.core.events import Event, LeaveRequested, MulticastRequested, SessionClosed
+from groupcomm.daemon import frontends
 from groupcomm.daemon.clientlinks import HELLO_WAIT_S
 from groupcomm.daemon.readiness import Readiness
 from groupcomm.daemon.sessions import Refused, SessionLayer
@@ -138,5 +140,50 @@ def test_a_connection_that_never_connects_is_closed_after_the_hello_wait(tmp_pat
         assert idle.recv(10) == b""  # closed by the daemon
     finally:
         idle.close()
+        fe.close()
+        readiness.close()
+
+
+def test_what_a_client_sent_before_hanging_up_still_goes(tmp_path: Path) -> None:
+    """A client floods past its send window, sends KILL and closes its socket (a script that
+    sends and exits): every multicast it sent reaches the core, in order, before its session
+    ends. The session was closed at the hang-up, with the held multicasts, before."""
+    layer = SessionLayer("d1", send_window=100, slow_consumer_bytes=1 << 22)
+    fe = SpreadFrontEnd([f"ipc://{tmp_path}/4803"], layer, ListLog())
+    readiness = Readiness()
+    fe.attach(readiness)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    events: list[Event] = []
+    last = 0
+
+    def turn() -> None:
+        nonlocal last
+        readiness.wait(10)
+        fe.read(0, 256)
+        got = layer.take_events()
+        events.extend(got)
+        for e in got:  # the core stamps every multicast at once: credit comes back
+            if isinstance(e, MulticastRequested):
+                layer.apply(Credit(e.conn, len(e.payload)))
+        last = frontends.flush(layer, (fe,), 0, last)
+
+    try:
+        client.connect(str(tmp_path / "4803"))
+        client.sendall(sp.encode_connect(3, 14, 0, 0, b"me"))
+        for _ in range(5):
+            turn()
+        client.settimeout(2)
+        assert client.recv(100)[0] == sp.ACCEPT_SESSION
+        bodies = [bytes([65 + i]) * 80 for i in range(5)]  # each one fills most of the window
+        flood = b"".join(sp.encode_message(sp.AGREED_MESS, "#me#d1", ("G",), b) for b in bodies)
+        client.sendall(flood + sp.encode_message(sp.KILL_MESS, "#me#d1", (), b""))
+        client.close()
+        for _ in range(40):
+            turn()
+        sent = [e.payload for e in events if isinstance(e, MulticastRequested)]
+        assert sent == bodies
+        assert isinstance(events[-1], SessionClosed)
+    finally:
+        client.close()
         fe.close()
         readiness.close()
