@@ -262,10 +262,10 @@ def test_a_turn_visits_only_the_sessions_that_acted() -> None:
     assert list(sessions[1].turn) == [("mcast", None, 10, 1)]  # the next turn's only
 
 
-def test_local_senders_wait_while_a_local_consumer_lags() -> None:
-    """Past half the slow-consumer limit, local multicasts are parked (in order, counted in the
-    send window) until the consumer catches up; one that stays behind is closed."""
-    s = layer(send_window=2000, idle_timeout_ms=100_000)
+def _lagging_consumer(**settings: int) -> tuple[SessionLayer, str, str]:
+    """A layer with a local consumer ``slow`` 3000 bytes behind (past half of the 5000-byte
+    limit, so it lags) and a local ``sender``: (layer, slow, sender)."""
+    s = layer(send_window=2000, idle_timeout_ms=100_000, **settings)
     slow = s.open("slow", True, 0).conn
     sender = s.open("sender", True, 0).conn
     core = FakeCore([slow])
@@ -275,6 +275,13 @@ def test_local_senders_wait_while_a_local_consumer_lags() -> None:
     for _ in range(6):  # 3000 > 2500 behind
         s.apply(remote_message(slow, b"x" * 500))
     s.take_notices()
+    return s, slow, sender
+
+
+def test_local_senders_wait_while_a_local_consumer_lags() -> None:
+    """Past half the slow-consumer limit, local multicasts are parked (in order, counted in the
+    send window) until the consumer catches up; one that stays behind is closed."""
+    s, slow, sender = _lagging_consumer()
     for req in (1, 2, 3):
         s.multicast(sender, req, ("g",), 0x10, 0, b"y" * 500, 10)
     assert s.take_events() == [] and s.counters["parked"] == 3
@@ -302,16 +309,7 @@ def test_a_join_or_leave_waits_behind_parked_multicasts() -> None:
     """A client's requests take effect in the order sent: a leave after multicasts parked for a
     lagging local consumer is parked behind them (it went to the core first: the sender left
     before its own messages were sent)."""
-    s = layer(send_window=2000, idle_timeout_ms=100_000)
-    slow = s.open("slow", True, 0).conn
-    sender = s.open("sender", True, 0).conn
-    core = FakeCore([slow])
-    core.handle(s.take_events())
-    for cmd in core.handle([]):
-        s.apply(cmd)
-    for _ in range(6):  # 3000 > 2500 behind
-        s.apply(remote_message(slow, b"x" * 500))
-    s.take_notices()
+    s, slow, sender = _lagging_consumer()
     s.multicast(sender, 1, ("g",), 0x10, 0, b"y", 10)
     s.leave(sender, 2, "g", 10)
     s.join(sender, 3, "h", 10)
@@ -333,16 +331,7 @@ def test_a_consumer_that_consumes_nothing_stops_holding_the_senders() -> None:
     """A lagging session that consumes nothing for ``slow_consumer_ms`` (one that never reads)
     no longer holds the senders: parked multicasts go on, deliveries go on until the byte limit
     closes it. A ``consumed`` report makes a lagging session hold again (issue 13)."""
-    s = layer(send_window=2000, idle_timeout_ms=100_000, slow_consumer_ms=250)
-    slow = s.open("slow", True, 0).conn
-    sender = s.open("sender", True, 0).conn
-    core = FakeCore([slow])
-    core.handle(s.take_events())
-    for cmd in core.handle([]):
-        s.apply(cmd)
-    for _ in range(6):  # 3000 > 2500 behind
-        s.apply(remote_message(slow, b"x" * 500))
-    s.take_notices()
+    s, slow, sender = _lagging_consumer(slow_consumer_ms=250)
     s.multicast(sender, 1, ("g",), 0x10, 0, b"y", 10)
     assert s.take_events() == []  # parked: the consumer holds the senders
     s.check_lagging(100)  # first seen behind
