@@ -203,6 +203,7 @@ class StreamLinks(Generic[T]):
             "refused_fds": 0,
             "tls_failed": 0,
             "tls_timeouts": 0,
+            "hello_timeouts": 0,  # links that opened no session within HELLO_WAIT_S
         }
         self._tls_listeners: set[int] = set()
         self._listeners: dict[int, socket.socket] = {}
@@ -357,9 +358,24 @@ class StreamLinks(Generic[T]):
             if not link.writing:
                 self._write(link_id)
 
-    def expire(self) -> None:
-        """Close the TLS links whose handshake did not complete in time (called about once a
-        second: a link lives at most that much longer than the timeout)."""
+    def expire(self, has_session: Callable[[int], bool] | None = None) -> None:
+        """Close the TLS links whose handshake did not complete in time and, given the front-
+        end's ``has_session``, the links that opened none within ``HELLO_WAIT_S`` (called
+        about once a second: a link lives at most that much longer than the timeout)."""
+        if has_session is not None:
+            idle = self.clock() - HELLO_WAIT_S
+            links = self._links.items()
+            for link_id in [i for i, link in links if link.opened < idle and not link.closing]:
+                if not has_session(link_id):
+                    self.counters["hello_timeouts"] += 1
+                    self.warnings.warning(
+                        "hello_timeout",
+                        "client_hello_timeout",
+                        via=self.address(link_id),
+                        after_s=HELLO_WAIT_S,
+                        closed=self.counters["hello_timeouts"],
+                    )
+                    self.drop(link_id)
         deadline = self.clock() - self.handshake_timeout_s
         late = [
             link_id
@@ -376,10 +392,6 @@ class StreamLinks(Generic[T]):
                 closed=self.counters["tls_timeouts"],
             )
             self.drop(link_id)
-
-    def opened_before(self, when: float) -> list[int]:
-        """The open links accepted before ``when`` (this object's clock)."""
-        return [i for i, link in self._links.items() if link.opened < when and not link.closing]
 
     def drop(self, link_id: int) -> None:
         """Close a link (its unsent output is discarded)."""

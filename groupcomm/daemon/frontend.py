@@ -35,7 +35,7 @@ from groupcomm.core.commands import DeliverMembership, DeliverMessage
 from groupcomm.core.events import Event
 from groupcomm.daemon import frontends
 from groupcomm.daemon.access import Access, AuthError, Identity, Throttle
-from groupcomm.daemon.clientlinks import HELLO_WAIT_S, ClientLinks
+from groupcomm.daemon.clientlinks import ClientLinks
 from groupcomm.daemon.clienttls import ClientTls
 from groupcomm.daemon.fdlimit import reserve_for
 from groupcomm.daemon.frontend_api import SessionCommand
@@ -176,7 +176,6 @@ class NativeFrontEnd:
             "malformed": 0,
             "send_failed": 0,
             "queries_dropped": 0,  # status/access requests beyond the per-turn bounds
-            "hello_timeouts": 0,  # connections closed for opening no session in HELLO_WAIT_S
         }
         self._clock = clock
         # A client may send nothing but garbage: one line per link per minute, with a count.
@@ -268,14 +267,7 @@ class NativeFrontEnd:
         return False
 
     def expire_links(self) -> None:
-        self.links.expire()
-        for link_id in self.links.opened_before(self.links.clock() - HELLO_WAIT_S):
-            if link_id not in self._by_link:
-                self.counters["hello_timeouts"] += 1
-                self.warnings.warning(
-                    (link_id, "hello"), "client_hello_timeout", link=link_id, after_s=HELLO_WAIT_S
-                )
-                self.links.drop(link_id)
+        self.links.expire(self._by_link.__contains__)
 
     def owns(self, conn: str) -> bool:
         return conn in self._by_conn

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from groupcomm.accessconfig import AccessConfig
 from groupcomm.core.commands import DeliverMembership, DeliverMessage
 from groupcomm.daemon.access import Access, AuthError, Identity
-from groupcomm.daemon.clientlinks import HELLO_WAIT_S, StreamLinks
+from groupcomm.daemon.clientlinks import StreamLinks
 from groupcomm.daemon.fdlimit import reserve_for
 from groupcomm.daemon.ratelimit import Warnings
 from groupcomm.daemon.readiness import Readiness
@@ -95,7 +95,6 @@ class SpreadFrontEnd:
             "spread_rejected": 0,
             "spread_killed": 0,
             "held": 0,
-            "connect_timeouts": 0,  # connections that opened no session in HELLO_WAIT_S
         }
         self.warnings = Warnings(log, time.monotonic)
         self._clock = clock
@@ -126,16 +125,11 @@ class SpreadFrontEnd:
         self.links.attach(readiness)
 
     def expire_links(self) -> None:
-        self.links.expire()
-        # As the native front-end's (HELLO_WAIT_S): a connection that never completes the
-        # connect holds a descriptor and its buffers for nothing.
-        for link_id in self.links.opened_before(self.links.clock() - HELLO_WAIT_S):
-            peer = self._peers.get(link_id)
-            if peer is None or not peer.conn:
-                self.counters["connect_timeouts"] += 1
-                self.warnings.warning((link_id, "connect"), "spread_connect_timeout", link=link_id)
-                self._peers.pop(link_id, None)
-                self.links.drop(link_id)
+        self.links.expire(self._has_session)  # a connect not completed: closed (HELLO_WAIT_S)
+
+    def _has_session(self, link_id: int) -> bool:
+        peer = self._peers.get(link_id)
+        return peer is not None and bool(peer.conn)
 
     def wants_turn(self) -> bool:
         # Deliveries written out are reported consumed in ``read``: without a turn for that a

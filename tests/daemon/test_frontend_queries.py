@@ -84,10 +84,10 @@ def test_a_connection_that_opens_no_session_is_closed_after_the_hello_wait(
         assert len(fe._by_link) == 1
         now[0] += HELLO_WAIT_S - 1
         fe.expire_links()
-        assert fe.counters["hello_timeouts"] == 0
+        assert fe.links.counters["hello_timeouts"] == 0
         now[0] += 2
         fe.expire_links()
-        assert fe.counters["hello_timeouts"] == 1
+        assert fe.links.counters["hello_timeouts"] == 1
         idle.settimeout(2)
         assert idle.recv(10) == b""  # closed by the daemon
         assert len(fe._by_link) == 1  # the session's connection stays

@@ -135,7 +135,7 @@ def test_a_connection_that_never_connects_is_closed_after_the_hello_wait(tmp_pat
             fe.read(0, 256)
         now[0] += HELLO_WAIT_S + 1
         fe.expire_links()
-        assert fe.counters["connect_timeouts"] == 1
+        assert fe.links.counters["hello_timeouts"] == 1
         idle.settimeout(2)
         assert idle.recv(10) == b""  # closed by the daemon
     finally:
